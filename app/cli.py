@@ -1,0 +1,256 @@
+"""The ``clickmap`` command line: database, API tokens, campaigns, demo.
+
+Commands run inside an application context, so they use the same configuration, database
+and domain modules as the web app. Errors print one clear line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from app import campaigns
+from app.auth import create_api_token
+from app.db import get_engine, get_session
+from app.errors import ClickmapError
+from app.rewriting import decode_html
+
+
+def _create_app() -> Flask:
+    from app import create_app
+
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False)
+def main() -> None:
+    """Clickmap: link analytics for email campaigns."""
+
+
+def init_app(app: Flask) -> None:
+    for command in (db_group, token_group, campaign_group):
+        app.cli.add_command(command)
+
+
+def _fail(exc: ClickmapError) -> None:
+    raise click.ClickException(f"{exc.message} [{exc.code}]")
+
+
+# -- database -------------------------------------------------------------------------------
+
+
+@click.group("db")
+def db_group() -> None:
+    """Create and upgrade the database schema."""
+
+
+@db_group.command("upgrade")
+@with_appcontext
+def db_upgrade() -> None:
+    """Create the schema, or bring it up to date (safe to repeat)."""
+    from app.migrate import current, upgrade
+
+    engine = get_engine(current_app)
+    upgrade(engine)
+    click.echo(f"database at revision {current(engine)}")
+
+
+# -- API tokens -----------------------------------------------------------------------------
+
+
+@click.group("token")
+def token_group() -> None:
+    """API tokens for senders."""
+
+
+@token_group.command("create")
+@click.argument("name")
+@with_appcontext
+def token_create(name: str) -> None:
+    """Create an API token; it is printed once and only its hash is kept."""
+    session = get_session()
+    token = create_api_token(session, name)
+    session.commit()
+    click.echo(token)
+
+
+# -- campaigns ------------------------------------------------------------------------------
+
+
+@click.group("campaign")
+def campaign_group() -> None:
+    """Register campaigns, personalize them, record deliveries."""
+
+
+def _read_part(path: Path) -> str:
+    data = path.read_bytes()
+    text, _encoding = decode_html(data)
+    return text
+
+
+def _parse_variant_files(specs: tuple[str, ...], option: str) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            name, path = "A", spec
+        found[name] = Path(path)
+    return found
+
+
+@campaign_group.command("create")
+@click.argument("name")
+@click.option("--html", "html_specs", multiple=True, required=True,
+              help="VARIANT=FILE (or just FILE for variant A); repeat per variant.")
+@click.option("--amp", "amp_specs", multiple=True, help="VARIANT=FILE with the AMP part.")
+@click.option("--utm", "utm_specs", multiple=True, help="utm_NAME=VALUE appended at redirect.")
+@click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
+@with_appcontext
+def campaign_create(
+    name: str, html_specs: tuple[str, ...], amp_specs: tuple[str, ...],
+    utm_specs: tuple[str, ...], as_json: bool,
+) -> None:
+    """Register a campaign from its email files and print the link catalog."""
+    from app.services import link_rules
+
+    htmls = _parse_variant_files(html_specs, "--html")
+    amps = _parse_variant_files(amp_specs, "--amp")
+    unknown = set(amps) - set(htmls)
+    if unknown:
+        raise click.UsageError(f"--amp for variant(s) without --html: {', '.join(sorted(unknown))}")
+    try:
+        variants = [
+            campaigns.VariantInput(v, _read_part(p), _read_part(amps[v]) if v in amps else None)
+            for v, p in htmls.items()
+        ]
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {exc.filename}: {exc.strerror}") from exc
+    utm = dict(spec.partition("=")[::2] for spec in utm_specs) or None
+    session = get_session()
+    try:
+        created = campaigns.create_campaign(
+            session, name, variants, rules=link_rules(current_app),
+            max_part_bytes=current_app.config["MAX_PART_BYTES"], utm=utm,
+        )
+    except ClickmapError as exc:
+        _fail(exc)
+        return
+    session.commit()
+    result = campaigns.catalog(created.campaign)
+    for warning in created.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    _print_catalog(result, as_json)
+
+
+def _print_catalog(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"campaign {result['id']}: {result['name']}")
+    for variant in result["variants"]:
+        links = variant["links"]
+        tracked = sum(1 for link in links if link["tracked"])
+        click.echo(f"  variant {variant['name']} ({'+'.join(variant['parts'])}): "
+                   f"{tracked} tracked, {len(links) - tracked} skipped")
+        for link in links:
+            status = "tracked" if link["tracked"] else f"skipped: {link['skip_reason']}"
+            shown = link["destination"] or link["href"]
+            click.echo(f"    {link['part']:4} #{link['position']:<3} {link['kind']:4} "
+                       f"{status:22} {shown}")
+
+
+@campaign_group.command("show")
+@click.argument("campaign_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def campaign_show(campaign_id: int, as_json: bool) -> None:
+    """Print a campaign's link catalog."""
+    try:
+        campaign = campaigns.get_campaign(get_session(), campaign_id)
+    except ClickmapError as exc:
+        _fail(exc)
+        return
+    _print_catalog(campaigns.catalog(campaign), as_json)
+
+
+def _recipient_ids(stream: TextIO) -> list[str]:
+    """Recipient ids from a CSV: the ``recipient`` column if there is a header, else column 1."""
+    rows = list(csv.reader(stream))
+    if not rows:
+        return []
+    header = [h.strip().lower() for h in rows[0]]
+    column = 0
+    for name in ("recipient", "recipient_id", "id", "email"):
+        if name in header:
+            column = header.index(name)
+            rows = rows[1:]
+            break
+    return [row[column].strip() for row in rows if len(row) > column and row[column].strip()]
+
+
+def _progress(items: list[str], label: str) -> Iterator[list[str]]:
+    """Batches of ``items``, with a progress bar on stderr when it is a terminal."""
+    batches = [items[i : i + 500] for i in range(0, len(items), 500)]
+    if not sys.stderr.isatty():
+        yield from batches
+        return
+    with click.progressbar(length=len(items), label=label, file=sys.stderr) as bar:
+        for batch in batches:
+            yield batch
+            bar.update(len(batch))
+
+
+@campaign_group.command("personalize")
+@click.argument("campaign_id", type=int)
+@click.argument("recipients", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--variant", default="A", show_default=True)
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
+              help="JSON Lines output (default: stdout).")
+@with_appcontext
+def campaign_personalize(campaign_id: int, recipients: TextIO, variant: str, output: TextIO) -> None:
+    """Write each recipient's email as one JSON line: {recipient, variant, html, amp}."""
+    from app.services import personalizer
+
+    ids = _recipient_ids(recipients)
+    session = get_session()
+    try:
+        campaign = campaigns.get_campaign(session, campaign_id)
+        chosen = campaigns.get_variant(campaign, variant)
+        engine = personalizer(current_app)
+        for batch in _progress(ids, "personalizing"):
+            for email in engine.personalize(session, chosen, batch):
+                output.write(json.dumps(email, ensure_ascii=False) + "\n")
+            session.commit()
+    except ClickmapError as exc:
+        _fail(exc)
+    output.flush()
+
+
+@campaign_group.command("deliveries")
+@click.argument("campaign_id", type=int)
+@click.argument("recipients", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--variant", default="A", show_default=True)
+@with_appcontext
+def campaign_deliveries(campaign_id: int, recipients: TextIO, variant: str) -> None:
+    """Record that the recipients in the CSV were sent this variant (idempotent)."""
+    ids = _recipient_ids(recipients)
+    session = get_session()
+    added = 0
+    try:
+        campaign = campaigns.get_campaign(session, campaign_id)
+        for batch in _progress(ids, "recording"):
+            added += campaigns.record_deliveries(session, campaign, variant, batch)
+            session.commit()
+    except ClickmapError as exc:
+        _fail(exc)
+    click.echo(f"{len(set(ids))} deliveries recorded for variant {variant} ({added} new)")
+
+

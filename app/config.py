@@ -1,0 +1,83 @@
+"""Every setting Clickmap reads, with its default, in one place.
+
+Settings come from the environment (``CLICKMAP_*``); tests and embedders pass a mapping to
+``create_app`` instead. Defaults are safe for a laptop: an embedded SQLite file in the
+instance folder and a development secret that production refuses to start with.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+# The well-known development secret. Anything signed with it is forgeable by anyone who read
+# this file, so a production start with it is refused (see ``check_production``).
+DEV_SECRET = "clickmap-development-secret-do-not-use-in-production"
+
+DEFAULTS: dict[str, Any] = {
+    # SQLAlchemy URL; None means "clickmap.sqlite3 in the instance folder".
+    "DATABASE_URL": None,
+    # Newest last: the newest key signs, every key verifies, so keys can rotate.
+    "SECRET_KEYS": [DEV_SECRET],
+    # Where recipients' clicks arrive, e.g. https://t.example.com (no trailing slash).
+    "TRACKING_BASE_URL": "http://127.0.0.1:5000",
+    # Hosts (and their subdomains) whose links are never tracked.
+    "DO_NOT_TRACK_DOMAINS": [],
+    # An attribute that, present on a link, opts that link out of tracking.
+    "OPT_OUT_ATTRIBUTE": "data-clickmap-notrack",
+    # Upper bound for one email part, and for any request body.
+    "MAX_PART_BYTES": 5 * 1024 * 1024,
+    "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+    # Batch limit of the personalize API call.
+    "MAX_PERSONALIZE_BATCH": 1000,
+    # Directory of the click spool (None means "spool" in the instance folder).
+    "SPOOL_DIR": None,
+    # "production" refuses the development secret.
+    "ENV": "development",
+}
+
+# Settings given as comma-separated lists in the environment.
+_LIST_SETTINGS = {"SECRET_KEYS", "DO_NOT_TRACK_DOMAINS"}
+_INT_SETTINGS = {"MAX_PART_BYTES", "MAX_CONTENT_LENGTH", "MAX_PERSONALIZE_BATCH"}
+
+
+def from_environ(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read ``CLICKMAP_<NAME>`` for every setting; unset ones keep their default."""
+    env = os.environ if environ is None else environ
+    settings = dict(DEFAULTS)
+    for name in DEFAULTS:
+        raw = env.get(f"CLICKMAP_{name}")
+        if raw is None or raw == "":
+            continue
+        if name in _LIST_SETTINGS:
+            settings[name] = [item.strip() for item in raw.split(",") if item.strip()]
+        elif name in _INT_SETTINGS:
+            settings[name] = int(raw)
+        else:
+            settings[name] = raw
+    return settings
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot be used as given."""
+
+
+def check(settings: Mapping[str, Any]) -> None:
+    """Refuse settings that would run but be unsafe or broken."""
+    keys = settings["SECRET_KEYS"]
+    if not keys or not all(isinstance(k, str) and k for k in keys):
+        raise ConfigError("SECRET_KEYS must be a non-empty list of non-empty strings")
+    base = str(settings["TRACKING_BASE_URL"])
+    if not base.startswith(("http://", "https://")) or base.endswith("/"):
+        raise ConfigError(
+            f"TRACKING_BASE_URL must be an http(s) URL without a trailing slash, got {base!r}"
+        )
+    if settings["ENV"] == "production":
+        if DEV_SECRET in keys:
+            raise ConfigError(
+                "refusing to start in production with the development secret: "
+                "set CLICKMAP_SECRET_KEYS to a long random value"
+            )
+        if any(len(k) < 32 for k in keys):
+            raise ConfigError("production secret keys must be at least 32 characters long")

@@ -1,0 +1,241 @@
+"""The tables, as plain typed data. Logic lives in the domain modules that receive a session.
+
+Clicks are append-only facts written by the redirector's writer; the ``*_stats`` and
+``click_hourly`` tables are aggregates the same writer keeps up to date in the same
+transaction, so reports read a few rows per link instead of counting raw clicks.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import Base
+
+# SQLite only auto-increments INTEGER PRIMARY KEY, so big ids are BIGINT elsewhere only.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(DateTime):
+    """Timezone-aware datetimes on both backends (SQLite stores them naive)."""
+
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        parent = super().result_processor(dialect, coltype)
+
+        def process(value: Any) -> Any:
+            if parent is not None:
+                value = parent(value)
+            if isinstance(value, datetime) and value.tzinfo is None:
+                value = value.replace(tzinfo=UTC)
+            return value
+
+        return process
+
+
+class Campaign(Base):
+    __tablename__ = "campaign"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Set when the campaign is deleted: its links then answer 410 Gone.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Optional UTM parameters appended at redirect time, e.g. {"utm_source": "newsletter"}.
+    utm: Mapped[dict[str, str] | None] = mapped_column(JSON, default=None)
+
+    variants: Mapped[list[Variant]] = relationship(
+        back_populates="campaign", order_by="Variant.id", cascade="all, delete-orphan"
+    )
+
+
+class Variant(Base):
+    __tablename__ = "variant"
+    __table_args__ = (UniqueConstraint("campaign_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    # Both parts are stored exactly as the sender sent them (after decoding to text).
+    html: Mapped[str] = mapped_column(Text)
+    amp: Mapped[str | None] = mapped_column(Text, default=None)
+
+    campaign: Mapped[Campaign] = relationship(back_populates="variants")
+    placements: Mapped[list[Placement]] = relationship(
+        back_populates="variant",
+        order_by="(Placement.part, Placement.position)",
+        cascade="all, delete-orphan",
+    )
+
+
+class Placement(Base):
+    """One clickable spot in one part of one variant. Immutable once created.
+
+    The same destination in two places is two placements; a VML button and the ``<a>`` it
+    stands in for are one placement with two occurrences.
+    """
+
+    __tablename__ = "placement"
+    __table_args__ = (UniqueConstraint("variant_id", "part", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), index=True
+    )
+    variant_id: Mapped[int] = mapped_column(ForeignKey("variant.id", ondelete="CASCADE"))
+    part: Mapped[str] = mapped_column(String(8))  # "html" | "amp"
+    position: Mapped[int] = mapped_column(Integer)  # document order within the part
+    kind: Mapped[str] = mapped_column(String(8))  # "a" | "area" | "vml"
+    href: Mapped[str] = mapped_column(Text)  # as written in the source
+    destination: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(String(200), default="")
+    tracked: Mapped[bool] = mapped_column(Boolean)
+    skip_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    occurrences: Mapped[int] = mapped_column(Integer, default=1)
+
+    variant: Mapped[Variant] = relationship(back_populates="placements")
+
+
+class Recipient(Base):
+    """A sender's recipient id, mapped to a small internal id that tokens carry (encrypted)."""
+
+    __tablename__ = "recipient"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Delivery(Base):
+    __tablename__ = "delivery"
+    __table_args__ = (UniqueConstraint("variant_id", "recipient_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), index=True
+    )
+    variant_id: Mapped[int] = mapped_column(ForeignKey("variant.id", ondelete="CASCADE"))
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id", ondelete="CASCADE"))
+    delivered_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Click(Base):
+    """One recorded click: an append-only fact.
+
+    ``click_id`` is minted by the redirector before it answers, so a click replayed after a
+    crash or an outage is stored exactly once. The IP is kept truncated (IPv4 /24, IPv6 /48).
+    """
+
+    __tablename__ = "click"
+    __table_args__ = (
+        Index("ix_click_placement_clicked_at", "placement_id", "clicked_at"),
+        Index("ix_click_campaign_clicked_at", "campaign_id", "clicked_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    click_id: Mapped[str] = mapped_column(String(32), unique=True)
+    clicked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    variant_id: Mapped[int] = mapped_column(ForeignKey("variant.id", ondelete="CASCADE"))
+    part: Mapped[str] = mapped_column(String(8))
+    placement_id: Mapped[int] = mapped_column(ForeignKey("placement.id", ondelete="CASCADE"))
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id", ondelete="CASCADE"))
+    method: Mapped[str] = mapped_column(String(8))
+    user_agent: Mapped[str] = mapped_column(String(512), default="")
+    device: Mapped[str] = mapped_column(String(16), default="other")
+    client: Mapped[str | None] = mapped_column(String(64), default=None)
+    ip_prefix: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+class PlacementRecipient(Base):
+    """Who clicked which placement: one row per (placement, recipient), kept by the writer.
+
+    Its row count per placement is the unique-click figure, so reports never run
+    ``COUNT(DISTINCT)`` over raw clicks.
+    """
+
+    __tablename__ = "placement_recipient"
+
+    placement_id: Mapped[int] = mapped_column(
+        ForeignKey("placement.id", ondelete="CASCADE"), primary_key=True
+    )
+    recipient_id: Mapped[int] = mapped_column(
+        ForeignKey("recipient.id", ondelete="CASCADE"), primary_key=True
+    )
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    first_clicked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_clicked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    clicks: Mapped[int] = mapped_column(Integer, default=0)
+    device: Mapped[str] = mapped_column(String(16), default="other")
+
+
+class PlacementStats(Base):
+    """Running totals per placement: total clicks and distinct recipients."""
+
+    __tablename__ = "placement_stats"
+
+    placement_id: Mapped[int] = mapped_column(
+        ForeignKey("placement.id", ondelete="CASCADE"), primary_key=True
+    )
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), index=True
+    )
+    total: Mapped[int] = mapped_column(BigInteger, default=0)
+    unique: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ClickHourly(Base):
+    """Clicks per placement, hour and device class: the source of time series and filters."""
+
+    __tablename__ = "click_hourly"
+
+    placement_id: Mapped[int] = mapped_column(
+        ForeignKey("placement.id", ondelete="CASCADE"), primary_key=True
+    )
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    device: Mapped[str] = mapped_column(String(16), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    total: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class User(Base):
+    __tablename__ = "user_account"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(150), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ApiToken(Base):
+    """A Bearer token for the JSON API. Only its SHA-256 is stored."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

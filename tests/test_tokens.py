@@ -1,0 +1,86 @@
+import base64
+import re
+
+import pytest
+
+from app.tokens import ClickToken, InvalidToken, TokenCodec
+
+TOKEN = ClickToken(campaign_id=7, variant_id=12, part="html", position=3, recipient_id=424242)
+
+
+def test_round_trip_keeps_every_field() -> None:
+    codec = TokenCodec(["k" * 40])
+    assert codec.decode(codec.encode(TOKEN)) == TOKEN
+    amp = ClickToken(2**32 - 1, 2**32 - 1, "amp", 2**16 - 1, 2**32 - 1)
+    assert codec.decode(codec.encode(amp)) == amp
+
+
+def test_url_fits_in_80_characters_with_a_30_character_base() -> None:
+    base = "https://trk.example-mail.com/x"
+    assert len(base) == 30
+    token = TokenCodec(["k" * 40]).encode(TOKEN)
+    url = f"{base}/c/{token}"
+    assert len(url) <= 80
+    assert re.fullmatch(r"[A-Za-z0-9_\-.]+", token)
+
+
+def test_token_carries_no_readable_recipient_id() -> None:
+    codec = TokenCodec(["k" * 40])
+    token = codec.encode(TOKEN)
+    payload = token.split(".")[0]
+    raw = base64.urlsafe_b64decode(payload + "==")
+    assert (424242).to_bytes(4, "big") not in raw
+    # Two recipients of the same link share no recognisable prefix either.
+    other = codec.encode(ClickToken(7, 12, "html", 3, 424243))
+    assert token[:10] != other[:10]
+
+
+def test_rotation_newest_signs_all_verify() -> None:
+    old = TokenCodec(["old-key" * 6])
+    old_token = old.encode(TOKEN)
+    rotated = TokenCodec(["old-key" * 6, "new-key" * 6])
+    new_token = rotated.encode(TOKEN)
+    assert rotated.decode(old_token) == TOKEN
+    assert rotated.decode(new_token) == TOKEN
+    assert TokenCodec(["new-key" * 6]).decode(new_token) == TOKEN
+    with pytest.raises(InvalidToken):
+        old.decode(new_token)
+
+
+def _flip(token: str, index: int) -> str:
+    ch = token[index]
+    return token[:index] + ("A" if ch != "A" else "B") + token[index + 1 :]
+
+
+GOOD = TokenCodec(["k" * 40]).encode(TOKEN)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        GOOD[:-1],  # truncated
+        GOOD[:20],
+        GOOD + "A",  # extended
+        _flip(GOOD, 0),  # tampered payload
+        _flip(GOOD, 30),  # tampered signature
+        GOOD.replace(".", ""),
+        GOOD.replace(".", "-"),
+        "." * 45,
+        "é" * 45,
+        GOOD.split(".")[1] + "." + GOOD.split(".")[0],  # halves swapped
+        TokenCodec(["another-key" * 4]).encode(TOKEN),  # other key
+    ],
+)
+def test_bad_tokens_are_rejected(bad: str) -> None:
+    with pytest.raises(InvalidToken):
+        TokenCodec(["k" * 40]).decode(bad)
+
+
+def test_different_salts_per_purpose_do_not_cross() -> None:
+    # A Flask session cookie signed with the same secret is not a click token.
+    from itsdangerous import URLSafeSerializer
+
+    cookie = URLSafeSerializer("k" * 40).dumps({"a": 1})
+    with pytest.raises(InvalidToken):
+        TokenCodec(["k" * 40]).decode(cookie)
