@@ -200,7 +200,7 @@ def ensure_recipients(session: Session, external_ids: Iterable[str]) -> dict[str
                     Recipient.external_id.in_(missing)
                 )
             )
-            found.update(dict(rows.tuples()))
+            found.update({ext: rid for ext, rid in rows})
     return found
 
 

@@ -116,6 +116,7 @@ class Placement(Base):
     occurrences: Mapped[int] = mapped_column(Integer, default=1)
 
     variant: Mapped[Variant] = relationship(back_populates="placements")
+    campaign: Mapped[Campaign] = relationship()
 
 
 class Recipient(Base):

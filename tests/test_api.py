@@ -108,9 +108,11 @@ def test_personalize_amp_links_are_https_even_with_http_base(
         assert "https://localhost:5000/c/" in email["amp"]
         assert "http://localhost" not in email["amp"]
     finally:
+        from app.db import get_engine
         from tests.conftest import _empty_tables
 
         _empty_tables(app)
+        get_engine(app).dispose()
 
 
 def test_deliveries_are_idempotent(
