@@ -65,9 +65,7 @@ def create_campaign() -> tuple[Response, int]:
     variants = []
     for raw in raw_variants:
         if not isinstance(raw, dict) or not isinstance(raw.get("html"), str):
-            raise InvalidInput(
-                "invalid_variant", "each variant needs 'name' and an 'html' string"
-            )
+            raise InvalidInput("invalid_variant", "each variant needs 'name' and an 'html' string")
         amp = raw.get("amp")
         if amp is not None and not isinstance(amp, str):
             raise InvalidInput("invalid_variant", "'amp' must be a string when given")
@@ -114,5 +112,11 @@ def deliveries(campaign_id: int) -> Response:
     campaign = campaigns.get_campaign(session, campaign_id)
     added = campaigns.record_deliveries(session, campaign, body["variant"], ids)
     session.commit()
-    return jsonify({"campaign": campaign.id, "variant": body["variant"], "recorded": len(set(ids)),
-                    "new": added})
+    return jsonify(
+        {
+            "campaign": campaign.id,
+            "variant": body["variant"],
+            "recorded": len(set(ids)),
+            "new": added,
+        }
+    )

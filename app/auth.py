@@ -7,16 +7,30 @@ passwords): the token has 256 bits of entropy, so there is nothing to brute-forc
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import hmac
+import re
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
+from flask import g, redirect, request, url_for
+from flask import session as web_session
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.wrappers import Response
 
-from app.models import ApiToken
+from app.db import get_session
+from app.errors import InvalidInput, NotFound, error_response
+from app.models import ApiToken, User
 
-TOKEN_PREFIX = "cm_"
+TOKEN_PREFIX = "cm_"  # noqa: S105 (a public marker, not a secret)
 
 
 def _hash(token: str) -> str:
@@ -39,3 +53,209 @@ def check_api_token(session: Session, token: str) -> ApiToken | None:
     if found is not None:
         found.last_used_at = datetime.now(UTC)
     return found
+
+
+# -- dashboard users --------------------------------------------------------------------------
+#
+# Passwords are slow-hashed (werkzeug's scrypt), unlike API tokens: people choose guessable
+# passwords, so a leaked hash must be expensive to attack. The login itself lives in a
+# Flask-signed cookie holding the user's id and a fingerprint of their password hash, so
+# changing a password ends every session opened with the old one.
+
+USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,149}")
+MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 1024  # hashing cost grows with length; refuse absurd inputs early
+
+_USER_ID_KEY = "user_id"
+_FINGERPRINT_KEY = "user_fp"
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            "weak_password", f"a password needs at least {MIN_PASSWORD_LENGTH} characters"
+        )
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidInput(
+            "invalid_password", f"a password has at most {MAX_PASSWORD_LENGTH} characters"
+        )
+
+
+def _find_user(session: Session, username: str) -> User | None:
+    return session.scalars(select(User).where(User.username == username)).first()
+
+
+def create_user(session: Session, username: str, password: str) -> User:
+    """Store a new user with a salted, slow hash of ``password``."""
+    if not USERNAME_PATTERN.fullmatch(username):
+        raise InvalidInput(
+            "invalid_username",
+            "a username is 1 to 150 letters, digits or . _ @ + - and starts with a letter or digit",
+        )
+    _check_password(password)
+    if _find_user(session, username) is not None:
+        raise InvalidInput("user_exists", f"a user named {username!r} already exists")
+    user = User(username=username, password_hash=generate_password_hash(password))
+    session.add(user)
+    session.flush()
+    return user
+
+
+def set_password(session: Session, username: str, password: str) -> User:
+    """Replace a user's password; sessions opened with the old one stop working."""
+    _check_password(password)
+    user = _find_user(session, username)
+    if user is None:
+        raise NotFound("unknown_user", f"there is no user named {username!r}")
+    user.password_hash = generate_password_hash(password)
+    session.flush()
+    return user
+
+
+@functools.cache
+def _decoy_hash() -> str:
+    return generate_password_hash(secrets.token_hex(16))
+
+
+def authenticate(session: Session, username: str, password: str) -> User | None:
+    """The user whose name and password match, or None.
+
+    An unknown name still costs one hash check, so response times do not reveal which
+    usernames exist.
+    """
+    if len(password) > MAX_PASSWORD_LENGTH or len(username) > 150:
+        return None
+    user = _find_user(session, username)
+    if user is None:
+        check_password_hash(_decoy_hash(), password)
+        return None
+    return user if check_password_hash(user.password_hash, password) else None
+
+
+def _fingerprint(user: User) -> str:
+    # Short and one-way: enough to notice the hash changed, useless for guessing passwords.
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+
+
+def login_user(user: User) -> None:
+    """Start a fresh session for ``user``.
+
+    Everything from the anonymous session (including its CSRF token) is dropped, so a
+    session id or token planted before login is worthless after it.
+    """
+    web_session.clear()
+    web_session.permanent = True
+    web_session[_USER_ID_KEY] = user.id
+    web_session[_FINGERPRINT_KEY] = _fingerprint(user)
+    g.clickmap_user = user
+
+
+def logout_user() -> None:
+    web_session.clear()
+    g.clickmap_user = None
+
+
+def current_user() -> User | None:
+    """The logged-in user of this request, or None (loaded once per request)."""
+    if "clickmap_user" in g:
+        found: User | None = g.clickmap_user
+        return found
+    user: User | None = None
+    user_id = web_session.get(_USER_ID_KEY)
+    if isinstance(user_id, int):
+        candidate = get_session().get(User, user_id)
+        fingerprint = web_session.get(_FINGERPRINT_KEY)
+        if (
+            candidate is not None
+            and isinstance(fingerprint, str)
+            and hmac.compare_digest(fingerprint, _fingerprint(candidate))
+        ):
+            user = candidate
+    g.clickmap_user = user
+    return user
+
+
+def safe_next(target: str | None) -> str | None:
+    """``target`` if it is a path on this site, else None: ``?next=`` must not leave the site."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or any(ord(c) < 32 for c in target):
+        return None
+    return target
+
+
+def refuse_anonymous() -> Response:
+    """The answer to a request that needs a user: 401 JSON under /api/, else the login page."""
+    if request.path.startswith("/api/"):
+        return error_response("unauthorized", "log in or send an API token", 401)
+    target = request.full_path if request.query_string else request.path
+    return redirect(url_for("dashboard.login", next=target))
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def login_required(view: F) -> F:
+    """Let only logged-in users through; others go to the login page (or get a 401 JSON)."""
+
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if current_user() is None:
+            return refuse_anonymous()
+        return view(*args, **kwargs)
+
+    return cast(F, wrapped)
+
+
+class LoginThrottle:
+    """Failed logins per username in a sliding window, kept in this process's memory.
+
+    After ``limit`` failures within ``window`` seconds the name is refused until the oldest
+    failure ages out. Per process and forgotten on restart: it slows online guessing down,
+    it is not an account lockout (which would let anyone lock anyone out for good).
+    """
+
+    MAX_NAMES = 10_000
+
+    def __init__(self, limit: int = 5, window: float = 900.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(username: str) -> str:
+        return username.strip().lower()[:150]
+
+    def _recent(self, key: str, now: float) -> list[float]:
+        times = [t for t in self._failures.get(key, []) if now - t < self.window]
+        if times:
+            self._failures[key] = times
+        else:
+            self._failures.pop(key, None)
+        return times
+
+    def retry_after(self, username: str, now: float | None = None) -> float:
+        """Seconds until ``username`` may try again; 0 when it may try now."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            times = self._recent(self._key(username), now)
+            if len(times) < self.limit:
+                return 0.0
+            return max(0.0, times[-self.limit] + self.window - now)
+
+    def failed(self, username: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        key = self._key(username)
+        with self._lock:
+            if len(self._failures) >= self.MAX_NAMES:
+                for name in list(self._failures):
+                    self._recent(name, now)
+            times = self._recent(key, now)
+            times.append(now)
+            self._failures[key] = times[-self.limit :]
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            self._failures.pop(self._key(username), None)

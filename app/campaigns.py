@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput, NotFound, TooLarge
 from app.models import Campaign, Delivery, Placement, Recipient, Variant
-from app.rewriting import CompiledPart, LinkRules, NotHTMLError, check_html, scan
+from app.rewriting import CompiledPart, LinkRules, NotHTMLError, Part, check_html, scan
 from app.tokens import TokenCodec
 
 # Gmail and other AMP clients refuse an AMP part larger than this.
@@ -88,15 +88,23 @@ def create_campaign(
     for v in variants:
         variant = Variant(name=v.name, html=v.html, amp=v.amp)
         campaign.variants.append(variant)
-        parts = [("html", v.html)] + ([("amp", v.amp)] if v.amp is not None else [])
+        parts: list[tuple[Part, str]] = [("html", v.html)]
+        if v.amp is not None:
+            parts.append(("amp", v.amp))
         for part, text in parts:
-            result = scan(text, part, rules)  # type: ignore[arg-type]
+            result = scan(text, part, rules)
             for link in result.links:
                 variant.placements.append(
                     Placement(
-                        campaign=campaign, part=part, position=link.position, kind=link.kind,
-                        href=link.href, destination=link.destination, text=link.text[:200],
-                        tracked=link.tracked, skip_reason=link.skip_reason,
+                        campaign=campaign,
+                        part=part,
+                        position=link.position,
+                        kind=link.kind,
+                        href=link.href,
+                        destination=link.destination,
+                        text=link.text[:200],
+                        tracked=link.tracked,
+                        skip_reason=link.skip_reason,
                         occurrences=link.occurrences,
                     )
                 )
@@ -185,8 +193,8 @@ def ensure_recipients(session: Session, external_ids: Iterable[str]) -> dict[str
         rows = session.execute(
             select(Recipient.external_id, Recipient.id).where(Recipient.external_id.in_(chunk))
         )
-        for ext, rid in rows:
-            found[ext] = rid
+        for ext, internal in rows:
+            found[ext] = internal
             missing.discard(ext)
         if missing:
             insert = _insert_ignore(session)
@@ -200,7 +208,7 @@ def ensure_recipients(session: Session, external_ids: Iterable[str]) -> dict[str
                     Recipient.external_id.in_(missing)
                 )
             )
-            found.update({ext: rid for ext, rid in rows})
+            found.update({ext: internal for ext, internal in rows})
     return found
 
 
@@ -254,10 +262,14 @@ class Personalizer:
         if cached is not None:
             return cached
         parts: dict[str, tuple[CompiledPart, tuple[int, ...]]] = {}
-        for part, text in (("html", variant.html), ("amp", variant.amp)):
+        sources: tuple[tuple[Part, str | None], ...] = (
+            ("html", variant.html),
+            ("amp", variant.amp),
+        )
+        for part, text in sources:
             if text is None:
                 continue
-            result = scan(text, part, self.rules)  # type: ignore[arg-type]
+            result = scan(text, part, self.rules)
             tracked = tuple(link.position for link in result.links if link.tracked)
             parts[part] = (result.compiled, tracked)
         compiled = _CompiledVariant(variant.campaign_id, variant.id, parts)

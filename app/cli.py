@@ -108,15 +108,23 @@ def _parse_variant_files(specs: tuple[str, ...], option: str) -> dict[str, Path]
 
 @campaign_group.command("create")
 @click.argument("name")
-@click.option("--html", "html_specs", multiple=True, required=True,
-              help="VARIANT=FILE (or just FILE for variant A); repeat per variant.")
+@click.option(
+    "--html",
+    "html_specs",
+    multiple=True,
+    required=True,
+    help="VARIANT=FILE (or just FILE for variant A); repeat per variant.",
+)
 @click.option("--amp", "amp_specs", multiple=True, help="VARIANT=FILE with the AMP part.")
 @click.option("--utm", "utm_specs", multiple=True, help="utm_NAME=VALUE appended at redirect.")
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
 @with_appcontext
 def campaign_create(
-    name: str, html_specs: tuple[str, ...], amp_specs: tuple[str, ...],
-    utm_specs: tuple[str, ...], as_json: bool,
+    name: str,
+    html_specs: tuple[str, ...],
+    amp_specs: tuple[str, ...],
+    utm_specs: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Register a campaign from its email files and print the link catalog."""
     from app.services import link_rules
@@ -137,8 +145,12 @@ def campaign_create(
     session = get_session()
     try:
         created = campaigns.create_campaign(
-            session, name, variants, rules=link_rules(current_app),
-            max_part_bytes=current_app.config["MAX_PART_BYTES"], utm=utm,
+            session,
+            name,
+            variants,
+            rules=link_rules(current_app),
+            max_part_bytes=current_app.config["MAX_PART_BYTES"],
+            utm=utm,
         )
     except ClickmapError as exc:
         _fail(exc)
@@ -158,13 +170,16 @@ def _print_catalog(result: dict[str, Any], as_json: bool) -> None:
     for variant in result["variants"]:
         links = variant["links"]
         tracked = sum(1 for link in links if link["tracked"])
-        click.echo(f"  variant {variant['name']} ({'+'.join(variant['parts'])}): "
-                   f"{tracked} tracked, {len(links) - tracked} skipped")
+        click.echo(
+            f"  variant {variant['name']} ({'+'.join(variant['parts'])}): "
+            f"{tracked} tracked, {len(links) - tracked} skipped"
+        )
         for link in links:
             status = "tracked" if link["tracked"] else f"skipped: {link['skip_reason']}"
             shown = link["destination"] or link["href"]
-            click.echo(f"    {link['part']:4} #{link['position']:<3} {link['kind']:4} "
-                       f"{status:22} {shown}")
+            click.echo(
+                f"    {link['part']:4} #{link['position']:<3} {link['kind']:4} {status:22} {shown}"
+            )
 
 
 @campaign_group.command("show")
@@ -212,10 +227,17 @@ def _progress(items: list[str], label: str) -> Iterator[list[str]]:
 @click.argument("campaign_id", type=int)
 @click.argument("recipients", type=click.File("r", encoding="utf-8-sig"))
 @click.option("--variant", default="A", show_default=True)
-@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
-              help="JSON Lines output (default: stdout).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.File("w", encoding="utf-8"),
+    default="-",
+    help="JSON Lines output (default: stdout).",
+)
 @with_appcontext
-def campaign_personalize(campaign_id: int, recipients: TextIO, variant: str, output: TextIO) -> None:
+def campaign_personalize(
+    campaign_id: int, recipients: TextIO, variant: str, output: TextIO
+) -> None:
     """Write each recipient's email as one JSON line: {recipient, variant, html, amp}."""
     from app.services import personalizer
 
@@ -252,5 +274,3 @@ def campaign_deliveries(campaign_id: int, recipients: TextIO, variant: str) -> N
     except ClickmapError as exc:
         _fail(exc)
     click.echo(f"{len(set(ids))} deliveries recorded for variant {variant} ({added} new)")
-
-

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 # The well-known development secret. Anything signed with it is forgeable by anyone who read
-# this file, so a production start with it is refused (see ``check_production``).
-DEV_SECRET = "clickmap-development-secret-do-not-use-in-production"
+# this file, so a production start with it is refused (see ``check``).
+DEV_SECRET = "clickmap-development-secret-do-not-use-in-production"  # noqa: S105
 
 DEFAULTS: dict[str, Any] = {
     # SQLAlchemy URL; None means "clickmap.sqlite3 in the instance folder".

@@ -1,8 +1,12 @@
-"""Deciding which links of an email get tracked, and where they really lead.
+"""Which links an email part has, where they really lead, and whether we may track them.
 
-This module knows nothing about where a link sits in the source text; it takes an ``href``
-value and answers two questions: what a recipient's mail client would open when clicking it
-(the destination), and whether we may put a tracking redirect in front of it.
+Two jobs live here, both independent of the source text's exact bytes (locating and
+replacing ``href`` values is ``app.rewriting``'s job):
+
+* the catalog: every clickable link as BeautifulSoup sees it, with the text a recipient
+  sees, including Outlook-only VML buttons hidden in ``<!--[if mso]>`` comments;
+* classification: from an ``href`` value, what a mail client would open (the destination)
+  and whether a tracking redirect may go in front of it.
 
 The guiding rule is "when in doubt, leave it alone": a link we skip still works exactly as
 the sender wrote it, while a link we wrongly rewrite breaks for every recipient.
@@ -10,11 +14,22 @@ the sender wrote it, while a link we wrongly rewrite breaks for every recipient.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from html.entities import html5 as _HTML5_ENTITIES
+from typing import Literal
 from urllib.parse import urljoin, urlsplit
+
+from bs4 import BeautifulSoup, Comment, Tag
+from bs4.element import NavigableString, PreformattedString
+
+Part = Literal["html", "amp"]
+
+TEXT_LIMIT = 200
 
 SKIP_REASONS: dict[str, str] = {
     "mailto": "E-mail address link (mailto:); there is no web page to redirect to.",
@@ -61,16 +76,16 @@ def _replace_charref(match: re.Match[str]) -> str:
         # Python's unescape already maps numeric references the way HTML5 does
         # (windows-1252 for 0x80-0x9F, U+FFFD for surrogates and out-of-range values).
         return html.unescape(match.group(0))
-    # Named references: the longest known name that prefixes the text wins (``&notit;`` is
-    # ``¬it;``). Inside attributes a name without ``;`` followed by ``=`` or an alphanumeric
-    # is left alone, so query strings like ``?a=1&copy=2`` survive as written.
+    # Named references: the longest known name that prefixes the text wins. Inside
+    # attributes a name without ``;`` followed by ``=`` or an alphanumeric is left alone,
+    # so query strings like ``?a=1&copy=2`` or ``&notify=1`` survive as written.
     source = match.string
     for length in range(min(len(body), _LONGEST_ENTITY), 0, -1):
         name = body[:length]
         if name in _HTML5_ENTITIES:
             if not name.endswith(";"):
                 after = source[match.start(1) + length : match.start(1) + length + 1]
-                if after == "=" or after.isalnum():
+                if after == "=" or (after.isascii() and after.isalnum()):
                     return match.group(0)
             return _HTML5_ENTITIES[name] + body[length:]
     return match.group(0)
@@ -184,10 +199,8 @@ def absolute_http_url(value: str, base: str | None = None) -> str | None:
 def _is_do_not_track(url: str, domains: tuple[str, ...]) -> bool:
     host = (_host_of(url) or "").lower().rstrip(".")
     forms = {host}
-    try:
+    with contextlib.suppress(UnicodeError):  # hosts Python's IDNA 2003 codec rejects
         forms.add(host.encode("idna").decode("ascii"))
-    except UnicodeError:
-        pass
     for domain in domains:
         domain = domain.strip().strip(".").lower()
         if not domain:
@@ -237,3 +250,137 @@ def classify(
     if _is_do_not_track(destination, rules.do_not_track):
         return Verdict(destination, "do_not_track")
     return Verdict(destination, None)
+
+
+# Outlook's downlevel-hidden conditional comment: <!--[if mso]> ... <![endif]-->
+CONDITIONAL = re.compile(r"\[if\b[^\]]*\]>")
+
+
+# --- catalog -----------------------------------------------------------------------------
+#
+# BeautifulSoup hands a conditional comment over as one string, so its content is parsed
+# on its own to find the VML shapes (and any plain links) Outlook will show.
+
+_BREAKING = frozenset(
+    {"br", "p", "div", "td", "th", "tr", "li", "table", "center", "blockquote", "hr"}
+    | {f"h{n}" for n in range(1, 7)}
+)
+
+
+@dataclass(frozen=True)
+class FoundLink:
+    """One link element as the parser saw it, before it is grouped into placements."""
+
+    kind: str
+    name: str
+    in_conditional: bool
+    value: str | None  # decoded href; None for an AMP link that only has [href]
+    text: str
+    opted_out: bool
+    amp_bound: bool
+
+
+def _attr(tag: Tag, name: str) -> str:
+    value = tag.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _collapse(value: str) -> str:
+    return " ".join(value.split())[:TEXT_LIMIT]
+
+
+def _visible_text(tag: Tag) -> str:
+    pieces: list[str] = []
+    for node in tag.descendants:
+        if isinstance(node, Tag):
+            if node.name in _BREAKING:
+                pieces.append(" ")
+        elif isinstance(node, NavigableString) and not isinstance(node, PreformattedString):
+            parent = node.parent
+            if parent is None or parent.name not in ("style", "script"):
+                pieces.append(str(node))
+    return _collapse("".join(pieces))
+
+
+def _link_text(tag: Tag, kind: str) -> str:
+    """What the recipient sees of a link, so reports can name it."""
+    if kind == "area":
+        return _collapse(_attr(tag, "alt") or _attr(tag, "title") or _attr(tag, "aria-label"))
+    text = _visible_text(tag)
+    if text:
+        return text
+    for img in tag.find_all("img"):
+        alt = _collapse(_attr(img, "alt"))
+        if alt:
+            return alt
+    return _collapse(_attr(tag, "title") or _attr(tag, "aria-label"))
+
+
+def _opted_out(tag: Tag, rules: LinkRules) -> bool:
+    return (
+        rules.opt_out_attribute.lower() in tag.attrs
+        or _attr(tag, "clicktracking").strip().lower() == "off"
+        or "mc:disable-tracking" in tag.attrs
+    )
+
+
+def parse_html(text: str) -> BeautifulSoup:
+    """Parse with lxml, whose tokenizer follows HTML5 like the mail clients' engines do."""
+    with warnings.catch_warnings():
+        # Short or odd inputs make BeautifulSoup warn ("looks like a URL", "looks like
+        # XML"); we parse email parts on purpose, whatever they look like.
+        warnings.simplefilter("ignore")
+        return BeautifulSoup(text, "lxml", multi_valued_attributes=None)
+
+
+def _found(tag: Tag, part: Part, rules: LinkRules, in_conditional: bool) -> FoundLink | None:
+    name = tag.name
+    href = tag.get("href")
+    amp_bound = part == "amp" and "[href]" in tag.attrs
+    if href is None and not amp_bound:
+        return None
+    if name.startswith("v:") and in_conditional and part == "html":
+        kind = "vml"
+    elif name == "a" or (name == "area" and part == "html"):
+        kind = name
+    else:
+        return None
+    return FoundLink(
+        kind=kind,
+        name=name,
+        in_conditional=in_conditional,
+        value=href if isinstance(href, str) else None,
+        text=_link_text(tag, kind),
+        opted_out=_opted_out(tag, rules),
+        amp_bound=amp_bound,
+    )
+
+
+def catalog(soup: BeautifulSoup, part: Part, rules: LinkRules) -> Iterator[FoundLink]:
+    """Link elements in document order, those inside Outlook-only comments in their place.
+
+    The AMP part has no image maps or Outlook markup: only ``<a>`` counts there.
+    """
+    for node in soup.descendants:
+        if isinstance(node, Tag):
+            found = _found(node, part, rules, in_conditional=False)
+            if found is not None:
+                yield found
+        elif isinstance(node, Comment) and part == "html":
+            conditional = CONDITIONAL.match(node)
+            if conditional is None:
+                continue
+            for tag in parse_html(node[conditional.end() :]).find_all(True):
+                found = _found(tag, part, rules, in_conditional=True)
+                if found is not None:
+                    yield found
+
+
+def base_url(soup: BeautifulSoup, part: Part) -> str | None:
+    """The document's ``<base href>``, which makes relative links absolute (first one wins)."""
+    if part != "html":
+        return None
+    base = soup.find("base", href=True)
+    if not isinstance(base, Tag):
+        return None
+    return absolute_http_url(clean_url(_attr(base, "href")))

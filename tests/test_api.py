@@ -49,7 +49,10 @@ def test_create_returns_catalog_with_reasons(client: FlaskClient, auth: dict[str
     links = response.json["variants"][0]["links"]
     html = [link for link in links if link["part"] == "html"]
     assert [(link["tracked"], link["skip_reason"]) for link in html] == [
-        (True, None), (False, "mailto"), (False, "merge_tag"), (True, None),
+        (True, None),
+        (False, "mailto"),
+        (False, "merge_tag"),
+        (True, None),
     ]
     assert html[0]["destination"] == "https://shop.example.com/sale?utm_x=1&b=2#top"
     assert html[3]["text"] == "Banner"
@@ -75,9 +78,7 @@ def test_personalize_rewrites_only_tracked_links(
     assert "{{unsubscribe_url}}" in emails[0]["html"]
     # Only the URLs differ between recipients and from the original.
     masked = re.sub(r"https://t\.example\.com/c/[\w.-]+", "URL", emails[0]["html"])
-    assert masked == HTML.replace(
-        "https://shop.example.com/sale?utm_x=1&amp;b=2#top", "URL"
-    )
+    assert masked == HTML.replace("https://shop.example.com/sale?utm_x=1&amp;b=2#top", "URL")
     assert emails[0]["html"] != emails[1]["html"]
     assert "alice" not in emails[0]["html"]
     assert re.findall(r"https://t\.example\.com/c/[\w.-]+", emails[0]["amp"])
@@ -102,7 +103,8 @@ def test_personalize_amp_links_are_https_even_with_http_base(
         cid = _create(client, headers).json["id"]
         email = client.post(
             f"/api/v1/campaigns/{cid}/variants/A/personalize",
-            json={"recipients": ["r1"]}, headers=headers,
+            json={"recipients": ["r1"]},
+            headers=headers,
         ).json["emails"][0]
         assert "http://localhost:5000/c/" in email["html"]
         assert "https://localhost:5000/c/" in email["amp"]
@@ -138,18 +140,31 @@ def test_deliveries_are_idempotent(
         ({"name": "x", "variants": [{"name": "A", "html": "\x00\x01binary<a>"}]}, 400, "not_html"),
         ({"name": "x", "variants": []}, 400, "invalid_campaign"),
         ({"name": "", "variants": [{"name": "A", "html": HTML}]}, 400, "invalid_campaign"),
-        ({"name": "x", "variants": [{"name": "A", "html": HTML}, {"name": "A", "html": HTML}]},
-         400, "invalid_variant"),
+        (
+            {"name": "x", "variants": [{"name": "A", "html": HTML}, {"name": "A", "html": HTML}]},
+            400,
+            "invalid_variant",
+        ),
         ({"name": "x", "variants": [{"name": "A", "html": 5}]}, 400, "invalid_variant"),
-        ({"name": "x", "variants": [{"name": "A", "html": HTML}, {"name": "B", "html": ""}]},
-         400, "not_html"),
-        ({"name": "x", "variants": [{"name": "A", "html": "<p>" + "x" * 6_000_000}]},
-         413, "part_too_large"),
+        (
+            {"name": "x", "variants": [{"name": "A", "html": HTML}, {"name": "B", "html": ""}]},
+            400,
+            "not_html",
+        ),
+        (
+            {"name": "x", "variants": [{"name": "A", "html": "<p>" + "x" * 6_000_000}]},
+            413,
+            "part_too_large",
+        ),
     ],
 )
 def test_bad_campaigns_get_clear_errors_and_write_nothing(
-    client: FlaskClient, auth: dict[str, str], session: Session,
-    body: dict[str, Any], status: int, code: str,
+    client: FlaskClient,
+    auth: dict[str, str],
+    session: Session,
+    body: dict[str, Any],
+    status: int,
+    code: str,
 ) -> None:
     response = client.post("/api/v1/campaigns", json=body, headers=auth)
     assert response.status_code == status
@@ -211,7 +226,8 @@ def test_api_needs_a_valid_token(client: FlaskClient, header: str | None) -> Non
 
 def test_oversized_body_is_refused(app: Flask, client: FlaskClient, auth: dict[str, str]) -> None:
     app.config["MAX_CONTENT_LENGTH"] = 1000
-    response = client.post("/api/v1/campaigns", data="x" * 5000, headers=auth,
-                           content_type="application/json")
+    response = client.post(
+        "/api/v1/campaigns", data="x" * 5000, headers=auth, content_type="application/json"
+    )
     assert response.status_code == 413
     assert response.json["error"]["code"]

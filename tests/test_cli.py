@@ -18,8 +18,19 @@ AMP = next(p for p in corpus_files("amp") if "leemunroe__amp-email-templates__si
 
 def _create(runner: FlaskCliRunner, *extra: str) -> dict:
     result = runner.invoke(
-        args=["campaign", "create", "Launch", "--html", f"A={EMAIL}", "--amp", f"A={AMP}",
-              "--html", f"B={EMAIL}", "--json", *extra]
+        args=[
+            "campaign",
+            "create",
+            "Launch",
+            "--html",
+            f"A={EMAIL}",
+            "--amp",
+            f"A={AMP}",
+            "--html",
+            f"B={EMAIL}",
+            "--json",
+            *extra,
+        ]
     )
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
