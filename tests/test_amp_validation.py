@@ -20,9 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import ampvalidator  # tests/ is on sys.path (rootdir-relative, no __init__.py)
 import pytest
-from ampvalidator import ValidationError
+
+from tests import ampvalidator
+from tests.ampvalidator import ValidationError
 
 
 def _corpus_root() -> Path | None:
