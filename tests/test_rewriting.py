@@ -11,7 +11,6 @@ import codecs
 import html
 import os
 import re
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -273,7 +272,10 @@ def test_corpus_output_identical_outside_rewritten_urls(path: Path, part: Part) 
 
 def test_corpus_is_present() -> None:
     if CORPUS is None:
-        pytest.skip("shared corpus not found beside the repository (set CLICKMAP_CORPUS)")
+        message = "shared corpus not found beside the repository (set CLICKMAP_CORPUS)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     assert len(CORPUS_FILES) >= 50
 
 
@@ -728,16 +730,6 @@ def test_compiled_part_renders_by_position_and_skips_untracked() -> None:
 def test_compiled_part_checks_its_shape() -> None:
     with pytest.raises(ValueError):
         CompiledPart(chunks=("a",), slots=(0,))
-
-
-def test_render_is_fast() -> None:
-    source = "<p>filler</p>" * 2000 + '<a href="https://x.example/">x</a>' * 100
-    result = scan(source)
-    urls = [f"https://t.example/c/{n:032d}" for n in range(len(result.links))]
-    started = time.perf_counter()
-    for _ in range(1000):
-        result.compiled.render(urls)
-    assert time.perf_counter() - started < 1.0
 
 
 # --- decoding and checking uploads -------------------------------------------------------------
