@@ -33,6 +33,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_PERSONALIZE_BATCH": 1000,
     # Directory of the click spool (None means "spool" in the instance folder).
     "SPOOL_DIR": None,
+    # The PDF renderer may fetch an email's remote images (public addresses only); turn it
+    # off to render only what Clickmap itself serves.
+    "PDF_REMOTE_IMAGES": True,
     # "production" refuses the development secret.
     "ENV": "development",
 }
@@ -40,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
 # Settings given as comma-separated lists in the environment.
 _LIST_SETTINGS = {"SECRET_KEYS", "DO_NOT_TRACK_DOMAINS"}
 _INT_SETTINGS = {"MAX_PART_BYTES", "MAX_CONTENT_LENGTH", "MAX_PERSONALIZE_BATCH"}
+_BOOL_SETTINGS = {"PDF_REMOTE_IMAGES"}
 
 
 def from_environ(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -54,6 +58,8 @@ def from_environ(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             settings[name] = [item.strip() for item in raw.split(",") if item.strip()]
         elif name in _INT_SETTINGS:
             settings[name] = int(raw)
+        elif name in _BOOL_SETTINGS:
+            settings[name] = raw.strip().lower() in {"1", "true", "yes", "on"}
         else:
             settings[name] = raw
     return settings
