@@ -36,7 +36,9 @@ def main() -> None:
 
 
 def init_app(app: Flask) -> None:
-    for command in (db_group, token_group, campaign_group):
+    from app.serving import serve_command
+
+    for command in (db_group, token_group, campaign_group, serve_command):
         app.cli.add_command(command)
 
 

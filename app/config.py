@@ -33,6 +33,17 @@ DEFAULTS: dict[str, Any] = {
     "MAX_PERSONALIZE_BATCH": 1000,
     # Directory of the click spool (None means "spool" in the instance folder).
     "SPOOL_DIR": None,
+    # How clicks reach the database: "thread" (a batch writer per process, behind the
+    # spool) or "inline" (before the answer; used by tests). None: thread unless TESTING.
+    "CLICK_WRITER": None,
+    # Seconds the writer lets clicks gather before one transaction stores them all.
+    "CLICK_BATCH_INTERVAL": 0.5,
+    # Reverse proxies in front of Clickmap whose X-Forwarded-For entries are trusted.
+    "TRUSTED_PROXY_COUNT": 0,
+    # At start, cache the links of campaigns created in the last N days (at most M links), so
+    # they keep redirecting if the database is unreachable.
+    "WARM_CAMPAIGN_DAYS": 180,
+    "WARM_PLACEMENT_LIMIT": 200_000,
     # The PDF renderer may fetch an email's remote images (public addresses only); turn it
     # off to render only what Clickmap itself serves.
     "PDF_REMOTE_IMAGES": True,
@@ -42,7 +53,15 @@ DEFAULTS: dict[str, Any] = {
 
 # Settings given as comma-separated lists in the environment.
 _LIST_SETTINGS = {"SECRET_KEYS", "DO_NOT_TRACK_DOMAINS"}
-_INT_SETTINGS = {"MAX_PART_BYTES", "MAX_CONTENT_LENGTH", "MAX_PERSONALIZE_BATCH"}
+_INT_SETTINGS = {
+    "MAX_PART_BYTES",
+    "MAX_CONTENT_LENGTH",
+    "MAX_PERSONALIZE_BATCH",
+    "TRUSTED_PROXY_COUNT",
+    "WARM_CAMPAIGN_DAYS",
+    "WARM_PLACEMENT_LIMIT",
+}
+_FLOAT_SETTINGS = {"CLICK_BATCH_INTERVAL"}
 _BOOL_SETTINGS = {"PDF_REMOTE_IMAGES"}
 
 
@@ -58,6 +77,8 @@ def from_environ(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             settings[name] = [item.strip() for item in raw.split(",") if item.strip()]
         elif name in _INT_SETTINGS:
             settings[name] = int(raw)
+        elif name in _FLOAT_SETTINGS:
+            settings[name] = float(raw)
         elif name in _BOOL_SETTINGS:
             settings[name] = raw.strip().lower() in {"1", "true", "yes", "on"}
         else:

@@ -1,12 +1,15 @@
 """The redirector: ``GET``/``HEAD`` ``/c/<token>`` -> 302 to the link's destination.
 
 The hot path: verify the token, look the placement up (cached: placements never change),
-record the click, answer. Nothing here renders templates or loads relationships.
+spool the click, answer. Nothing here renders templates, loads relationships or waits for
+the database (see ``app.tracking``). ``/healthz`` tells a load balancer how this instance is.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, redirect, request
+from flask import Blueprint, Response, current_app, jsonify, request
+from flask.blueprints import BlueprintSetupState
+from werkzeug.routing import BaseConverter
 
 from app import tracking
 from app.services import token_codec
@@ -14,22 +17,39 @@ from app.tokens import InvalidToken
 
 bp = Blueprint("redirector", __name__)
 
-NOT_FOUND_PAGE = (
-    "<!doctype html><meta charset=utf-8><title>Link not found</title>"
-    "<p>This link is not valid. It may have been mistyped or cut short.</p>"
+
+class _AnyText(BaseConverter):
+    """Everything after ``/c/``, slashes and newlines included, so that any mangled token
+    still gets the friendly page rather than the framework's bare 404."""
+
+    regex = r"[\s\S]+"
+    part_isolating = False
+
+
+@bp.record_once
+def _register_converter(state: BlueprintSetupState) -> None:
+    state.app.url_map.converters.setdefault("anytext", _AnyText)
+
+
+_PAGE = "<!doctype html><meta charset=utf-8><title>{}</title><p>{}</p>"
+NOT_FOUND_PAGE = _PAGE.format(
+    "Link not found", "This link is not valid. It may have been mistyped or cut short."
 )
-GONE_PAGE = (
-    "<!doctype html><meta charset=utf-8><title>Link expired</title>"
-    "<p>This link belonged to a campaign that has been removed.</p>"
+GONE_PAGE = _PAGE.format("Link expired", "This link belonged to a campaign that has been removed.")
+UNAVAILABLE_PAGE = _PAGE.format(
+    "Try again shortly", "This link cannot be followed right now. Please try again in a minute."
 )
 
 
-def _page(body: str, status: int) -> Response:
-    return Response(body, status, {"Content-Type": "text/html; charset=utf-8",
-                                   "Cache-Control": "no-store"})
+def _page(body: str, status: int, **headers: str) -> Response:
+    return Response(
+        body,
+        status,
+        {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store", **headers},
+    )
 
 
-@bp.route("/c/<token>", methods=["GET", "HEAD"])
+@bp.route("/c/<anytext:token>", methods=["GET", "HEAD"])
 def click(token: str) -> Response:
     try:
         decoded = token_codec(current_app).decode(token)
@@ -38,7 +58,13 @@ def click(token: str) -> Response:
         return _page(NOT_FOUND_PAGE, 404)
     except tracking.CampaignGone:
         return _page(GONE_PAGE, 410)
+    except tracking.Unavailable:
+        return _page(UNAVAILABLE_PAGE, 503, **{"Retry-After": "30"})
     tracking.record(current_app, decoded, target, request)
-    response = redirect(target.location, 302)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return Response(status=302, headers={"Location": target.location, "Cache-Control": "no-store"})
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """Always 200 while the process serves: with the database down, known links still work."""
+    return jsonify(tracking.tracker(current_app).health())

@@ -1,0 +1,339 @@
+"""Storing clicks and keeping the report aggregates exactly in step with them.
+
+``record_clicks`` inserts a batch of clicks and, in the same transaction, adds only the
+clicks it actually inserted to ``placement_recipient``, ``click_hourly`` and
+``placement_stats``. ``click_id`` is minted before the redirect is answered, so a click
+replayed after a crash or an outage conflicts with its first copy and counts nowhere twice.
+
+Concurrency: several writers (one per server process, on many hosts) may record at once.
+Every statement is an insert that resolves conflicts in the database (ON CONFLICT), rows are
+touched in one global order (table by table, key by key) so writers never deadlock, and a
+first click by a recipient is decided by the insert that won the row, never by a read.
+Pure SQLAlchemy: no Flask, works on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Table, bindparam, case, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from app.devices import classify
+from app.models import Click, ClickHourly, Placement, PlacementRecipient, PlacementStats, Recipient
+
+USER_AGENT_LIMIT = 512
+
+
+@dataclass(frozen=True, slots=True)
+class ClickEvent:
+    """One click as the redirector saw it, before anything about it is derived."""
+
+    click_id: str
+    clicked_at: datetime  # aware, UTC
+    campaign_id: int
+    variant_id: int
+    part: str
+    placement_id: int
+    recipient_id: int
+    method: str
+    user_agent: str
+    ip_prefix: str | None
+
+    def to_record(self) -> list[Any]:
+        """A compact JSON-able form for the spool."""
+        return [
+            self.click_id,
+            self.clicked_at.timestamp(),
+            self.campaign_id,
+            self.variant_id,
+            self.part,
+            self.placement_id,
+            self.recipient_id,
+            self.method,
+            self.user_agent,
+            self.ip_prefix,
+        ]
+
+    @classmethod
+    def from_record(cls, record: list[Any]) -> ClickEvent:
+        (click_id, ts, campaign, variant, part, placement, recipient, method, agent, ip) = record
+        return cls(
+            str(click_id),
+            datetime.fromtimestamp(float(ts), UTC),
+            int(campaign),
+            int(variant),
+            str(part),
+            int(placement),
+            int(recipient),
+            str(method),
+            str(agent),
+            None if ip is None else str(ip),
+        )
+
+
+def _insert(session: Session) -> Callable[..., Any]:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert
+    if dialect == "sqlite":
+        return sqlite.insert
+    raise NotImplementedError(f"clicks are recorded on PostgreSQL or SQLite, not {dialect}")
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def record_clicks(session: Session, events: Sequence[ClickEvent]) -> int:
+    """Store ``events`` and update the aggregates; returns how many clicks were new.
+
+    The caller owns the transaction (commit after, roll back on error). Replayed events
+    (a ``click_id`` already stored) are ignored entirely.
+    """
+    unique_events = list({e.click_id: e for e in events}.values())
+    if not unique_events:
+        return 0
+    insert = _insert(session)
+    rows: list[dict[str, Any]] = []
+    for e in unique_events:
+        device, client = classify(e.user_agent)
+        rows.append(
+            {
+                "click_id": e.click_id,
+                "clicked_at": e.clicked_at,
+                "campaign_id": e.campaign_id,
+                "variant_id": e.variant_id,
+                "part": e.part,
+                "placement_id": e.placement_id,
+                "recipient_id": e.recipient_id,
+                "method": e.method,
+                "user_agent": e.user_agent[:USER_AGENT_LIMIT],
+                "device": device,
+                "client": client,
+                "ip_prefix": e.ip_prefix,
+            }
+        )
+    # Core statements on the session's connection: the ORM's bulk path would add per-row
+    # bookkeeping that costs more than the insert itself.
+    connection = session.connection()
+    inserted = {row[0] for row in _insert_ignoring_conflicts(connection, insert, Click, rows)}
+    new = sorted(
+        (row for row in rows if row["click_id"] in inserted), key=lambda r: r["clicked_at"]
+    )
+    if new:
+        _add_to_aggregates(connection, insert, new)
+    return len(new)
+
+
+def _table(model: type[Any]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def _insert_ignoring_conflicts(
+    connection: Connection,
+    insert: Callable[..., Any],
+    model: type[Any],
+    rows: list[dict[str, Any]],
+) -> Sequence[Any]:
+    """Insert ``rows`` (in order), skipping those whose key exists; returns the keys of the
+    rows inserted (the unique key for clicks, the primary key otherwise)."""
+    table = _table(model)
+    key = ["click_id"] if model is Click else [c.name for c in table.primary_key.columns]
+    if connection.dialect.name != "postgresql":
+        stmt = (
+            insert(table)
+            .on_conflict_do_nothing(index_elements=key)
+            .returning(*(table.c[k] for k in key))
+        )
+        return connection.execute(stmt, rows).all()
+    # PostgreSQL: the whole batch as one JSON parameter, unpacked by the server. The
+    # statement text is the same for every batch (a multi-row VALUES list would be new SQL
+    # with thousands of parameters for the driver to rewrite), and encoding one JSON text is
+    # far cheaper for the writer than adapting a parameter per value.
+    columns = ", ".join(rows[0])
+    stmt = text(
+        f"INSERT INTO {table.name} ({columns}) SELECT {columns} "  # noqa: S608
+        f"FROM json_populate_recordset(NULL::{table.name}, :rows) "
+        f"ON CONFLICT ({', '.join(key)}) DO NOTHING RETURNING {', '.join(key)}"
+    )
+    return connection.execute(stmt, {"rows": _json(rows)}).all()
+
+
+def _add_to_aggregates(
+    connection: Connection, insert: Callable[..., Any], clicks: list[dict[str, Any]]
+) -> None:
+    # Per (placement, recipient): campaign, clicks, first, last, device of the first click.
+    pairs: dict[tuple[int, int], dict[str, Any]] = {}
+    hourly: dict[tuple[int, datetime, str], dict[str, Any]] = {}
+    stats: dict[int, dict[str, Any]] = {}
+    for c in clicks:  # in time order, so the first seen is the first click
+        key = (c["placement_id"], c["recipient_id"])
+        pair = pairs.get(key)
+        if pair is None:
+            pairs[key] = {
+                "placement_id": key[0],
+                "recipient_id": key[1],
+                "campaign_id": c["campaign_id"],
+                "first_clicked_at": c["clicked_at"],
+                "last_clicked_at": c["clicked_at"],
+                "clicks": 1,
+                "device": c["device"],
+            }
+        else:
+            pair["clicks"] += 1
+            pair["last_clicked_at"] = c["clicked_at"]
+        hour_key = (c["placement_id"], _hour(c["clicked_at"]), c["device"])
+        bucket = hourly.setdefault(
+            hour_key,
+            {
+                "placement_id": hour_key[0],
+                "hour": hour_key[1],
+                "device": hour_key[2],
+                "campaign_id": c["campaign_id"],
+                "total": 0,
+            },
+        )
+        bucket["total"] += 1
+        stat = stats.setdefault(
+            c["placement_id"],
+            {
+                "placement_id": c["placement_id"],
+                "campaign_id": c["campaign_id"],
+                "total": 0,
+                "unique": 0,
+            },
+        )
+        stat["total"] += 1
+
+    ordered = [pairs[key] for key in sorted(pairs)]
+    if connection.dialect.name == "postgresql":
+        first_time = _upsert_pairs_postgresql(connection, ordered)
+    else:
+        first_time = {
+            (row[0], row[1])
+            for row in _insert_ignoring_conflicts(connection, insert, PlacementRecipient, ordered)
+        }
+        again = [p for p in ordered if (p["placement_id"], p["recipient_id"]) not in first_time]
+        if again:
+            _bump_pairs(connection, again)
+    for placement_id, _recipient in first_time:
+        stats[placement_id]["unique"] += 1
+
+    hourly_table = _table(ClickHourly)
+    stmt = insert(hourly_table)
+    connection.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["placement_id", "hour", "device"],
+            set_={"total": hourly_table.c.total + stmt.excluded.total},
+        ),
+        [hourly[key] for key in sorted(hourly)],
+    )
+    stats_table = _table(PlacementStats)
+    stmt = insert(stats_table)
+    connection.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["placement_id"],
+            set_={
+                "total": stats_table.c.total + stmt.excluded.total,
+                "unique": stats_table.c.unique + stmt.excluded.unique,
+            },
+        ),
+        [stats[key] for key in sorted(stats)],
+    )
+
+
+def _json(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, default=_iso, separators=(",", ":"))
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _upsert_pairs_postgresql(
+    connection: Connection, pairs: list[dict[str, Any]]
+) -> set[tuple[int, int]]:
+    """One statement for every (placement, recipient) of the batch; returns the pairs that
+    are new. ``xmax = 0`` holds exactly for a row this statement inserted (an updated row
+    carries our transaction id), the usual PostgreSQL idiom for "inserted or updated"."""
+    table = _table(PlacementRecipient)
+    columns = ", ".join(pairs[0])
+    stmt = text(
+        f"INSERT INTO {table.name} AS pr ({columns}) SELECT {columns} "  # noqa: S608
+        f"FROM json_populate_recordset(NULL::{table.name}, :rows) "
+        "ON CONFLICT (placement_id, recipient_id) DO UPDATE SET "
+        "clicks = pr.clicks + excluded.clicks, "
+        "device = CASE WHEN excluded.first_clicked_at < pr.first_clicked_at "
+        "THEN excluded.device ELSE pr.device END, "
+        "first_clicked_at = LEAST(pr.first_clicked_at, excluded.first_clicked_at), "
+        "last_clicked_at = GREATEST(pr.last_clicked_at, excluded.last_clicked_at) "
+        "RETURNING placement_id, recipient_id, xmax = 0"
+    )
+    rows = connection.execute(stmt, {"rows": _json(pairs)})
+    return {(row[0], row[1]) for row in rows if row[2]}
+
+
+def _bump_pairs(connection: Connection, pairs: list[dict[str, Any]]) -> None:
+    """Add clicks to (placement, recipient) rows that existed before this batch (SQLite,
+    where one writer at a time holds the database, so the two steps cannot interleave)."""
+    table = _table(PlacementRecipient)
+    when = PlacementRecipient.first_clicked_at.type
+    first = bindparam("b_first", type_=when)
+    last = bindparam("b_last", type_=when)
+    earlier = first < table.c.first_clicked_at
+    # Every SET expression sees the row as it was, so ``earlier`` is judged on the old value:
+    # a replayed older click (from another process's spool) moves "first" back correctly.
+    stmt = (
+        update(table)
+        .where(
+            table.c.placement_id == bindparam("b_placement"),
+            table.c.recipient_id == bindparam("b_recipient"),
+        )
+        .values(
+            clicks=table.c.clicks + bindparam("b_clicks"),
+            first_clicked_at=case((earlier, first), else_=table.c.first_clicked_at),
+            device=case((earlier, bindparam("b_device")), else_=table.c.device),
+            last_clicked_at=case(
+                (last > table.c.last_clicked_at, last), else_=table.c.last_clicked_at
+            ),
+        )
+    )
+    connection.execute(
+        stmt,
+        [
+            {
+                "b_placement": p["placement_id"],
+                "b_recipient": p["recipient_id"],
+                "b_clicks": p["clicks"],
+                "b_first": p["first_clicked_at"],
+                "b_last": p["last_clicked_at"],
+                "b_device": p["device"],
+            }
+            for p in pairs
+        ],
+    )
+
+
+def known_only(session: Session, events: Sequence[ClickEvent]) -> list[ClickEvent]:
+    """The events whose placement and recipient still exist.
+
+    A campaign or recipient removed for good (not just marked deleted) between the click and
+    its write would make the whole batch fail on a foreign key; those clicks have nothing
+    left to count against, so the writer drops them (and says so) instead of retrying forever.
+    """
+    placements = {e.placement_id for e in events}
+    recipients = {e.recipient_id for e in events}
+    found_p = set(session.scalars(select(Placement.id).where(Placement.id.in_(placements))))
+    found_r = set(session.scalars(select(Recipient.id).where(Recipient.id.in_(recipients))))
+    return [e for e in events if e.placement_id in found_p and e.recipient_id in found_r]

@@ -1,0 +1,231 @@
+"""``record_clicks``: clicks stored once, aggregates exactly in step, on each database."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.models import (
+    Campaign,
+    Click,
+    ClickHourly,
+    Placement,
+    PlacementRecipient,
+    PlacementStats,
+    Recipient,
+    Variant,
+)
+from app.recording import ClickEvent, known_only, record_clicks
+
+DESKTOP = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120 Safari/537.36"
+PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
+NOON = datetime(2026, 5, 4, 12, 30, tzinfo=UTC)
+
+
+class World:
+    def __init__(self, session: Session) -> None:
+        campaign = Campaign(name="c")
+        session.add(campaign)
+        session.flush()
+        variant = Variant(campaign_id=campaign.id, name="A", html="<a>")
+        session.add(variant)
+        session.flush()
+        self.placements = []
+        for position in range(2):
+            placement = Placement(
+                campaign_id=campaign.id,
+                variant_id=variant.id,
+                part="html",
+                position=position,
+                kind="a",
+                href="h",
+                destination="https://e",
+                tracked=True,
+            )
+            session.add(placement)
+            self.placements.append(placement)
+        self.recipients = [Recipient(external_id=f"r{i}") for i in range(3)]
+        session.add_all(self.recipients)
+        session.commit()
+        self.campaign_id, self.variant_id = campaign.id, variant.id
+
+    def click(
+        self,
+        placement: int = 0,
+        recipient: int = 0,
+        at: datetime = NOON,
+        agent: str = DESKTOP,
+        method: str = "GET",
+    ) -> ClickEvent:
+        return ClickEvent(
+            secrets.token_hex(16),
+            at,
+            self.campaign_id,
+            self.variant_id,
+            "html",
+            self.placements[placement].id,
+            self.recipients[recipient].id,
+            method,
+            agent,
+            "192.0.2.0/24",
+        )
+
+
+@pytest.fixture
+def world(session: Session) -> World:
+    return World(session)
+
+
+def aggregates(session: Session) -> dict[str, object]:
+    """The aggregate tables, and what they must equal when computed from raw clicks."""
+    session.expire_all()
+    raw_total = {
+        p: n
+        for p, n in session.execute(
+            select(Click.placement_id, func.count()).group_by(Click.placement_id)
+        )
+    }
+    raw_unique = {
+        p: n
+        for p, n in session.execute(
+            select(Click.placement_id, func.count(func.distinct(Click.recipient_id))).group_by(
+                Click.placement_id
+            )
+        )
+    }
+    stats = {s.placement_id: (s.total, s.unique) for s in session.scalars(select(PlacementStats))}
+    assert stats == {p: (raw_total[p], raw_unique[p]) for p in raw_total}
+    pairs = {
+        (p.placement_id, p.recipient_id): p for p in session.scalars(select(PlacementRecipient))
+    }
+    raw_pairs = session.execute(
+        select(
+            Click.placement_id,
+            Click.recipient_id,
+            func.count(),
+            func.min(Click.clicked_at),
+            func.max(Click.clicked_at),
+        ).group_by(Click.placement_id, Click.recipient_id)
+    ).all()
+    assert {(p, r): n for p, r, n, _, _ in raw_pairs} == {k: v.clicks for k, v in pairs.items()}
+    hourly: dict[tuple[int, str], int] = {}
+    for h in session.scalars(select(ClickHourly)):
+        hourly[(h.placement_id, h.device)] = hourly.get((h.placement_id, h.device), 0) + h.total
+    raw_devices = dict(
+        ((p, d), n)
+        for p, d, n in session.execute(
+            select(Click.placement_id, Click.device, func.count()).group_by(
+                Click.placement_id, Click.device
+            )
+        )
+    )
+    assert hourly == raw_devices
+    return {"stats": stats, "pairs": pairs}
+
+
+def test_clicks_and_aggregates(session: Session, world: World) -> None:
+    events = [
+        world.click(0, 0, NOON),
+        world.click(0, 0, NOON + timedelta(minutes=40), PHONE),
+        world.click(0, 1, NOON, PHONE, "HEAD"),
+        world.click(1, 2, NOON),
+    ]
+    assert record_clicks(session, events) == 4
+    session.commit()
+    found = aggregates(session)
+    assert found["stats"] == {world.placements[0].id: (3, 2), world.placements[1].id: (1, 1)}
+    hours = {
+        (h.placement_id, h.hour.replace(tzinfo=UTC), h.device): h.total
+        for h in session.scalars(select(ClickHourly))
+    }
+    p0, p1 = world.placements[0].id, world.placements[1].id
+    assert hours == {
+        (p0, NOON.replace(minute=0), "desktop"): 1,
+        (p0, NOON.replace(minute=0), "mobile"): 1,
+        (p0, NOON.replace(hour=13, minute=0), "mobile"): 1,
+        (p1, NOON.replace(minute=0), "desktop"): 1,
+    }
+    assert [c.method for c in session.scalars(select(Click).order_by(Click.id))] == [
+        "GET",
+        "GET",
+        "HEAD",
+        "GET",
+    ]
+
+
+def test_replays_count_once(session: Session, world: World) -> None:
+    events = [world.click(0, 0), world.click(0, 1)]
+    assert record_clicks(session, events) == 2
+    session.commit()
+    assert record_clicks(session, events) == 0  # the whole batch again
+    assert record_clicks(session, [*events[:1], world.click(0, 0), *events]) == 1  # mixed
+    session.commit()
+    found = aggregates(session)
+    assert found["stats"] == {world.placements[0].id: (3, 2)}
+    assert record_clicks(session, []) == 0
+
+
+def test_first_click_wins_even_when_it_arrives_late(session: Session, world: World) -> None:
+    # A click spooled by a process that died is replayed after newer clicks were stored.
+    record_clicks(session, [world.click(0, 0, NOON, PHONE)])
+    session.commit()
+    record_clicks(session, [world.click(0, 0, NOON - timedelta(hours=3), DESKTOP)])
+    session.commit()
+    pair = session.scalars(select(PlacementRecipient)).one()
+    assert (pair.clicks, pair.device) == (2, "desktop")
+    assert pair.first_clicked_at.replace(tzinfo=UTC) == NOON - timedelta(hours=3)
+    assert pair.last_clicked_at.replace(tzinfo=UTC) == NOON
+    assert session.scalars(select(PlacementStats)).one().unique == 1
+
+
+def test_known_only_drops_clicks_of_removed_placements(session: Session, world: World) -> None:
+    kept = world.click(0, 0)
+    session.delete(world.placements[1])
+    session.commit()
+    gone = world.click(0, 0)
+    gone = ClickEvent(
+        **{**{f: getattr(gone, f) for f in gone.__dataclass_fields__}, "placement_id": 999_999}
+    )
+    assert known_only(session, [kept, gone]) == [kept]
+
+
+def test_spool_record_round_trip(world: World) -> None:
+    event = world.click(agent='Mozilla ☃ "quoted"')
+    assert ClickEvent.from_record(event.to_record()) == event
+
+
+def test_concurrent_writers_and_replays_stay_consistent(app: Flask, world: World) -> None:
+    """Eight writers at once, each with its own connection, some replaying the others'
+    clicks: totals, uniques and per-recipient rows come out exact."""
+    factory = app.extensions["clickmap.sessionmaker"]
+    batches = [[world.click(p % 2, r % 3) for p in range(5) for r in range(5)] for _ in range(8)]
+    failures: list[BaseException] = []
+
+    def write(mine: list[ClickEvent], replayed: list[ClickEvent]) -> None:
+        try:
+            for chunk in (mine[:12], replayed, mine[12:], mine):
+                with factory() as s:
+                    record_clicks(s, chunk)
+                    s.commit()
+        except BaseException as exc:  # surfaced below
+            failures.append(exc)
+
+    threads = [
+        threading.Thread(target=write, args=(batches[i], batches[(i + 1) % 8])) for i in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert failures == []
+    with factory() as s:
+        assert s.scalar(select(func.count()).select_from(Click)) == 8 * 25
+        found = aggregates(s)
+        p0, p1 = world.placements[0].id, world.placements[1].id
+        assert found["stats"] == {p0: (8 * 15, 3), p1: (8 * 10, 3)}
