@@ -1,0 +1,516 @@
+"""The campaign heatmap: the email as sent, each tracked link colored by how much it is clicked.
+
+Pure domain code (no Flask): ``build_view`` turns a campaign and the viewer's choices
+(``ViewParams``) into plain figures, and ``email_document`` turns an email part and those
+figures into a self-contained HTML document for a sandboxed frame. The page, the JSON API
+and the PDF all go through ``tier_for``, so a link is the same color everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import charts, stats
+from app.campaigns import get_campaign
+from app.errors import InvalidInput, NotFound
+from app.links import SKIP_REASONS, LinkRules
+from app.models import Placement, Variant
+from app.rewriting import scan
+
+TIERS = ("red", "orange", "yellow", "green", "blue", "gray")
+# Lower bounds of each colored tier as a share of the top link's value, highest first.
+TIER_THRESHOLDS = (("red", 0.8), ("orange", 0.6), ("yellow", 0.4), ("green", 0.2))
+# All at least 4.5:1 against white, so the white numbers on the badges stay readable.
+TIER_COLORS: dict[str, str] = {
+    "red": "#B71C1C",
+    "orange": "#C2410C",
+    "yellow": "#8A6A00",
+    "green": "#2E7D32",
+    "blue": "#1565C0",
+    "gray": "#616161",
+}
+LEGEND_LABELS: dict[str, str] = {
+    "red": "≥ 80% of the top link",
+    "orange": "60–80% of the top link",
+    "yellow": "40–60% of the top link",
+    "green": "20–40% of the top link",
+    "blue": "under 20% of the top link",
+    "gray": "no clicks",
+}
+# Percentages computed through floats (4/7*100 against 5/7*100) must not fall a hair short.
+_TOLERANCE = 1e-9
+
+METRICS = ("total", "unique", "rate", "share")
+PARTS = ("html", "amp")
+PERIODS = ("all", "24h", "7d", "30d", "custom")
+SORTS = ("metric", "position")
+_PERIOD_HOURS = {"24h": 24, "7d": 7 * 24, "30d": 30 * 24}
+
+
+def tier_for(value: float, max_value: float) -> str:
+    """The tier of a link: its value as a share of the top link's value.
+
+    0 (or a top value of 0) is gray; otherwise ratio = value / max_value and
+    ratio >= 0.8 is red, >= 0.6 orange, >= 0.4 yellow, >= 0.2 green, anything lower blue.
+    Relative to the top link rather than to fixed counts, so a small campaign still shows
+    where attention went. Boundaries allow a 1e-9 rounding slack.
+    """
+    if not value > 0 or not max_value > 0:  # also catches NaN
+        return "gray"
+    ratio = value / max_value
+    for tier, threshold in TIER_THRESHOLDS:
+        if ratio >= threshold - _TOLERANCE:
+            return tier
+    return "blue"
+
+
+def legend() -> list[tuple[str, str]]:
+    return [(tier, LEGEND_LABELS[tier]) for tier in TIERS]
+
+
+def format_value(metric: str, value: float) -> str:
+    """How a link's figure is written on its badge and in the pane."""
+    if metric in ("rate", "share"):
+        return f"{value:.1f}%"
+    return f"{int(value):,}"
+
+
+# --- what the viewer asked for ------------------------------------------------------------
+
+
+def _choice(name: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise InvalidInput(
+            "invalid_view", f"{name} must be one of {', '.join(allowed)}; got {value!r}"
+        )
+
+
+def _parse_date(name: str, raw: str | None) -> date | None:
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    try:
+        parsed = date.fromisoformat(raw)
+    except ValueError:
+        parsed = None
+    if parsed is None or len(raw) != 10 or not 2000 <= parsed.year <= 2999:
+        raise InvalidInput("invalid_view", f"{name} must be a date like 2025-03-31; got {raw!r}")
+    return parsed
+
+
+@dataclass(frozen=True)
+class ViewParams:
+    """The heatmap's switches, validated on construction so a bad URL fails early and clearly."""
+
+    metric: str = "total"  # total | unique | rate | share
+    variant: str | None = None  # None: the campaign's first variant
+    part: str = "html"  # html | amp
+    period: str = "all"  # all | 24h | 7d | 30d | custom
+    start: date | None = None  # custom period, inclusive UTC dates
+    end: date | None = None
+    device: str | None = None  # desktop | mobile | tablet | other
+    sort: str = "metric"  # metric | position
+
+    def __post_init__(self) -> None:
+        _choice("metric", self.metric, METRICS)
+        _choice("part", self.part, PARTS)
+        _choice("period", self.period, PERIODS)
+        _choice("sort", self.sort, SORTS)
+        if self.device is not None:
+            _choice("device", self.device, stats.DEVICES)
+        if self.variant is not None and not self.variant.strip():
+            raise InvalidInput("invalid_view", "variant must not be empty")
+        if self.period == "custom":
+            if self.start is None and self.end is None:
+                raise InvalidInput("invalid_view", "a custom period needs a start or an end date")
+            if self.start is not None and self.end is not None and self.start > self.end:
+                raise InvalidInput("invalid_view", f"start {self.start} is after end {self.end}")
+        elif self.start is not None or self.end is not None:
+            raise InvalidInput("invalid_view", "start and end only apply to period=custom")
+
+    @classmethod
+    def from_query(cls, args: Mapping[str, str]) -> ViewParams:
+        """Read query-string arguments; empty values mean the default, unknown keys are
+        ignored (pages add their own), and dates are dropped unless the period is custom."""
+
+        def get(key: str) -> str | None:
+            value = args.get(key)
+            value = value.strip() if isinstance(value, str) else None
+            return value or None
+
+        period = get("period") or "all"
+        start = _parse_date("start", get("start"))
+        end = _parse_date("end", get("end"))
+        if period != "custom":
+            start = end = None
+        return cls(
+            metric=get("metric") or "total",
+            variant=get("variant"),
+            part=get("part") or "html",
+            period=period,
+            start=start,
+            end=end,
+            device=get("device"),
+            sort=get("sort") or "metric",
+        )
+
+    def to_query(self, **changes: Any) -> dict[str, str]:
+        """Query arguments for this view with ``changes`` applied, defaults left out, so
+        shared URLs stay short and survive new defaults."""
+        if changes.get("period", self.period) != "custom":
+            changes.setdefault("start", None)
+            changes.setdefault("end", None)
+        changed = dataclasses.replace(self, **changes)
+        query: dict[str, str] = {}
+        for f in dataclasses.fields(changed):
+            value = getattr(changed, f.name)
+            if value is None or value == f.default:
+                continue
+            query[f.name] = value.isoformat() if isinstance(value, date) else str(value)
+        return query
+
+
+def period_bounds(params: ViewParams, now: datetime) -> tuple[datetime | None, datetime | None]:
+    """``(since, until)`` of the chosen period; until is exclusive, None means open.
+
+    Rolling periods are whole UTC hours ("24h" is the current hour and the 23 before it),
+    because totals come from hourly buckets and must agree with the uniques.
+    """
+    if params.period in _PERIOD_HOURS:
+        hours = _PERIOD_HOURS[params.period]
+        return stats.floor_hour(now) - timedelta(hours=hours - 1), None
+    if params.period == "custom":
+        since = datetime.combine(params.start, time(), UTC) if params.start else None
+        until = (
+            datetime.combine(params.end + timedelta(days=1), time(), UTC) if params.end else None
+        )
+        return since, until
+    return None, None
+
+
+# --- the figures ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkStat:
+    placement_id: int
+    position: int
+    kind: str
+    text: str
+    destination: str | None
+    href: str
+    total: int
+    unique: int
+    rate: float | None  # unique / delivered x 100; None when nothing was delivered
+    share: float  # this link's total / all links' total x 100
+    value: float  # the chosen metric's figure (0 for an unknown rate)
+    tier: str
+    label: str = ""  # ``value`` as shown on the badge, e.g. "1,234" or "12.5%"
+
+
+@dataclass(frozen=True)
+class SkippedLink:
+    position: int
+    kind: str
+    href: str
+    text: str
+    reason: str  # a key of app.links.SKIP_REASONS
+    message: str  # the sentence shown to the sender
+
+
+@dataclass(frozen=True)
+class HeatmapView:
+    campaign_id: int
+    campaign_name: str
+    created_at: datetime
+    params: ViewParams
+    variants: list[str]
+    parts: list[str]  # parts of the chosen variant
+    delivered: int
+    total: int
+    unique: int
+    rate: float | None
+    links: list[LinkStat]
+    skipped: list[SkippedLink]
+    legend: list[tuple[str, str]]
+    time_chart_svg: str
+    device_chart_svg: str
+    variant: str  # the chosen variant's name (params.variant may be None)
+
+
+def _basis(metric: str, total: int, unique: int, delivered: int) -> int:
+    # Tiers and sorting use the exact counts behind each metric: a rate is unique/delivered
+    # and a share is total/sum, so ranking by the integers gives the same order without
+    # float noise. An unknown rate (nothing delivered) ranks everything as 0.
+    if metric in ("total", "share"):
+        return total
+    if metric == "rate" and not delivered:
+        return 0
+    return unique
+
+
+def build_view(
+    session: Session, campaign_id: int, params: ViewParams, now: datetime | None = None
+) -> HeatmapView:
+    """Everything the heatmap page, API and PDF show, for one campaign and set of switches.
+
+    Raises NotFound for an unknown or deleted campaign, an unknown variant, or an AMP part
+    the variant does not have.
+    """
+    now = now or datetime.now(UTC)
+    campaign = get_campaign(session, campaign_id)
+    variant_rows = session.execute(
+        select(Variant.id, Variant.name, Variant.amp.is_not(None))
+        .where(Variant.campaign_id == campaign_id)
+        .order_by(Variant.id)
+    ).all()
+    chosen = next((row for row in variant_rows if params.variant in (None, row.name)), None)
+    if chosen is None:
+        names = ", ".join(row.name for row in variant_rows)
+        raise NotFound(
+            "variant_not_found",
+            f"campaign {campaign_id} has no variant {params.variant!r} ({names})",
+        )
+    variant_id, variant_name, has_amp = chosen
+    parts = ["html", "amp"] if has_amp else ["html"]
+    if params.part not in parts:
+        raise NotFound("part_not_found", f"variant {variant_name!r} has no {params.part} part")
+    since, until = period_bounds(params, now)
+    filters = (since, until, params.device)
+    placements = session.scalars(
+        select(Placement)
+        .where(Placement.variant_id == variant_id, Placement.part == params.part)
+        .order_by(Placement.position)
+    ).all()
+    counts = stats.link_counts(session, campaign_id, variant_id, params.part, *filters)
+    delivered, total, unique = stats.campaign_summary(
+        session, campaign_id, variant_id, params.part, *filters
+    )
+    tracked = [p for p in placements if p.tracked]
+    all_links = sum(counts.get(p.id, (0, 0))[0] for p in tracked)
+    metric = params.metric
+    top = max((_basis(metric, *counts.get(p.id, (0, 0)), delivered) for p in tracked), default=0)
+    links: list[LinkStat] = []
+    for p in tracked:
+        link_total, link_unique = counts.get(p.id, (0, 0))
+        rate = stats.click_rate(link_unique, delivered)
+        share = link_total / all_links * 100 if all_links else 0.0
+        value = {"total": link_total, "unique": link_unique, "rate": rate or 0.0}.get(metric, share)
+        basis = _basis(metric, link_total, link_unique, delivered)
+        links.append(
+            LinkStat(
+                placement_id=p.id, position=p.position, kind=p.kind, text=p.text,
+                destination=p.destination, href=p.href, total=link_total, unique=link_unique,
+                rate=rate, share=share, value=float(value), tier=tier_for(basis, top),
+                label="n/a" if metric == "rate" and rate is None else format_value(metric, value),
+            )
+        )  # fmt: skip
+    if params.sort == "metric":
+        links.sort(key=lambda s: (-_basis(metric, s.total, s.unique, delivered), s.position))
+    skipped = [
+        SkippedLink(
+            position=p.position, kind=p.kind, href=p.href, text=p.text,
+            reason=p.skip_reason or "", message=SKIP_REASONS.get(p.skip_reason or "", ""),
+        )
+        for p in placements
+        if not p.tracked
+    ]  # fmt: skip
+    points, split = stats.activity(session, campaign_id, variant_id, params.part, *filters, now=now)
+    return HeatmapView(
+        campaign_id=campaign.id,
+        campaign_name=campaign.name,
+        created_at=campaign.created_at,
+        params=params,
+        variants=[row.name for row in variant_rows],
+        parts=parts,
+        delivered=delivered,
+        total=total,
+        unique=unique,
+        rate=stats.click_rate(unique, delivered),
+        links=links,
+        skipped=skipped,
+        legend=legend(),
+        time_chart_svg=charts.time_chart(points),
+        device_chart_svg=charts.device_chart(split),
+        variant=variant_name,
+    )
+
+
+# --- the email, colored -------------------------------------------------------------------
+
+# Find every link an installation could have tracked: no do-not-track domains, and an
+# opt-out attribute name no tag can carry (names never contain spaces). Which of them are
+# colored is decided by the stored placements passed in, not by this scan.
+_EVERY_LINK = LinkRules(do_not_track=(), opt_out_attribute=" ")
+_HEAD_OR_BODY = re.compile(
+    r"<!--.*?-->|<(script|style|title|textarea)\b[^>]*>.*?</\1\s*>|(</head\s*>|<body\b)",
+    re.IGNORECASE | re.DOTALL,
+)
+_DOCTYPE = re.compile(r"(?:\s|<!--.*?-->)*<!doctype[^>]*>", re.IGNORECASE | re.DOTALL)
+_AMP_RUNTIME = re.compile(
+    r"<script\b[^>]*\bsrc\s*=\s*[\"']?https://cdn\.ampproject\.org/[^>]*>\s*</script\s*>",
+    re.IGNORECASE,
+)
+_AMP_IMAGE = re.compile(r"<amp-(?:img|anim)\b((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>", re.IGNORECASE)
+_AMP_IMAGE_END = re.compile(r"</amp-(?:img|anim)\s*>", re.IGNORECASE)
+_ATTRIBUTE = re.compile(r"""([^\s"'>/=]+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s>"']+))?""")
+_KEPT_IMAGE_ATTRIBUTES = ("src", "srcset", "alt", "width", "height", "class")
+
+
+def _splice(text: str, part: str, positions: set[int]) -> str:
+    """The part with each wanted link's href value swapped for ``#cm-<position>`` and an
+    ``id`` added right after it; every other byte is the sender's."""
+    compiled = scan(text, part, _EVERY_LINK).compiled  # type: ignore[arg-type]
+    chunks = list(compiled.chunks)
+    values: list[str] = []
+    cursor = 0
+    for i in range(len(compiled.slots)):
+        start = cursor + len(compiled.chunks[i])
+        # The next chunk starts with the character that ended the value (its quote, or a
+        # space or ">" when unquoted), which the value itself cannot contain.
+        end = text.find(compiled.chunks[i + 1], start)
+        values.append(text[start:end])
+        cursor = end
+    for i, position in enumerate(compiled.slots):
+        if position not in positions:
+            continue
+        values[i] = f"#cm-{position}"
+        quote, following = chunks[i][-1:], chunks[i + 1]
+        injected = f' id="cm-{position}"'
+        if quote in ("'", '"') and following.startswith(quote):
+            chunks[i + 1] = quote + injected + following[1:]
+        else:
+            chunks[i + 1] = injected + following
+    pieces = [chunks[0]]
+    for value, chunk in zip(values, chunks[1:], strict=True):
+        pieces += [value, chunk]
+    return "".join(pieces)
+
+
+def _static_image(match: re.Match[str]) -> str:
+    kept = [
+        m.group(0)
+        for m in _ATTRIBUTE.finditer(match.group(1))
+        if m.group(1).lower() in _KEPT_IMAGE_ATTRIBUTES
+    ]
+    return "<img " + " ".join([*kept, "data-cm-amp"]) + ">"
+
+
+def _static_amp(document: str) -> str:
+    """AMP without its runtime: images as plain ``<img>``, runtime scripts gone."""
+    document = _AMP_RUNTIME.sub("", document)
+    document = _AMP_IMAGE.sub(_static_image, document)
+    return _AMP_IMAGE_END.sub("", document)
+
+
+def _css_string(value: str) -> str:
+    return (
+        '"' + "".join(c if c.isalnum() or c in " ,.%/-" else f"\\{ord(c):x} " for c in value) + '"'
+    )
+
+
+def _overlay_css(part: str, links: Sequence[LinkStat], highlight: int | None) -> str:
+    def sel(position: int, suffix: str = "") -> str:
+        return f'[href="#cm-{position}"]{suffix}'
+
+    rules = ["/* Clickmap heatmap overlay */"]
+    if links:
+        every = ",".join(sel(link.position) for link in links)
+        badges = ",".join(sel(link.position, "::after") for link in links)
+        rules.append(
+            f"{every}{{position:relative!important;outline-offset:1px;scroll-margin:48px}}"
+        )
+        rules.append(
+            f"{badges}{{position:absolute;top:-9px;right:-9px;z-index:2147483647;"
+            "padding:1px 5px;border-radius:9px;color:#fff;font:700 11px/1.35 Arial,Helvetica,"
+            "sans-serif;white-space:nowrap;text-decoration:none;pointer-events:none;"
+            "box-shadow:0 0 0 1px #fff}"
+        )
+    for tier in TIERS:
+        tiered = [link.position for link in links if link.tier == tier]
+        if not tiered:
+            continue
+        color = TIER_COLORS[tier]
+        red, green, blue = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+        rules.append(
+            ",".join(sel(p) for p in tiered) + f"{{outline:3px solid {color}!important;"
+            f"background-color:rgba({red},{green},{blue},.14)!important}}"
+        )
+        rules.append(",".join(sel(p, "::after") for p in tiered) + f"{{background:{color}}}")
+    for link in links:
+        label = link.label or format_value("total", link.value)
+        rules.append(f"{sel(link.position, '::after')}{{content:{_css_string(label)}}}")
+    strong = [sel(link.position, ":target") for link in links]
+    if highlight is not None:
+        strong.append(sel(highlight))
+    if strong and links:
+        rules.append(
+            ",".join(strong) + "{outline:5px solid #000!important;outline-offset:3px;"
+            "box-shadow:0 0 0 8px rgba(255,214,0,.85)!important;"
+            "animation:cm-pulse 1s ease-in-out 3}"
+        )
+        rules.append(
+            "@keyframes cm-pulse{50%{outline-offset:8px;box-shadow:0 0 0 14px rgba(255,214,0,.35)}}"
+        )
+        rules.append("@media (prefers-reduced-motion:reduce){*{animation:none!important}}")
+    if part == "amp":
+        # The AMP boilerplate hides the body until the runtime starts, which it never will.
+        rules.append("body{visibility:visible!important;animation:none!important}")
+        rules.append("img[data-cm-amp]{max-width:100%;height:auto}")
+        rules.append("[fallback],[placeholder]{display:none!important}")
+    return '<style id="clickmap-overlay">\n' + "\n".join(rules) + "\n</style>\n"
+
+
+def _style_offset(document: str) -> int:
+    """Where the overlay goes: before ``</head>``, else before ``<body``, else after the
+    doctype (before it would switch the email to quirks mode)."""
+    for match in _HEAD_OR_BODY.finditer(document):
+        if match.group(2):
+            return match.start()
+    doctype = _DOCTYPE.match(document)
+    return doctype.end() if doctype else 0
+
+
+def email_document(
+    variant_part_text: str,
+    part: str,
+    links: Sequence[LinkStat],
+    *,
+    highlight: int | None = None,
+) -> str:
+    """The email as sent, for display in a sandboxed frame, with the heatmap on top.
+
+    Each link in ``links`` points at ``#cm-<position>`` and carries ``id="cm-<position>"``,
+    so a pane row linking to that fragment makes it ``:target`` and pulses it (as does
+    ``highlight``). Colors and number badges are one appended ``<style>``; no script is
+    added, and the sender's own markup is kept byte for byte (the frame's sandbox and CSP
+    stop its scripts). Links not in ``links`` keep their real address.
+    """
+    if part not in PARTS:
+        raise ValueError(f"unknown part {part!r}; expected 'html' or 'amp'")
+    document = _splice(variant_part_text, part, {link.position for link in links})
+    if part == "amp":
+        document = _static_amp(document)
+    offset = _style_offset(document)
+    return document[:offset] + _overlay_css(part, links, highlight) + document[offset:]
+
+
+def view_document(session: Session, view: HeatmapView, *, highlight: int | None = None) -> str:
+    """``email_document`` for a built view: loads the chosen variant's part."""
+    column = Variant.amp if view.params.part == "amp" else Variant.html
+    text = session.scalar(
+        select(column).where(Variant.campaign_id == view.campaign_id, Variant.name == view.variant)
+    )
+    if text is None:
+        raise NotFound(
+            "variant_not_found", f"variant {view.variant!r} has no {view.params.part} part"
+        )
+    return email_document(text, view.params.part, view.links, highlight=highlight)
