@@ -34,7 +34,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["SECRET_KEY"] = settings["SECRET_KEYS"][-1]
     app.config["SECRET_KEY_FALLBACKS"] = list(settings["SECRET_KEYS"][:-1])
 
-    from app import api, cli, db, errors, redirector, tracking
+    from app import api, cli, dashboard, db, errors, redirector, reports, tracking
 
     db.init_app(app)
     errors.init_app(app)
@@ -42,4 +42,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     tracking.init_app(app)
     app.register_blueprint(redirector.bp)
     app.register_blueprint(api.bp, url_prefix="/api/v1")
+    dashboard.init_app(app)
+    reports.init_app(app)
     return app

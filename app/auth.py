@@ -55,6 +55,14 @@ def check_api_token(session: Session, token: str) -> ApiToken | None:
     return found
 
 
+def bearer_token(session: Session, authorization: str) -> ApiToken | None:
+    """The stored token an ``Authorization: Bearer <token>`` header carries, or None."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return check_api_token(session, token.strip())
+
+
 # -- dashboard users --------------------------------------------------------------------------
 #
 # Passwords are slow-hashed (werkzeug's scrypt), unlike API tokens: people choose guessable
