@@ -35,6 +35,8 @@ check: setup  ## Lint, format check and type check
 
 bench: setup  ## Run the benchmarks (figures are ratios against a baseline of the same run)
 	$(BIN)/python bench/personalize
+	$(BIN)/python bench/redirect
+	$(BIN)/python bench/heatmap
 
 clean:  ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

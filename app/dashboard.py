@@ -28,6 +28,7 @@ import click
 from flask import (
     Blueprint,
     Flask,
+    Request,
     Response,
     current_app,
     flash,
@@ -39,7 +40,7 @@ from flask import (
     url_for,
 )
 from flask.cli import with_appcontext
-from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -118,6 +119,13 @@ class _SessionInterface(SecureCookieSessionInterface):
     Setting ``SESSION_COOKIE_SECURE`` (behind a TLS-terminating proxy without ProxyFix, say)
     still forces it on.
     """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        # Recipients following tracked links carry no session cookie: hand them an empty
+        # session without building the cookie serializer, which would cost every redirect.
+        if self.get_cookie_name(app) not in request.cookies:
+            return None if not app.secret_key else self.session_class()
+        return super().open_session(app, request)
 
     def get_cookie_secure(self, app: Flask) -> bool:
         if app.config["SESSION_COOKIE_SECURE"]:
