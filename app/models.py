@@ -221,6 +221,84 @@ class ClickHourly(Base):
     total: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class PartClicker(Base):
+    """Who clicked anything in one part of one variant: one row per recipient, kept by the
+    writer. A new row is what adds one to ``part_stats.unique``."""
+
+    __tablename__ = "part_clicker"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True
+    )
+    variant_id: Mapped[int] = mapped_column(
+        ForeignKey("variant.id", ondelete="CASCADE"), primary_key=True
+    )
+    part: Mapped[str] = mapped_column(String(8), primary_key=True)
+    recipient_id: Mapped[int] = mapped_column(
+        ForeignKey("recipient.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class CampaignClicker(Base):
+    """Who clicked anything in a campaign (any variant, any part): one row per recipient.
+    A new row is what adds one to ``campaign_stats.unique``."""
+
+    __tablename__ = "campaign_clicker"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True
+    )
+    recipient_id: Mapped[int] = mapped_column(
+        ForeignKey("recipient.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class PartStats(Base):
+    """Running totals per variant part: clicks on any link, and distinct clickers."""
+
+    __tablename__ = "part_stats"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True
+    )
+    variant_id: Mapped[int] = mapped_column(
+        ForeignKey("variant.id", ondelete="CASCADE"), primary_key=True
+    )
+    part: Mapped[str] = mapped_column(String(8), primary_key=True)
+    total: Mapped[int] = mapped_column(BigInteger, default=0)
+    unique: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CampaignStats(Base):
+    """Running totals per campaign: clicks on any link, and distinct clickers."""
+
+    __tablename__ = "campaign_stats"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True
+    )
+    total: Mapped[int] = mapped_column(BigInteger, default=0)
+    unique: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class PartHourly(Base):
+    """Clicks per variant part, hour and device class: ``click_hourly`` without the link,
+    so the time chart and the device split read (hours x devices) rows, not x links."""
+
+    __tablename__ = "part_hourly"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True
+    )
+    variant_id: Mapped[int] = mapped_column(
+        ForeignKey("variant.id", ondelete="CASCADE"), primary_key=True
+    )
+    part: Mapped[str] = mapped_column(String(8), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    device: Mapped[str] = mapped_column(String(16), primary_key=True)
+    total: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class User(Base):
     __tablename__ = "user_account"
 

@@ -1,9 +1,16 @@
 """Storing clicks and keeping the report aggregates exactly in step with them.
 
 ``record_clicks`` inserts a batch of clicks and, in the same transaction, adds only the
-clicks it actually inserted to ``placement_recipient``, ``click_hourly`` and
-``placement_stats``. ``click_id`` is minted before the redirect is answered, so a click
-replayed after a crash or an outage conflicts with its first copy and counts nowhere twice.
+clicks it actually inserted to the aggregates: per link (``placement_recipient``,
+``click_hourly``, ``placement_stats``), per variant part (``part_clicker``, ``part_hourly``,
+``part_stats``) and per campaign (``campaign_clicker``, ``campaign_stats``). ``click_id`` is
+minted before the redirect is answered, so a click replayed after a crash or an outage
+conflicts with its first copy and counts nowhere twice.
+
+Distinct clickers of a part or a campaign are counted the way distinct clickers of a link
+are: a row per recipient, and the counter grows by the rows an insert actually created.
+Only a (link, recipient) pair created by this batch can bring a new clicker, so a batch of
+repeat clicks adds no clicker work at all.
 
 Concurrency: several writers (one per server process, on many hosts) may record at once.
 Every statement is an insert that resolves conflicts in the database (ON CONFLICT), rows are
@@ -26,7 +33,19 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from app.devices import classify
-from app.models import Click, ClickHourly, Placement, PlacementRecipient, PlacementStats, Recipient
+from app.models import (
+    CampaignClicker,
+    CampaignStats,
+    Click,
+    ClickHourly,
+    PartClicker,
+    PartHourly,
+    PartStats,
+    Placement,
+    PlacementRecipient,
+    PlacementStats,
+    Recipient,
+)
 
 USER_AGENT_LIMIT = 512
 
@@ -146,6 +165,8 @@ def _insert_ignoring_conflicts(
 ) -> Sequence[Any]:
     """Insert ``rows`` (in order), skipping those whose key exists; returns the keys of the
     rows inserted (the unique key for clicks, the primary key otherwise)."""
+    if not rows:
+        return []
     table = _table(model)
     key = ["click_id"] if model is Click else [c.name for c in table.primary_key.columns]
     if connection.dialect.name != "postgresql":
@@ -171,12 +192,25 @@ def _insert_ignoring_conflicts(
 def _add_to_aggregates(
     connection: Connection, insert: Callable[..., Any], clicks: list[dict[str, Any]]
 ) -> None:
+    """Add newly stored ``clicks`` (in time order) to every aggregate.
+
+    Tables are written in one global order, each batch's rows sorted by key:
+    placement_recipient, part_clicker, campaign_clicker, click_hourly, part_hourly,
+    placement_stats, part_stats, campaign_stats. The one-row-per-campaign counters come last
+    so their (hot) row locks are held for the shortest time before the commit.
+    """
     # Per (placement, recipient): campaign, clicks, first, last, device of the first click.
     pairs: dict[tuple[int, int], dict[str, Any]] = {}
-    hourly: dict[tuple[int, datetime, str], dict[str, Any]] = {}
-    stats: dict[int, dict[str, Any]] = {}
+    # Where each placement lives: (campaign, variant, part).
+    parts_of: dict[int, tuple[int, int, str]] = {}
+    hourly: dict[tuple[int, datetime, str], int] = {}
+    part_hourly: dict[tuple[int, int, str, datetime, str], int] = {}
+    placement_totals: dict[int, int] = {}
+    part_totals: dict[tuple[int, int, str], int] = {}
+    campaign_totals: dict[int, int] = {}
     for c in clicks:  # in time order, so the first seen is the first click
-        key = (c["placement_id"], c["recipient_id"])
+        placement_id = c["placement_id"]
+        key = (placement_id, c["recipient_id"])
         pair = pairs.get(key)
         if pair is None:
             pairs[key] = {
@@ -191,28 +225,16 @@ def _add_to_aggregates(
         else:
             pair["clicks"] += 1
             pair["last_clicked_at"] = c["clicked_at"]
-        hour_key = (c["placement_id"], _hour(c["clicked_at"]), c["device"])
-        bucket = hourly.setdefault(
-            hour_key,
-            {
-                "placement_id": hour_key[0],
-                "hour": hour_key[1],
-                "device": hour_key[2],
-                "campaign_id": c["campaign_id"],
-                "total": 0,
-            },
-        )
-        bucket["total"] += 1
-        stat = stats.setdefault(
-            c["placement_id"],
-            {
-                "placement_id": c["placement_id"],
-                "campaign_id": c["campaign_id"],
-                "total": 0,
-                "unique": 0,
-            },
-        )
-        stat["total"] += 1
+        part = (c["campaign_id"], c["variant_id"], c["part"])
+        parts_of[placement_id] = part
+        hour = _hour(c["clicked_at"])
+        hour_key = (placement_id, hour, c["device"])
+        hourly[hour_key] = hourly.get(hour_key, 0) + 1
+        part_hour_key = (*part, hour, c["device"])
+        part_hourly[part_hour_key] = part_hourly.get(part_hour_key, 0) + 1
+        placement_totals[placement_id] = placement_totals.get(placement_id, 0) + 1
+        part_totals[part] = part_totals.get(part, 0) + 1
+        campaign_totals[part[0]] = campaign_totals.get(part[0], 0) + 1
 
     ordered = [pairs[key] for key in sorted(pairs)]
     if connection.dialect.name == "postgresql":
@@ -225,30 +247,149 @@ def _add_to_aggregates(
         again = [p for p in ordered if (p["placement_id"], p["recipient_id"]) not in first_time]
         if again:
             _bump_pairs(connection, again)
-    for placement_id, _recipient in first_time:
-        stats[placement_id]["unique"] += 1
 
-    hourly_table = _table(ClickHourly)
-    stmt = insert(hourly_table)
-    connection.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["placement_id", "hour", "device"],
-            set_={"total": hourly_table.c.total + stmt.excluded.total},
-        ),
-        [hourly[key] for key in sorted(hourly)],
+    # Clickers. A recipient already counted for a part (or the campaign) clicked some link of
+    # it before, so only a (placement, recipient) pair created just now can bring a new one:
+    # the other clicks of the batch cost nothing here. Whether a clicker is new is decided by
+    # the insert that won the row, as for the pairs.
+    placement_unique: dict[int, int] = {}
+    for placement_id, _recipient in first_time:
+        placement_unique[placement_id] = placement_unique.get(placement_id, 0) + 1
+    candidates = sorted({(*parts_of[p], r) for p, r in first_time})
+    new_part_clickers = _insert_ignoring_conflicts(
+        connection,
+        insert,
+        PartClicker,
+        [
+            {"campaign_id": c, "variant_id": v, "part": part, "recipient_id": r}
+            for c, v, part, r in candidates
+        ],
     )
-    stats_table = _table(PlacementStats)
-    stmt = insert(stats_table)
-    connection.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["placement_id"],
-            set_={
-                "total": stats_table.c.total + stmt.excluded.total,
-                "unique": stats_table.c.unique + stmt.excluded.unique,
-            },
-        ),
-        [stats[key] for key in sorted(stats)],
+    part_unique: dict[tuple[int, int, str], int] = {}
+    for c, v, part, _r in new_part_clickers:
+        part_unique[(c, v, part)] = part_unique.get((c, v, part), 0) + 1
+    campaign_candidates = sorted({(c, r) for c, _v, _part, r in new_part_clickers})
+    new_campaign_clickers = _insert_ignoring_conflicts(
+        connection,
+        insert,
+        CampaignClicker,
+        [{"campaign_id": c, "recipient_id": r} for c, r in campaign_candidates],
     )
+    campaign_unique: dict[int, int] = {}
+    for c, _r in new_campaign_clickers:
+        campaign_unique[c] = campaign_unique.get(c, 0) + 1
+
+    _add_up(
+        connection,
+        insert,
+        ClickHourly,
+        [
+            {
+                "placement_id": p,
+                "hour": hour,
+                "device": device,
+                "campaign_id": parts_of[p][0],
+                "total": hourly[(p, hour, device)],
+            }
+            for p, hour, device in sorted(hourly)
+        ],
+    )
+    _add_up(
+        connection,
+        insert,
+        PartHourly,
+        [
+            {
+                "campaign_id": c,
+                "variant_id": v,
+                "part": part,
+                "hour": hour,
+                "device": device,
+                "total": total,
+            }
+            for (c, v, part, hour, device), total in sorted(part_hourly.items())
+        ],
+    )
+    _add_up(
+        connection,
+        insert,
+        PlacementStats,
+        [
+            {
+                "placement_id": p,
+                "campaign_id": parts_of[p][0],
+                "total": total,
+                "unique": placement_unique.get(p, 0),
+            }
+            for p, total in sorted(placement_totals.items())
+        ],
+    )
+    _add_up(
+        connection,
+        insert,
+        PartStats,
+        [
+            {
+                "campaign_id": c,
+                "variant_id": v,
+                "part": part,
+                "total": total,
+                "unique": part_unique.get((c, v, part), 0),
+            }
+            for (c, v, part), total in sorted(part_totals.items())
+        ],
+    )
+    _add_up(
+        connection,
+        insert,
+        CampaignStats,
+        [
+            {"campaign_id": c, "total": total, "unique": campaign_unique.get(c, 0)}
+            for c, total in sorted(campaign_totals.items())
+        ],
+    )
+
+
+_COUNTERS = ("total", "unique")
+
+
+def _add_up(
+    connection: Connection,
+    insert: Callable[..., Any],
+    model: type[Any],
+    rows: list[dict[str, Any]],
+) -> None:
+    """Insert counter rows, or add their ``total``/``unique`` to the rows already there.
+
+    ``rows`` come sorted by primary key, so every writer locks them in the same order. On
+    PostgreSQL the batch is one statement with one JSON parameter, as for the clicks.
+    """
+    if not rows:
+        return
+    table = _table(model)
+    key = [c.name for c in table.primary_key.columns]
+    counters = [name for name in _COUNTERS if name in rows[0]]
+    if connection.dialect.name != "postgresql":
+        stmt = insert(table)
+        connection.execute(
+            stmt.on_conflict_do_update(
+                index_elements=key,
+                set_={name: table.c[name] + stmt.excluded[name] for name in counters},
+            ),
+            rows,
+        )
+        return
+    quote = connection.dialect.identifier_preparer.quote
+    columns = ", ".join(quote(name) for name in rows[0])
+    updates = ", ".join(
+        f"{quote(name)} = t.{quote(name)} + excluded.{quote(name)}" for name in counters
+    )
+    stmt = text(
+        f"INSERT INTO {table.name} AS t ({columns}) SELECT {columns} "  # noqa: S608
+        f"FROM json_populate_recordset(NULL::{table.name}, :rows) "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    )
+    connection.execute(stmt, {"rows": _json(rows)})
 
 
 def _json(rows: list[dict[str, Any]]) -> str:

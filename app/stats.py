@@ -2,16 +2,18 @@
 
 Every function takes a session and plain values and returns plain values, so the dashboard,
 the JSON API, the PDF and the benchmark share one path. The default view (all time, every
-device) reads only the aggregates the click writer keeps in step with ``click``:
-``placement_stats`` for per-link figures, ``placement_recipient`` for distinct recipients,
-``click_hourly`` for the time series and the device split, and ``delivery``.
+device) reads only aggregates the click writer keeps in step with ``click``, a few rows per
+link or per hour, however many clicks there are: ``placement_stats`` for per-link figures,
+``part_stats`` (one variant's part) or ``campaign_stats`` (the whole campaign) for the
+summary, ``part_hourly`` for the time series and the device split, and ``delivery``.
 
 A period or device filter changes what "unique" means: distinct recipients with at least one
-matching click. ``placement_recipient`` only remembers each recipient's first and last click,
-which cannot answer that exactly, so filtered uniques count raw clicks, narrowed by the
-``(campaign_id, clicked_at)`` index. Filtered totals still come from ``click_hourly``; both
-agree exactly because period bounds fall on whole UTC hours (``_bound`` refuses others).
-Drill-down (who clicked a link) reads raw clicks by design.
+matching click. The clicker tables only say whether someone ever clicked, which cannot answer
+that exactly, so filtered uniques count raw clicks, narrowed by the ``(campaign_id,
+clicked_at)`` index. Filtered totals still come from the hourly tables (``click_hourly`` per
+link, ``part_hourly`` for the summary and the charts); both agree exactly because period
+bounds fall on whole UTC hours (``_bound`` refuses others). Drill-down (who clicked a link)
+reads raw clicks by design. See docs/heatmap.md for what each figure costs.
 """
 
 from __future__ import annotations
@@ -28,11 +30,14 @@ from app.campaigns import get_campaign
 from app.errors import InvalidInput, NotFound
 from app.models import (
     Campaign,
+    CampaignStats,
     Click,
     ClickHourly,
     Delivery,
+    PartClicker,
+    PartHourly,
+    PartStats,
     Placement,
-    PlacementRecipient,
     PlacementStats,
     Recipient,
 )
@@ -78,16 +83,34 @@ def _placement_ids(
 
 
 def _hourly_filters(
-    since: datetime | None, until: datetime | None, device: str | None
+    since: datetime | None,
+    until: datetime | None,
+    device: str | None,
+    table: type[ClickHourly] | type[PartHourly] = ClickHourly,
 ) -> list[ColumnElement[bool]]:
     since, until = _bound(since, "since"), _bound(until, "until")
     filters: list[ColumnElement[bool]] = []
     if since is not None:
-        filters.append(ClickHourly.hour >= since)
+        filters.append(table.hour >= since)
     if until is not None:
-        filters.append(ClickHourly.hour < until)
+        filters.append(table.hour < until)
     if device is not None:
-        filters.append(ClickHourly.device == device)
+        filters.append(table.device == device)
+    return filters
+
+
+def _part_filters(
+    table: type[PartHourly] | type[PartStats] | type[PartClicker],
+    campaign_id: int,
+    variant_id: int | None,
+    part: str | None,
+) -> list[ColumnElement[bool]]:
+    """Rows of one campaign's parts, narrowed to a variant and/or a part when given."""
+    filters: list[ColumnElement[bool]] = [table.campaign_id == campaign_id]
+    if variant_id is not None:
+        filters.append(table.variant_id == variant_id)
+    if part is not None:
+        filters.append(table.part == part)
     return filters
 
 
@@ -190,31 +213,50 @@ def campaign_summary(
 
     Deliveries are never period-filtered: a rate over the last 24 hours is still "of
     everyone who received it". ``variant_id``/``part`` of None mean all of them.
+
+    Unfiltered, the whole campaign reads its ``campaign_stats`` row and one variant's part
+    its ``part_stats`` row. The mixed scopes no view shows (one variant across its parts,
+    one part across variants) add up ``part_stats`` totals and count distinct recipients
+    in ``part_clicker``: exact, at a cost that grows with clickers rather than clicks.
     """
     delivered = delivered_count(session, campaign_id, variant_id)
-    wanted = _placement_ids(campaign_id, variant_id, part)
-    if _unfiltered(since, until, device):
-        if variant_id is None and part is None:
-            total_query = select(func.sum(PlacementStats.total)).where(
-                PlacementStats.campaign_id == campaign_id
-            )
-        else:
-            total_query = select(func.sum(PlacementStats.total)).where(
-                PlacementStats.placement_id.in_(wanted)
-            )
-        unique_query = select(func.count(PlacementRecipient.recipient_id.distinct())).where(
-            PlacementRecipient.placement_id.in_(wanted)
+    if not _unfiltered(since, until, device):
+        total_query = select(func.sum(PartHourly.total)).where(
+            *_part_filters(PartHourly, campaign_id, variant_id, part),
+            *_hourly_filters(since, until, device, PartHourly),
         )
-    else:
-        total_query = select(func.sum(ClickHourly.total)).where(
-            ClickHourly.placement_id.in_(wanted), *_hourly_filters(since, until, device)
-        )
+        total = int(session.scalar(total_query) or 0)
         unique_query = select(func.count(Click.recipient_id.distinct())).where(
             *_click_filters(campaign_id, variant_id, part, since, until, device)
         )
-    total = int(session.scalar(total_query) or 0)
-    unique = int(session.scalar(unique_query) or 0) if total else 0
-    return delivered, total, unique
+        unique = int(session.scalar(unique_query) or 0) if total else 0
+        return delivered, total, unique
+    if variant_id is None and part is None:
+        row = session.execute(
+            select(CampaignStats.total, CampaignStats.unique).where(
+                CampaignStats.campaign_id == campaign_id
+            )
+        ).first()
+    elif variant_id is not None and part is not None:
+        row = session.execute(
+            select(PartStats.total, PartStats.unique).where(
+                *_part_filters(PartStats, campaign_id, variant_id, part)
+            )
+        ).first()
+    else:
+        clickers = (
+            select(func.count(PartClicker.recipient_id.distinct()))
+            .where(*_part_filters(PartClicker, campaign_id, variant_id, part))
+            .scalar_subquery()
+        )
+        row = session.execute(
+            select(func.sum(PartStats.total), clickers).where(
+                *_part_filters(PartStats, campaign_id, variant_id, part)
+            )
+        ).first()
+    if row is None:
+        return delivered, 0, 0
+    return delivered, int(row[0] or 0), int(row[1] or 0)
 
 
 def _hourly(
@@ -226,16 +268,19 @@ def _hourly(
     until: datetime | None,
     device: str | None,
 ) -> list[tuple[datetime, str, int]]:
-    """``(hour, device, clicks)`` rows: one pass over ``click_hourly`` feeds both charts."""
+    """``(hour, device, clicks)`` rows: one pass over ``part_hourly`` feeds both charts.
+
+    Its rows are (part, hour, device) cells, without the link dimension, so the default
+    view reads at most (hours since the send) x 4 rows per part, whatever the clicks."""
     return [
         (_utc(hour), name, int(total or 0))
         for hour, name, total in session.execute(
-            select(ClickHourly.hour, ClickHourly.device, func.sum(ClickHourly.total))
+            select(PartHourly.hour, PartHourly.device, func.sum(PartHourly.total))
             .where(
-                ClickHourly.placement_id.in_(_placement_ids(campaign_id, variant_id, part)),
-                *_hourly_filters(since, until, device),
+                *_part_filters(PartHourly, campaign_id, variant_id, part),
+                *_hourly_filters(since, until, device, PartHourly),
             )
-            .group_by(ClickHourly.hour, ClickHourly.device)
+            .group_by(PartHourly.hour, PartHourly.device)
         )
     ]
 
@@ -368,7 +413,8 @@ def campaign_list(
     """One page of live campaigns, newest first, with their headline figures.
 
     ``search`` matches anywhere in the name, ignoring case (on SQLite only ASCII letters
-    fold). Figures for the page come from three grouped queries, not one per campaign.
+    fold). Figures for the page come from two grouped queries, not one per campaign:
+    deliveries, and the ``campaign_stats`` rows (total clicks, distinct clickers).
     """
     _check_page(page, per_page)
     filters: list[ColumnElement[bool]] = [Campaign.deleted_at.is_(None)]
@@ -385,8 +431,7 @@ def campaign_list(
     ).all()
     ids = [row.id for row in campaigns]
     delivered: dict[int, int] = {}
-    totals: dict[int, int] = {}
-    uniques: dict[int, int] = {}
+    figures: dict[int, tuple[int, int]] = {}
     if ids:
         delivered = _grouped(
             session,
@@ -394,30 +439,25 @@ def campaign_list(
             .where(Delivery.campaign_id.in_(ids))
             .group_by(Delivery.campaign_id),
         )
-        totals = _grouped(
-            session,
-            select(PlacementStats.campaign_id, func.sum(PlacementStats.total))
-            .where(PlacementStats.campaign_id.in_(ids))
-            .group_by(PlacementStats.campaign_id),
-        )
-        uniques = _grouped(
-            session,
-            select(Placement.campaign_id, func.count(PlacementRecipient.recipient_id.distinct()))
-            .join(PlacementRecipient, PlacementRecipient.placement_id == Placement.id)
-            .where(Placement.campaign_id.in_(ids))
-            .group_by(Placement.campaign_id),
-        )
+        figures = {
+            int(cid): (int(total), int(unique))
+            for cid, total, unique in session.execute(
+                select(CampaignStats.campaign_id, CampaignStats.total, CampaignStats.unique).where(
+                    CampaignStats.campaign_id.in_(ids)
+                )
+            )
+        }
     rows = []
     for cid, name, created_at in campaigns:
         sent = delivered.get(cid, 0)
-        unique = uniques.get(cid, 0)
+        total, unique = figures.get(cid, (0, 0))
         rows.append(
             CampaignRow(
                 id=cid,
                 name=name,
                 created_at=created_at,
                 delivered=sent,
-                total=totals.get(cid, 0),
+                total=total,
                 unique=unique,
                 rate=click_rate(unique, sent),
             )

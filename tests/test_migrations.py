@@ -1,0 +1,197 @@
+"""The migrations on a fresh database of each kind: the report aggregates added by 0002 are
+backfilled from clicks stored before it, and the click writer carries on exactly from there.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import Engine, bindparam, create_engine, func, inspect, select, text
+from sqlalchemy.orm import Session
+
+from app.db import make_engine
+from app.migrate import alembic_config, current, upgrade
+from app.models import CampaignStats, PartHourly, PartStats, UTCDateTime
+from app.recording import ClickEvent, record_clicks
+from tests.conftest import PG_SERVER
+from tests.test_recording import DESKTOP, part_and_campaign_aggregates
+
+NEW_TABLES = {"part_clicker", "campaign_clicker", "part_stats", "campaign_stats", "part_hourly"}
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+DEVICES = ("desktop", "mobile", "tablet", "other")
+
+
+@pytest.fixture
+def fresh(backend: str, tmp_path: Path) -> Iterator[Engine]:
+    """An empty database (a new SQLite file, or a new PostgreSQL schema dropped after)."""
+    if backend == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'migrate.sqlite3'}")
+        yield engine
+        engine.dispose()
+        return
+    schema = f"clickmap_migrate_{os.getpid()}_{secrets.token_hex(3)}"
+    server = create_engine(PG_SERVER)
+    try:
+        with server.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:
+        server.dispose()
+        pytest.skip(f"PostgreSQL at {PG_SERVER} is unreachable: {exc}")
+    engine = make_engine(f"{PG_SERVER}?options=-csearch_path%3D{schema}")
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with server.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        server.dispose()
+
+
+def _store_clicks_the_old_way(engine: Engine) -> None:
+    """Campaigns, placements, recipients and clicks written with plain SQL at revision 0001.
+
+    Campaign 1: variant 1 (HTML placements 1, 2; AMP placement 3) and variant 2 (HTML
+    placement 4); campaign 2: variant 3 (placement 5). Recipients click in several places,
+    at several hours and on several devices.
+    """
+    at = bindparam("at", type_=UTCDateTime())
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO campaign (id, name, created_at) "
+                "VALUES (1, 'one', :at), (2, 'two', :at)"
+            ).bindparams(at),
+            {"at": T0},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO variant (id, campaign_id, name, html, amp) VALUES "
+                "(1, 1, 'A', '<a>', '<a>'), (2, 1, 'B', '<a>', NULL), (3, 2, 'A', '<a>', NULL)"
+            )
+        )
+        for placement, campaign, variant, part, position in [
+            (1, 1, 1, "html", 0),
+            (2, 1, 1, "html", 1),
+            (3, 1, 1, "amp", 0),
+            (4, 1, 2, "html", 0),
+            (5, 2, 3, "html", 0),
+        ]:
+            conn.execute(
+                text(
+                    "INSERT INTO placement (id, campaign_id, variant_id, part, position, kind, "
+                    "href, destination, text, tracked, occurrences) VALUES (:id, :campaign, "
+                    ":variant, :part, :position, 'a', 'h', 'https://e', '', :tracked, 1)"
+                ),
+                {
+                    "id": placement,
+                    "campaign": campaign,
+                    "variant": variant,
+                    "part": part,
+                    "position": position,
+                    "tracked": True,
+                },
+            )
+        for recipient in range(1, 9):
+            conn.execute(
+                text(
+                    "INSERT INTO recipient (id, external_id, created_at) VALUES (:id, :ext, :at)"
+                ).bindparams(at),
+                {"id": recipient, "ext": f"r{recipient}", "at": T0},
+            )
+        placements = {1: (1, 1, "html"), 2: (1, 1, "html"), 3: (1, 1, "amp"), 4: (1, 2, "html")}
+        placements[5] = (2, 3, "html")
+        for n in range(60):
+            placement = 1 + (n * 3) % 5
+            campaign, variant, part = placements[placement]
+            conn.execute(
+                text(
+                    "INSERT INTO click (click_id, clicked_at, campaign_id, variant_id, part, "
+                    "placement_id, recipient_id, method, user_agent, device) VALUES (:click_id, "
+                    ":at, :campaign, :variant, :part, :placement, :recipient, 'GET', '', :device)"
+                ).bindparams(at),
+                {
+                    "click_id": f"old{n:06d}",
+                    "at": T0 + timedelta(minutes=23 * n, seconds=n, microseconds=n),
+                    "campaign": campaign,
+                    "variant": variant,
+                    "part": part,
+                    "placement": placement,
+                    "recipient": 1 + n % 7,
+                    "device": DEVICES[n % 4],
+                },
+            )
+
+
+def _click(placement: int, variant: int, part: str, recipient: int, at: datetime) -> ClickEvent:
+    campaign = 2 if placement == 5 else 1
+    return ClickEvent(
+        secrets.token_hex(16),
+        at,
+        campaign,
+        variant,
+        part,
+        placement,
+        recipient,
+        "GET",
+        DESKTOP,
+        None,
+    )
+
+
+def test_upgrade_backfills_the_report_aggregates(fresh: Engine) -> None:
+    upgrade(fresh, "0001")
+    assert current(fresh) == "0001"
+    assert not NEW_TABLES & set(inspect(fresh).get_table_names())
+    _store_clicks_the_old_way(fresh)
+    upgrade(fresh)
+    assert current(fresh) == "0002"
+    with Session(fresh) as session:
+        found = part_and_campaign_aggregates(session)
+        assert found["campaigns"] == {1: (48, 7), 2: (12, 7)}
+        assert sum(n for n, _ in found["parts"].values()) == 60
+        # The writer goes on from the backfill: known clickers add totals only, a newcomer
+        # adds a clicker to the part and the campaign, and clicks in an hour that already
+        # has a bucket land in that bucket (the backfill wrote hours as the writer does).
+        first_hour = T0 + timedelta(minutes=5)
+        buckets = session.scalar(select(func.count()).select_from(PartHourly))
+        new = [
+            _click(1, 1, "html", 1, first_hour),  # recipient 1 clicked placement 1 at T0, desktop
+            _click(4, 2, "html", 2, first_hour),  # a new bucket: B had a mobile click then
+            _click(3, 1, "amp", 8, T0 + timedelta(days=9)),
+        ]
+        assert record_clicks(session, new) == 3
+        session.commit()
+        found = part_and_campaign_aggregates(session)
+        assert found["campaigns"] == {1: (51, 8), 2: (12, 7)}
+        assert session.scalar(select(func.count()).select_from(PartHourly)) == (buckets or 0) + 2
+        part = session.get(PartStats, (1, 1, "amp"))
+        assert part is not None and part.unique == found["parts"][(1, 1, "amp")][1]
+
+
+def test_downgrade_drops_and_upgrade_refills(fresh: Engine) -> None:
+    upgrade(fresh, "0001")
+    _store_clicks_the_old_way(fresh)
+    upgrade(fresh)
+    cfg = alembic_config(fresh)
+    with fresh.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0001")
+    assert current(fresh) == "0001"
+    assert not NEW_TABLES & set(inspect(fresh).get_table_names())
+    upgrade(fresh)
+    with Session(fresh) as session:
+        part_and_campaign_aggregates(session)
+        assert session.get(CampaignStats, 2) is not None
+
+
+def test_upgrade_of_an_install_without_clicks(fresh: Engine) -> None:
+    upgrade(fresh)
+    assert set(inspect(fresh).get_table_names()) >= NEW_TABLES
+    with Session(fresh) as session:
+        assert part_and_campaign_aggregates(session) == {"parts": {}, "campaigns": {}}
