@@ -2,10 +2,15 @@
 
 Two WeasyPrint documents make one file. The report (``templates/report_pdf.html``, which
 includes ``_heatmap_report.html`` with ``for_print=True``) carries the summary, legend,
-charts and ranked table. The colored email is rendered as a document of its own, with its
-own stylesheets and the "screen" media type, because that is how a mail client shows it:
-mixing its CSS into the report would restyle both. The file reads overview, email, ranked
-links, and page numbers and headers run across all of it.
+charts and ranked table, styled by ``static/print.css``. The colored email is rendered as a
+document of its own, with its own stylesheets and the "screen" media type, because that is
+how a mail client shows it: mixing its CSS into the report would restyle both. The report's
+details (the ranked links) start on a page of their own, and the email's pages go in front
+of that page, so the file reads overview, email, ranked links; page numbers and headers run
+across all of it.
+
+Rendering time goes mostly into CSS: the stylesheets that do not depend on the campaign
+are parsed once per process (``_stylesheet``) and handed to each render already parsed.
 
 Everything either document loads goes through ``RestrictedFetcher``. The email is written
 by whoever created the campaign, so it may point anywhere (``file:///etc/passwd``, a cloud
@@ -19,6 +24,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
+import functools
 import http.client
 import ipaddress
 import logging
@@ -324,26 +331,74 @@ def css_string(text: str) -> str:
     return '"' + "".join(c if c.isalnum() or c in safe else f"\\{ord(c):x} " for c in text) + '"'
 
 
-def page_css(view: HeatmapView, where: str, first_page: int) -> str:
+def page_css(view: HeatmapView, where: str, first_page: int, details_gap: int = 0) -> str:
     """The @page rules of every part of the file: A4, a running header, page numbers.
 
-    Page numbers are CSS counters, so each document is told the number of its first page.
+    Page numbers are CSS counters, so each document is told the number of its first page;
+    the report is also told how many pages (the email's) go in front of its details.
     """
     muted = "font: 8pt 'Liberation Sans', 'DejaVu Sans', sans-serif; color: #64748b;"
     footer = f"Clickmap heatmap report: variant {view.variant}, {PART_NAMES[view.params.part]}"
-    return "\n".join(
-        [
-            "@page {",
-            "  size: A4; margin: 17mm 12mm 16mm;",
-            f"  @top-left {{ content: {css_string(view.campaign_name)}; {muted}"
-            " font-weight: bold; }",
-            f"  @top-right {{ content: {css_string(where)}; {muted} }}",
-            f"  @bottom-left {{ content: {css_string(footer)}; {muted} }}",
-            f'  @bottom-right {{ content: "Page " counter(page); {muted} }}',
-            "}",
-            f"@page :first {{ counter-reset: page {first_page}; }}",
-        ]
-    )
+    rules = [
+        "@page {",
+        "  size: A4; margin: 17mm 12mm 16mm;",
+        f"  @top-left {{ content: {css_string(view.campaign_name)}; {muted} font-weight: bold; }}",
+        f"  @top-right {{ content: {css_string(where)}; {muted} }}",
+        f"  @bottom-left {{ content: {css_string(footer)}; {muted} }}",
+        f'  @bottom-right {{ content: "Page " counter(page); {muted} }}',
+        "}",
+        f"@page :first {{ counter-reset: page {int(first_page)}; }}",
+    ]
+    if details_gap:
+        # The first page of the details (print.css names them) comes after the email's.
+        rules.append(
+            f"@page :nth(1 of details) {{ counter-increment: page {int(details_gap) + 1}; }}"
+        )
+    return "\n".join(rules)
+
+
+STATIC = Path(__file__).resolve().parent / "static"
+PRINT_CSS = STATIC / "print.css"
+
+# The email's own rules on paper, added to its stylesheets as a user stylesheet.
+EMAIL_PRINT_CSS = """
+/* Mail clients (like browsers) center a table inside an align=center cell; WeasyPrint maps
+   the attribute to text-align only, which leaves such tables on the left. */
+[align=center] > table, [align=CENTER] > table, center > table {
+  margin-left: auto; margin-right: auto;
+}
+h1, h2, h3, h4, h5, h6 { bookmark-level: none; }
+body { bookmark-level: 1; bookmark-label: "The email as sent"; }
+
+/* The number badges. On screen each sits on its link's top right corner: absolutely
+   positioned in the link, which is position:relative. WeasyPrint does not position boxes
+   against an inline element, so on a link in running text the badge lands on the link's
+   last letters. Here it follows the link, raised, like a footnote mark; links laid out as
+   boxes (display:block or inline-block: buttons) keep the corner placement, which
+   WeasyPrint does honor for them. User-level !important beats the overlay's rules. */
+[href^="#cm-"]:not([style*="block" i])::after {
+  position: relative !important;
+  top: -6px !important;
+  right: auto !important;
+  margin-left: 3px !important;
+}
+"""
+
+
+@functools.lru_cache(maxsize=8)
+def _stylesheet(text: str) -> CSS:
+    """``text`` parsed once per process; WeasyPrint only reads a parsed stylesheet.
+
+    Keyed by the text, so an edited print.css is parsed again. Its fetcher refuses every
+    load: these sheets have no business loading anything.
+    """
+    closed = RestrictedFetcher(FetchPolicy(static_folder=None, remote=False))
+    return CSS(string=text, url_fetcher=closed)
+
+
+def print_stylesheet() -> CSS:
+    """static/print.css, parsed."""
+    return _stylesheet(PRINT_CSS.read_text(encoding="utf-8"))
 
 
 @dataclass
@@ -369,46 +424,45 @@ def _email_document(
     view: HeatmapView, text: str, fetcher: RestrictedFetcher, first_page: int
 ) -> Any:
     where = f"The email as sent: variant {view.variant}, {PART_NAMES[view.params.part]} part"
-    own = CSS(
-        string=page_css(view, where, first_page)
-        # Mail clients (like browsers) center a table inside an align=center cell; WeasyPrint
-        # maps the attribute to text-align only, which leaves such tables on the left.
-        + "\n[align=center] > table, [align=CENTER] > table, center > table"
-        " { margin-left: auto; margin-right: auto; }"
-        + "\nh1, h2, h3, h4, h5, h6 { bookmark-level: none; }"
-        + '\nbody { bookmark-level: 1; bookmark-label: "The email as sent"; }',
-        url_fetcher=fetcher,
-    )
+    pages = CSS(string=page_css(view, where, first_page), url_fetcher=fetcher)
     # "screen", and the HTML attributes emails are built with (width, align, bgcolor):
     # the email is shown as a mail client shows it, not as a browser would print it.
     html = HTML(
         string=text, base_url=OWN_ORIGIN + "/email/", url_fetcher=fetcher, media_type="screen"
     )
-    document = html.render(stylesheets=[own], presentational_hints=True)
+    document = html.render(
+        stylesheets=[_stylesheet(EMAIL_PRINT_CSS), pages], presentational_hints=True
+    )
     _strip_attachments(document)
     return document
 
 
 def _report_document(
-    app: Flask, view: HeatmapView, fetcher: RestrictedFetcher, section: str, first_page: int
+    app: Flask, view: HeatmapView, fetcher: RestrictedFetcher, email_pages: int
 ) -> Any:
-    """One section of _heatmap_report.html on paper: "overview" (figures, legend, charts)
-    or "details" (ranked and skipped links); report_pdf.html shows one, hides the other."""
-    static = OWN_ORIGIN + (app.static_url_path or "/static")
+    """The report, overview and details in one document (see report_pdf.html); the details'
+    page numbers leave room for the ``email_pages`` that go in front of them."""
     with app.app_context():
         source = render_template(
             "report_pdf.html",
             view=view,
+            details_view=dataclasses.replace(view, time_chart_svg="", device_chart_svg=""),
             for_print=True,
-            section=section,
-            stylesheet=f"{static}/clickmap.css",
             # Safe inside <style>: css_string escapes "<", ">" and quotes.
-            page_css=Markup(page_css(view, "Heatmap report", first_page)),  # noqa: S704
+            page_css=Markup(page_css(view, "Heatmap report", 1, email_pages)),  # noqa: S704
         )
     html = HTML(string=source, base_url=OWN_ORIGIN + "/", url_fetcher=fetcher, media_type="print")
-    document = html.render()
+    document = html.render(stylesheets=[print_stylesheet()])
     _strip_attachments(document)
     return document
+
+
+def _details_start(report: Any) -> int:
+    """The index of the report's first details page (report_pdf.html gives it the id)."""
+    for index, page in enumerate(report.pages):
+        if "report-details" in page.anchors:
+            return int(index)
+    return len(report.pages)
 
 
 def render(
@@ -422,19 +476,27 @@ def render(
 ) -> Rendered:
     """The report of one heatmap view, with timing and the fetches that were refused.
 
-    Order: the overview, the colored email, the ranked links. Each is laid out once, in
-    that order, so each knows the number of its first page.
+    Order: the overview, the colored email, the ranked links. The email is laid out first,
+    on the guess that the overview takes one page (it is one page unless the legend runs
+    long), so the report knows how many pages to leave for it; a wrong guess costs one more
+    layout of the email, whose page count does not depend on its page numbers.
     """
     started = time.perf_counter()
     fetcher = fetcher or RestrictedFetcher(fetch_policy(app))
     view = build_view(session, campaign_id, params, now=now or datetime.now(UTC))
     text = view_document(session, view)
-    overview = _report_document(app, view, fetcher, "overview", 1)
-    email = _email_document(view, text, fetcher, len(overview.pages) + 1)
-    after = len(overview.pages) + len(email.pages) + 1
-    details = _report_document(app, view, fetcher, "details", after)
-    pages = overview.pages + email.pages + details.pages
-    pdf = overview.copy(pages).write_pdf()
+    first = 2
+    email = _email_document(view, text, fetcher, first)
+    report = _report_document(app, view, fetcher, len(email.pages))
+    split = _details_start(report)
+    if split + 1 != first:
+        again = _email_document(view, text, fetcher, split + 1)
+        if len(again.pages) != len(email.pages):  # pragma: no cover - numbers are not laid out
+            report = _report_document(app, view, fetcher, len(again.pages))
+            split = _details_start(report)
+        email = again
+    pages = report.pages[:split] + email.pages + report.pages[split:]
+    pdf = report.copy(pages).write_pdf()
     return Rendered(
         pdf=pdf,
         pages=len(pages),

@@ -168,6 +168,39 @@ def test_report_shows_summary_and_every_link(
     assert f"Page {result.pages}" in pdf_text(result.pdf, tmp_path, first=result.pages)
 
 
+def test_email_pages_sit_between_overview_and_ranked_links(
+    app: Flask, session: Session, tmp_path: Path
+) -> None:
+    """Every page of both documents is in the file once, in reading order, numbered."""
+    seeded = seed_campaign(session, email_with_links(70), recipients=60)
+    result = pdf.render(app, session, seeded.campaign_id, ViewParams(sort="position"), now=NOW)
+    text = pdf_text(result.pdf, tmp_path)
+    pages = text.split("\f")[: result.pages]
+    assert len(pages) == result.pages
+    assert result.email_pages >= 2  # the email itself runs over several pages
+    first_email = next(i for i, page in enumerate(pages) if "The email as sent" in page)
+    email = range(first_email, first_email + result.email_pages)
+    assert first_email >= 1
+    for number, page in enumerate(pages, 1):
+        assert re.search(rf"Page {number}\s*$", page), f"page {number} is misnumbered"
+        is_email = number - 1 in email
+        assert ("The email as sent" in page) is is_email, number
+        assert ("Heatmap report" in page) is not is_email, number
+    # The overview comes first, the ranked links after the email, and nothing twice.
+    overview = "".join(pages[:first_email])
+    details = "".join(pages[email.stop :])
+    assert "Delivered" in overview and "Clicks over time" in overview
+    assert "tracked links" not in overview
+    assert "70 tracked links" in details and "Delivered" not in details
+    assert "Clicks over time" not in details
+    # The email's links in email order across its pages, each once; the ranked table too.
+    email_text = "".join(pages[i] for i in email)
+    ranked = [int(n) for n in re.findall(r"Item number (\d+)", details)]
+    shown = [int(n) for n in re.findall(r"Item number (\d+)", email_text)]
+    assert shown == list(range(1, 71))
+    assert ranked == list(range(1, 71))
+
+
 def test_pages_render_and_are_not_blank(app: Flask, session: Session, tmp_path: Path) -> None:
     seeded = seed_campaign(session, email_with_links(20))
     result = pdf.render(app, session, seeded.campaign_id, ViewParams(sort="position"), now=NOW)
