@@ -151,6 +151,18 @@ def record_clicks(session: Session, events: Sequence[ClickEvent]) -> int:
     return len(new)
 
 
+# Statements built once per shape and reused: building SQLAlchemy constructs (and their
+# cache keys) for every batch costs the writer more than some of the statements themselves.
+_STATEMENTS: dict[tuple[Any, ...], Any] = {}
+
+
+def _memo(key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        stmt = _STATEMENTS[key] = build()
+    return stmt
+
+
 def _table(model: type[Any]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
@@ -169,11 +181,15 @@ def _insert_ignoring_conflicts(
         return []
     table = _table(model)
     key = ["click_id"] if model is Click else [c.name for c in table.primary_key.columns]
+    shape = ("ignore", connection.dialect.name, table.name, tuple(rows[0]))
     if connection.dialect.name != "postgresql":
-        stmt = (
-            insert(table)
-            .on_conflict_do_nothing(index_elements=key)
-            .returning(*(table.c[k] for k in key))
+        stmt = _memo(
+            shape,
+            lambda: (
+                insert(table)
+                .on_conflict_do_nothing(index_elements=key)
+                .returning(*(table.c[k] for k in key))
+            ),
         )
         return connection.execute(stmt, rows).all()
     # PostgreSQL: the whole batch as one JSON parameter, unpacked by the server. The
@@ -181,10 +197,13 @@ def _insert_ignoring_conflicts(
     # with thousands of parameters for the driver to rewrite), and encoding one JSON text is
     # far cheaper for the writer than adapting a parameter per value.
     columns = ", ".join(rows[0])
-    stmt = text(
-        f"INSERT INTO {table.name} ({columns}) SELECT {columns} "  # noqa: S608
-        f"FROM json_populate_recordset(NULL::{table.name}, :rows) "
-        f"ON CONFLICT ({', '.join(key)}) DO NOTHING RETURNING {', '.join(key)}"
+    stmt = _memo(
+        shape,
+        lambda: text(
+            f"INSERT INTO {table.name} ({columns}) SELECT {columns} "  # noqa: S608
+            f"FROM json_populate_recordset(NULL::{table.name}, :rows) "
+            f"ON CONFLICT ({', '.join(key)}) DO NOTHING RETURNING {', '.join(key)}"
+        ),
     )
     return connection.execute(stmt, {"rows": _json(rows)}).all()
 
@@ -369,27 +388,32 @@ def _add_up(
     table = _table(model)
     key = [c.name for c in table.primary_key.columns]
     counters = [name for name in _COUNTERS if name in rows[0]]
+    shape = ("add", connection.dialect.name, table.name, tuple(rows[0]))
     if connection.dialect.name != "postgresql":
-        stmt = insert(table)
-        connection.execute(
-            stmt.on_conflict_do_update(
+
+        def build_sqlite() -> Any:
+            stmt = insert(table)
+            return stmt.on_conflict_do_update(
                 index_elements=key,
                 set_={name: table.c[name] + stmt.excluded[name] for name in counters},
-            ),
-            rows,
-        )
+            )
+
+        connection.execute(_memo(shape, build_sqlite), rows)
         return
     quote = connection.dialect.identifier_preparer.quote
-    columns = ", ".join(quote(name) for name in rows[0])
-    updates = ", ".join(
-        f"{quote(name)} = t.{quote(name)} + excluded.{quote(name)}" for name in counters
-    )
-    stmt = text(
-        f"INSERT INTO {table.name} AS t ({columns}) SELECT {columns} "  # noqa: S608
-        f"FROM json_populate_recordset(NULL::{table.name}, :rows) "
-        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
-    )
-    connection.execute(stmt, {"rows": _json(rows)})
+
+    def build_postgresql() -> Any:
+        columns = ", ".join(quote(name) for name in rows[0])
+        updates = ", ".join(
+            f"{quote(name)} = t.{quote(name)} + excluded.{quote(name)}" for name in counters
+        )
+        return text(
+            f"INSERT INTO {table.name} AS t ({columns}) SELECT {columns} "  # noqa: S608
+            f"FROM json_populate_recordset(NULL::{table.name}, :rows) "
+            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+        )
+
+    connection.execute(_memo(shape, build_postgresql), {"rows": _json(rows)})
 
 
 def _json(rows: list[dict[str, Any]]) -> str:
@@ -410,16 +434,19 @@ def _upsert_pairs_postgresql(
     carries our transaction id), the usual PostgreSQL idiom for "inserted or updated"."""
     table = _table(PlacementRecipient)
     columns = ", ".join(pairs[0])
-    stmt = text(
-        f"INSERT INTO {table.name} AS pr ({columns}) SELECT {columns} "  # noqa: S608
-        f"FROM json_populate_recordset(NULL::{table.name}, :rows) "
-        "ON CONFLICT (placement_id, recipient_id) DO UPDATE SET "
-        "clicks = pr.clicks + excluded.clicks, "
-        "device = CASE WHEN excluded.first_clicked_at < pr.first_clicked_at "
-        "THEN excluded.device ELSE pr.device END, "
-        "first_clicked_at = LEAST(pr.first_clicked_at, excluded.first_clicked_at), "
-        "last_clicked_at = GREATEST(pr.last_clicked_at, excluded.last_clicked_at) "
-        "RETURNING placement_id, recipient_id, xmax = 0"
+    stmt = _memo(
+        ("pairs", "postgresql", tuple(pairs[0])),
+        lambda: text(
+            f"INSERT INTO {table.name} AS pr ({columns}) SELECT {columns} "  # noqa: S608
+            f"FROM json_populate_recordset(NULL::{table.name}, :rows) "
+            "ON CONFLICT (placement_id, recipient_id) DO UPDATE SET "
+            "clicks = pr.clicks + excluded.clicks, "
+            "device = CASE WHEN excluded.first_clicked_at < pr.first_clicked_at "
+            "THEN excluded.device ELSE pr.device END, "
+            "first_clicked_at = LEAST(pr.first_clicked_at, excluded.first_clicked_at), "
+            "last_clicked_at = GREATEST(pr.last_clicked_at, excluded.last_clicked_at) "
+            "RETURNING placement_id, recipient_id, xmax = 0"
+        ),
     )
     rows = connection.execute(stmt, {"rows": _json(pairs)})
     return {(row[0], row[1]) for row in rows if row[2]}
@@ -428,6 +455,23 @@ def _upsert_pairs_postgresql(
 def _bump_pairs(connection: Connection, pairs: list[dict[str, Any]]) -> None:
     """Add clicks to (placement, recipient) rows that existed before this batch (SQLite,
     where one writer at a time holds the database, so the two steps cannot interleave)."""
+    connection.execute(
+        _memo(("bump", "sqlite"), _bump_statement),
+        [
+            {
+                "b_placement": p["placement_id"],
+                "b_recipient": p["recipient_id"],
+                "b_clicks": p["clicks"],
+                "b_first": p["first_clicked_at"],
+                "b_last": p["last_clicked_at"],
+                "b_device": p["device"],
+            }
+            for p in pairs
+        ],
+    )
+
+
+def _bump_statement() -> Any:
     table = _table(PlacementRecipient)
     when = PlacementRecipient.first_clicked_at.type
     first = bindparam("b_first", type_=when)
@@ -450,20 +494,7 @@ def _bump_pairs(connection: Connection, pairs: list[dict[str, Any]]) -> None:
             ),
         )
     )
-    connection.execute(
-        stmt,
-        [
-            {
-                "b_placement": p["placement_id"],
-                "b_recipient": p["recipient_id"],
-                "b_clicks": p["clicks"],
-                "b_first": p["first_clicked_at"],
-                "b_last": p["last_clicked_at"],
-                "b_device": p["device"],
-            }
-            for p in pairs
-        ],
-    )
+    return stmt
 
 
 def known_only(session: Session, events: Sequence[ClickEvent]) -> list[ClickEvent]:
