@@ -14,6 +14,7 @@ from app import campaigns
 from app.auth import check_api_token
 from app.db import get_session
 from app.errors import ClickmapError, InvalidInput, error_response
+from app.heatmap import ViewParams, build_view
 from app.services import link_rules, personalizer
 
 bp = Blueprint("api", __name__)
@@ -88,6 +89,47 @@ def create_campaign() -> tuple[Response, int]:
 @bp.get("/campaigns/<int:campaign_id>")
 def show_campaign(campaign_id: int) -> Response:
     return jsonify(campaigns.catalog(campaigns.get_campaign(get_session(), campaign_id)))
+
+
+@bp.get("/campaigns/<int:campaign_id>/heatmap")
+def heatmap(campaign_id: int) -> Response:
+    """The heatmap's figures and tiers, for the same query parameters as the page."""
+    view = build_view(get_session(), campaign_id, ViewParams.from_query(request.args))
+    return jsonify(
+        {
+            "campaign": view.campaign_id,
+            "name": view.campaign_name,
+            "variant": view.variant,
+            "part": view.params.part,
+            "metric": view.params.metric,
+            "query": view.params.to_query(),
+            "delivered": view.delivered,
+            "total": view.total,
+            "unique": view.unique,
+            "rate": view.rate,
+            "tier_rule": [{"tier": tier, "label": label} for tier, label in view.legend],
+            "links": [
+                {
+                    "placement_id": link.placement_id,
+                    "position": link.position,
+                    "kind": link.kind,
+                    "text": link.text,
+                    "destination": link.destination,
+                    "total": link.total,
+                    "unique": link.unique,
+                    "rate": link.rate,
+                    "share": link.share,
+                    "value": link.value,
+                    "tier": link.tier,
+                }
+                for link in view.links
+            ],
+            "skipped": [
+                {"position": s.position, "kind": s.kind, "href": s.href, "reason": s.reason}
+                for s in view.skipped
+            ],
+        }
+    )
 
 
 @bp.post("/campaigns/<int:campaign_id>/variants/<name>/personalize")

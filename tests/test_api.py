@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.auth import create_api_token
+from app.campaigns import ensure_recipients as ensure
 from app.models import Campaign, Delivery, Placement, Recipient
 from app.services import token_codec
 
@@ -231,3 +232,59 @@ def test_oversized_body_is_refused(app: Flask, client: FlaskClient, auth: dict[s
     )
     assert response.status_code == 413
     assert response.json["error"]["code"]
+
+
+def test_heatmap_json_uses_the_shared_tier_rule(
+    app: Flask, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    from datetime import UTC, datetime
+
+    from app.heatmap import tier_for
+    from app.recording import ClickEvent, record_clicks
+
+    cid = _create(client, auth).json["id"]
+    factory = app.extensions["clickmap.sessionmaker"]
+    with factory() as s:
+        placements = s.scalars(
+            select(Placement)
+            .where(Placement.campaign_id == cid, Placement.part == "html", Placement.tracked)
+            .order_by(Placement.position)
+        ).all()
+        ids = list(ensure(s, ["r1", "r2", "r3"]).values())
+        events = [
+            ClickEvent(
+                f"c{i}",
+                datetime.now(UTC),
+                cid,
+                p.variant_id,
+                "html",
+                p.id,
+                rid,
+                "GET",
+                "Mozilla/5.0",
+                None,
+            )
+            for i, (p, rid) in enumerate(
+                [
+                    (placements[0], ids[0]),
+                    (placements[0], ids[1]),
+                    (placements[0], ids[1]),
+                    (placements[1], ids[2]),
+                ]
+            )
+        ]
+        record_clicks(s, events)
+        s.commit()
+    response = client.get(f"/api/v1/campaigns/{cid}/heatmap?metric=unique", headers=auth)
+    assert response.status_code == 200
+    body = response.json
+    assert (body["total"], body["unique"]) == (4, 3)
+    by_position = {link["position"]: link for link in body["links"]}
+    first, second = by_position[placements[0].position], by_position[placements[1].position]
+    assert (first["total"], first["unique"], second["unique"]) == (3, 2, 1)
+    assert first["tier"] == tier_for(2, 2) == "red"
+    assert second["tier"] == tier_for(1, 2) == "yellow"
+    assert [link["position"] for link in body["links"]] == [0, 3]
+    assert client.get(f"/api/v1/campaigns/{cid}/heatmap").status_code == 401
+    bad = client.get(f"/api/v1/campaigns/{cid}/heatmap?metric=nope", headers=auth)
+    assert bad.status_code == 400
