@@ -37,7 +37,7 @@ DEFAULTS: dict[str, Any] = {
     # spool) or "inline" (before the answer; used by tests). None: thread unless TESTING.
     "CLICK_WRITER": None,
     # Seconds the writer lets clicks gather before one transaction stores them all.
-    "CLICK_BATCH_INTERVAL": 0.5,
+    "CLICK_BATCH_INTERVAL": 1.0,
     # Reverse proxies in front of Clickmap whose X-Forwarded-For entries are trusted.
     "TRUSTED_PROXY_COUNT": 0,
     # At start, cache the links of campaigns created in the last N days (at most M links), so

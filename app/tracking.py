@@ -74,7 +74,7 @@ class Tracker:
         self.trusted_proxies = int(app.config.get("TRUSTED_PROXY_COUNT", 0))
         # How long the writer lets clicks gather between transactions: fewer, larger commits
         # cost far less database and CPU time per click; reports lag by about this much.
-        self.gather = float(app.config.get("CLICK_BATCH_INTERVAL", 0.5))
+        self.gather = float(app.config.get("CLICK_BATCH_INTERVAL", 1.0))
         self.targets: dict[_Key, Target] = {}
         self.gone: set[int] = set()
         self.database_up = True
