@@ -31,6 +31,7 @@ _VERSION = 1
 # version, campaign, variant, part, position, recipient: exactly one AES block
 _LAYOUT = struct.Struct(">BIIBHI")
 assert _LAYOUT.size == 16
+_LAST_CHARS = frozenset("AQgw")  # base64 digits 0, 16, 32, 48: the low 4 bits are zero
 
 
 class InvalidToken(Exception):
@@ -129,7 +130,11 @@ class TokenCodec:
 
     def decode(self, token: str) -> ClickToken:
         """Verify and unpack a token, or raise ``InvalidToken``."""
-        if len(token) != 45 or not token.isascii():
+        if len(token) != 45 or not token.isascii() or token[22] != ".":
+            raise InvalidToken("malformed token")
+        # 16 bytes take 22 base64 characters whose last one carries only 2 bits; the other
+        # 4 must be zero, or several spellings of one token would all be accepted.
+        if token[21] not in _LAST_CHARS or token[44] not in _LAST_CHARS:
             raise InvalidToken("malformed token")
         for signer, cipher in self._keys:
             try:

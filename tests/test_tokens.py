@@ -70,6 +70,9 @@ GOOD = TokenCodec(["k" * 40]).encode(TOKEN)
         "é" * 45,
         GOOD.split(".")[1] + "." + GOOD.split(".")[0],  # halves swapped
         TokenCodec(["another-key" * 4]).encode(TOKEN),  # other key
+        # Same bytes, other spelling: the unused low bits of a last base64 digit are set.
+        GOOD[:44] + {"A": "B", "Q": "X", "g": "h", "w": "x"}[GOOD[44]],
+        GOOD[:21] + {"A": "B", "Q": "X", "g": "h", "w": "x"}[GOOD[21]] + GOOD[22:],
     ],
 )
 def test_bad_tokens_are_rejected(bad: str) -> None:
