@@ -20,7 +20,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from app import campaigns
 from app.auth import create_api_token
 from app.db import get_engine, get_session
-from app.errors import ClickmapError
+from app.errors import ClickmapError, cli_error
 from app.rewriting import decode_html
 
 
@@ -40,10 +40,6 @@ def init_app(app: Flask) -> None:
 
     for command in (db_group, token_group, campaign_group, serve_command):
         app.cli.add_command(command)
-
-
-def _fail(exc: ClickmapError) -> None:
-    raise click.ClickException(f"{exc.message} [{exc.code}]")
 
 
 # -- database -------------------------------------------------------------------------------
@@ -155,8 +151,7 @@ def campaign_create(
             utm=utm,
         )
     except ClickmapError as exc:
-        _fail(exc)
-        return
+        raise cli_error(exc) from exc
     session.commit()
     result = campaigns.catalog(created.campaign)
     for warning in created.warnings:
@@ -193,8 +188,7 @@ def campaign_show(campaign_id: int, as_json: bool) -> None:
     try:
         campaign = campaigns.get_campaign(get_session(), campaign_id)
     except ClickmapError as exc:
-        _fail(exc)
-        return
+        raise cli_error(exc) from exc
     _print_catalog(campaigns.catalog(campaign), as_json)
 
 
@@ -254,7 +248,7 @@ def campaign_personalize(
                 output.write(json.dumps(email, ensure_ascii=False) + "\n")
             session.commit()
     except ClickmapError as exc:
-        _fail(exc)
+        raise cli_error(exc) from exc
     output.flush()
 
 
@@ -274,5 +268,5 @@ def campaign_deliveries(campaign_id: int, recipients: TextIO, variant: str) -> N
             added += campaigns.record_deliveries(session, campaign, variant, batch)
             session.commit()
     except ClickmapError as exc:
-        _fail(exc)
+        raise cli_error(exc) from exc
     click.echo(f"{len(set(ids))} deliveries recorded for variant {variant} ({added} new)")

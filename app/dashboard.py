@@ -62,7 +62,7 @@ from app.auth import (
 )
 from app.campaigns import get_campaign
 from app.db import get_session
-from app.errors import ClickmapError, InvalidInput, NotFound, error_response
+from app.errors import ClickmapError, InvalidInput, NotFound, cli_error, error_response
 from app.heatmap import TIER_COLORS, ViewParams, build_view, view_document
 from app.models import Campaign, Placement, User
 from app.stats import DEVICES, campaign_list, iter_placement_clicks, placement_clicks
@@ -497,7 +497,7 @@ def user_create(username: str, password_stdin: bool) -> None:
     try:
         create_user(session, username, password)
     except ClickmapError as exc:
-        raise click.ClickException(f"{exc.message} [{exc.code}]") from exc
+        raise cli_error(exc) from exc
     session.commit()
     click.echo(f"user {username} created")
 
@@ -515,7 +515,7 @@ def user_set_password(username: str, password_stdin: bool) -> None:
     try:
         set_password(session, username, password)
     except ClickmapError as exc:
-        raise click.ClickException(f"{exc.message} [{exc.code}]") from exc
+        raise cli_error(exc) from exc
     session.commit()
     click.echo(f"password of {username} changed")
 

@@ -344,7 +344,7 @@ def demo_command(port: int, password: str | None, recipients: int, no_serve: boo
     """Seed a demo campaign with ten days of clicks, create user 'demo' and serve."""
     from app.auth import create_user, set_password
     from app.db import get_engine, get_session
-    from app.errors import ClickmapError
+    from app.errors import ClickmapError, cli_error
     from app.migrate import upgrade
     from app.services import link_rules
 
@@ -379,7 +379,7 @@ def demo_command(port: int, password: str | None, recipients: int, no_serve: boo
         else:
             set_password(session, DEMO_USER, password)
     except ClickmapError as exc:
-        raise click.ClickException(f"{exc.message} [{exc.code}]") from exc
+        raise cli_error(exc) from exc
     session.commit()
 
     campaign = campaigns.get_campaign(session, result.campaign_id)

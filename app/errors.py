@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import click
 from flask import Flask, Response, jsonify, request
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
@@ -35,6 +36,11 @@ class InvalidInput(ClickmapError):
 
 class TooLarge(ClickmapError):
     status = 413
+
+
+def cli_error(exc: ClickmapError) -> click.ClickException:
+    """The one-line message every ``clickmap`` command prints for a domain error."""
+    return click.ClickException(f"{exc.message} [{exc.code}]")
 
 
 def error_response(code: str, message: str, status: int, **extra: Any) -> Response:

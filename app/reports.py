@@ -16,7 +16,7 @@ from flask.cli import with_appcontext
 
 from app.auth import check_api_token, login_required
 from app.db import get_session
-from app.errors import ClickmapError, error_response
+from app.errors import ClickmapError, cli_error, error_response
 from app.heatmap import ViewParams
 from app.pdf import render_report
 
@@ -99,7 +99,7 @@ def report_pdf(campaign_id: int, output: Path | None, **view: str | None) -> Non
         params = ViewParams.from_query(args)
         pdf = render_report(current_app, get_session(), campaign_id, params)
     except ClickmapError as exc:
-        raise click.ClickException(f"{exc.message} [{exc.code}]") from exc
+        raise cli_error(exc) from exc
     target = output or Path(filename(campaign_id))
     try:
         target.write_bytes(pdf)
