@@ -40,7 +40,7 @@ from flask import (
     url_for,
 )
 from flask.cli import with_appcontext
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -121,11 +121,20 @@ class _SessionInterface(SecureCookieSessionInterface):
     """
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        # Recipients following tracked links carry no session cookie: hand them an empty
-        # session without building the cookie serializer, which would cost every redirect.
-        if self.get_cookie_name(app) not in request.cookies:
+        # Recipients following tracked links carry no cookie at all: hand them an empty
+        # session without parsing cookies or building the serializer (every redirect pays).
+        if "HTTP_COOKIE" not in request.environ or (
+            self.get_cookie_name(app) not in request.cookies
+        ):
             return None if not app.secret_key else self.session_class()
         return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        # An empty session nobody changed sets and deletes nothing (as in Flask), so skip
+        # working out the cookie's attributes first.
+        if not session and not session.modified:
+            return
+        super().save_session(app, session, response)
 
     def get_cookie_secure(self, app: Flask) -> bool:
         if app.config["SESSION_COOKIE_SECURE"]:
