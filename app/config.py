@@ -33,8 +33,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_PERSONALIZE_BATCH": 1000,
     # Directory of the click spool (None means "spool" in the instance folder).
     "SPOOL_DIR": None,
-    # How clicks reach the database: "thread" (a batch writer per process, behind the
-    # spool) or "inline" (before the answer; used by tests). None: thread unless TESTING.
+    # How clicks reach the database: "process" (a writer process; clickmap serve sets it),
+    # "thread" (a batch writer thread per process, behind the spool) or "inline" (before
+    # the answer; used by tests). None: thread unless TESTING.
     "CLICK_WRITER": None,
     # Seconds the writer lets clicks gather before one transaction stores them all.
     "CLICK_BATCH_INTERVAL": 1.0,

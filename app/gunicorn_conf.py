@@ -1,7 +1,9 @@
 """gunicorn settings for ``clickmap serve`` (or ``gunicorn -c python:app.gunicorn_conf``).
 
 Sized for the redirector: requests are short and CPU-bound (a token check, a dict lookup and
-one local file write), the database is never waited for on the request path. Environment:
+one local file write), the database is never waited for on the request path. Clicks are
+stored by one writer process beside the workers (gunicorn's "dirty" worker pool, which
+restarts it if it dies), so the workers spend nothing on storing them. Environment:
 
 ``CLICKMAP_BIND``     address to listen on (default ``127.0.0.1:8000``; behind a proxy)
 ``CLICKMAP_WORKERS``  processes (default: one per CPU core: each is one Python interpreter,
@@ -39,6 +41,14 @@ preload_app = False
 # gunicorn's runtime control socket lives at one per-user path, so two servers on one host
 # (blue/green, several redirector instances) would fight over it; nothing here uses it.
 control_socket_disable = True
+# The click writer: one process, supervised by gunicorn's dirty arbiter. Without it
+# (``--dirty-workers 0``) each worker runs a writer thread instead (see ``app.tracking``).
+WRITER_APP = "app.serving:ClickWriterApp"
+dirty_apps = [WRITER_APP]
+dirty_workers = 1
+# On SIGTERM the writer stores what the workers spooled, for at most this long; anything
+# left is stored by the next writer.
+dirty_graceful_timeout = graceful_timeout
 
 
 def _clickmap_app(worker: Any) -> Any:
@@ -49,9 +59,24 @@ def _clickmap_app(worker: Any) -> Any:
     return app if extensions is not None and tracking.EXTENSION in extensions else None
 
 
+def _use_gunicorn_log(log: Any) -> None:
+    # Outage, replay and lost-click messages go where gunicorn's own messages go.
+    clickmap_log = logging.getLogger("clickmap")
+    clickmap_log.handlers = list(log.error_log.handlers)
+    clickmap_log.setLevel(logging.INFO)
+    clickmap_log.propagate = False
+
+
+def on_starting(server: Any) -> None:
+    """Name the server after its address: the dirty arbiter keeps a pid file named after the
+    server's name and, at start, kills the process a file of that name points to, so two
+    servers on one host (blue/green, several instances) must not share a name."""
+    server.proc_name = "clickmap-" + ",".join(server.cfg.bind)
+
+
 def post_worker_init(worker: Any) -> None:
-    """Start the writer in the worker, after the fork: warm the link cache and replay the
-    spools of workers that died (including those of a killed previous server)."""
+    """Start the worker's background thread after the fork (it warms the link cache), and
+    the writer thread too when no writer process is configured."""
     from app import tracking
 
     # Everything loaded so far (the app, its libraries) lives as long as the worker: take it
@@ -59,16 +84,17 @@ def post_worker_init(worker: Any) -> None:
     gc.freeze()
     app = _clickmap_app(worker)
     if app is not None:
-        # Outage, replay and lost-click messages go where gunicorn's own messages go.
-        clickmap_log = logging.getLogger("clickmap")
-        clickmap_log.handlers = list(worker.log.error_log.handlers)
-        clickmap_log.setLevel(logging.INFO)
-        clickmap_log.propagate = False
-        tracking.start(app)
+        _use_gunicorn_log(worker.log)
+        writer_process = worker.cfg.dirty_workers > 0 and WRITER_APP in worker.cfg.dirty_apps
+        tracking.start(app, mode="process" if writer_process else None)
+
+
+def dirty_worker_init(worker: Any) -> None:
+    _use_gunicorn_log(worker.log)
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    """Store what this worker spooled before it goes (bounded by the graceful timeout)."""
+    """Let go of the worker's spool (and, with a writer thread, store what it can first)."""
     from app import tracking
 
     app = _clickmap_app(worker)

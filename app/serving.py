@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from typing import Any
 
 import click
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.dirty.app import DirtyApp
 
 from app import gunicorn_conf
 
@@ -38,3 +42,45 @@ class ClickmapServer(BaseApplication):  # type: ignore[misc]
 def serve_command(bind: str | None, workers: int | None, threads: int | None) -> None:
     """Serve Clickmap with gunicorn (redirector, API and dashboard)."""
     ClickmapServer({"bind": bind, "workers": workers, "threads": threads}).run()
+
+
+class ClickWriterApp(DirtyApp):  # type: ignore[misc]
+    """The click writer in a gunicorn "dirty" worker: a process beside the HTTP workers that
+    serves no requests, restarted by gunicorn if it dies. Its thread stores what every worker
+    spools (``app.writer``); on shutdown it stores what it can before it exits."""
+
+    def init(self) -> None:
+        from app import create_app
+        from app.writer import ClickWriter
+
+        app = create_app()
+        self.writer = ClickWriter(
+            app.extensions["clickmap.sessionmaker"],
+            app.config["SPOOL_DIR"],
+            float(app.config["CLICK_BATCH_INTERVAL"]),
+        )
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="clickmap-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        parent = os.getppid()
+        # gunicorn stops this process with the server; if its supervisor is killed outright
+        # instead, it stops on its own, so it never outlives the server holding the lock.
+        watcher = threading.Thread(target=self._watch, args=(parent,), daemon=True)
+        watcher.start()
+        self.writer.run(self.stopping)
+
+    def _watch(self, parent: int) -> None:
+        while not self.stopping.wait(1.0):
+            if os.getppid() != parent:
+                os.kill(os.getpid(), signal.SIGTERM)  # the graceful path: close() below
+                return
+
+    def __call__(self, action: str, *args: Any, **kwargs: Any) -> Any:
+        raise ValueError(f"the click writer takes no requests (asked for {action!r})")
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(gunicorn_conf.graceful_timeout / 2)
+        self.writer.close()

@@ -1,21 +1,27 @@
-"""The click spool: an append-only local file per server process, written before the 302.
+"""The click spool: append-only local files, written before the 302, read by one writer.
 
 Why a file and not the database: a click must survive the serving process being killed right
 after its redirect is sent, and the database may be slow or away. One ``write(2)`` of a
 framed record to an ``O_APPEND`` file puts it in the kernel's page cache, which outlives the
-process (SIGKILL included) without an fsync; the writer thread then stores records in the
-database in batches and moves a checkpoint past them.
+process (SIGKILL included) without an fsync.
 
-Files:
+Files in the spool directory:
   ``<name>.clicks``  frames: magic ``CK``, payload length, CRC-32, payload (JSON)
   ``<name>.done``    checkpoint: byte offset up to which every frame is in the database
+  ``writer.lock``    held by the one process that stores clicks from this directory
 
-Each live process holds an exclusive ``flock`` on its own ``.clicks`` file for its whole life.
-The kernel drops that lock when the process dies, however it dies, so any other process may
-then take the file over ("adopt" it), replay what lies past its checkpoint, and delete it.
-Replays are harmless because every click carries its own id (see ``app.recording``).
+Two roles, so that a serving process never reads, decodes or stores anything:
+
+- ``Spool``, in each serving process, appends to a file it holds an exclusive ``flock`` on.
+  The kernel drops that lock when the process dies, however it dies; a process also lets go
+  of its file on a clean stop and when the file is full (it starts a new one). A file whose
+  lock is free is *sealed*: nothing will ever be appended to it again.
+- ``SpoolReader``, in the one writer (it holds ``writer.lock``), reads every file from its
+  checkpoint, moves checkpoints after each commit, and deletes sealed files once they are
+  stored. Replays are harmless because every click carries its own id (``app.recording``).
+
 Limits (see docs/redirector.md): the page cache does not survive a power cut or kernel
-crash, and a torn last frame is ignored on replay.
+crash, and a torn last frame of a sealed file is ignored.
 """
 
 from __future__ import annotations
@@ -46,8 +52,12 @@ class SpoolError(OSError):
     """A record could not be appended (disk full, I/O error, spool directory gone)."""
 
 
+# Built once: ``json.dumps`` with options builds a new encoder on every call.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _frame(record: Any) -> bytes:
-    payload = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    payload = _ENCODE(record).encode("utf-8")
     if len(payload) > MAX_PAYLOAD:
         raise SpoolError(f"record of {len(payload)} bytes is larger than {MAX_PAYLOAD}")
     return _FRAME.pack(_MAGIC, len(payload), zlib.crc32(payload)) + payload
@@ -116,40 +126,38 @@ def _close_all(fds: list[int]) -> None:
 
 
 class Spool:
-    """This process's spool file: thread-safe appends, reads for the writer, a checkpoint."""
+    """This process's spool: thread-safe appends to a file only this process writes."""
 
-    # Once every record is stored and the file is this large, it is emptied and reused.
-    RECYCLE_BYTES = 32 * 1024 * 1024
+    # A file this large is sealed and a new one started, so the writer can delete stored
+    # clicks without ever truncating a file somebody appends to.
+    ROTATE_BYTES = 32 * 1024 * 1024
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self.appended = 0  # records appended by this process, for tests and logs
+        self.closed = False
+        self._fd, self.path = self._open()
+        self.size = 0  # bytes in the current file (only this process appends to it)
+        self._finalizer = weakref.finalize(self, _close_all, [self._fd])
+
+    def _open(self) -> tuple[int, Path]:
         name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
-        self.path = self.directory / (name + SUFFIX)
-        self.done_path = self.directory / (name + ".done")
-        # Created under a temporary name and locked before it gets its real name, so no other
-        # process can ever see it unlocked and take it for a dead process's file.
+        path = self.directory / (name + SUFFIX)
+        # Created under a temporary name and locked before it gets its real name, so the
+        # writer never sees it unlocked and takes it for a sealed file.
         tmp = self.directory / (name + ".new")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
-        self._fd = os.open(tmp, flags, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.rename(tmp, self.path)
-        self._read_fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        self._done_fd = os.open(self.done_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        _write_checkpoint(self._done_fd, 0)
-        self._lock = threading.Lock()
-        self.end = 0  # bytes appended
-        self.done = 0  # bytes stored in the database
-        self.appended = 0  # records appended ...
-        self.stored = 0  # ... and stored, so the difference is what waits
-        self.closed = False
-        self._finalizer = weakref.finalize(
-            self, _close_all, [self._fd, self._read_fd, self._done_fd]
-        )
-
-    @property
-    def pending(self) -> int:
-        return self.appended - self.stored
+        fd = os.open(tmp, flags, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(tmp, path)
+        except OSError:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        return fd, path
 
     def append(self, record: Any) -> None:
         """Write one record; when this returns it survives the death of this process."""
@@ -163,111 +171,184 @@ class Spool:
                 raise SpoolError(str(exc)) from exc
             if written != len(frame):  # disk full mid-frame: cut the partial frame off
                 with contextlib.suppress(OSError):
-                    os.ftruncate(self._fd, self.end)
+                    os.ftruncate(self._fd, self.size)
                 raise SpoolError(f"short write: {written} of {len(frame)} bytes")
-            self.end += written
+            self.size += written
             self.appended += 1
+            if self.size >= self.ROTATE_BYTES:
+                self._rotate()
 
-    def unstored(self, limit: int) -> list[Frame]:
-        """Up to ``limit`` records appended but not yet marked stored, oldest first."""
-        frames = []
-        for frame in read_frames(self._read_fd, self.done, self.end):
-            frames.append(frame)
-            if len(frames) >= limit:
-                break
-        return frames
-
-    def mark_stored(self, frames: list[Frame]) -> None:
-        """Move the checkpoint past ``frames`` (now committed to the database)."""
-        if not frames:
-            return
-        with self._lock:
-            self.done = frames[-1].end
-            self.stored += len(frames)
-            _write_checkpoint(self._done_fd, self.done)
-            if self.done == self.end and self.end >= self.RECYCLE_BYTES:
-                # Checkpoint first: a crash between the two replays a stored file (harmless),
-                # never skips a record.
-                _write_checkpoint(self._done_fd, 0)
-                os.ftruncate(self._fd, 0)
-                self.end = self.done = 0
+    def _rotate(self) -> None:
+        try:
+            fd, path = self._open()
+        except OSError:
+            return  # keep appending to the full file; the next append tries again
+        old = self._fd
+        self._fd, self.path, self.size = fd, path, 0
+        self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, _close_all, [fd])
+        os.close(old)  # seals it: the writer stores what is left and deletes it
 
     def close(self) -> None:
-        """Stop appending; delete the files when everything is stored, else leave them to be
-        adopted by the next process."""
+        """Stop appending and let go of the file (the writer stores the rest, then deletes
+        it)."""
         with self._lock:
-            if self.closed:
-                return
-            self.closed = True
-            if self.done == self.end:
-                for path in (self.done_path, self.path):
-                    path.unlink(missing_ok=True)
-            self._finalizer()
+            if not self.closed:
+                self.closed = True
+                self._finalizer()
 
 
 @dataclass
-class Orphan:
-    """A dead process's spool file, locked by us while we replay it."""
+class _File:
+    """The reader's view of one spool file."""
 
     path: Path
     fd: int
     done_fd: int
-    offset: int
-
-    def frames(self, limit: int) -> list[Frame]:
-        found = []
-        for frame in read_frames(self.fd, self.offset):
-            found.append(frame)
-            if len(found) >= limit:
-                break
-        return found
-
-    def mark_stored(self, frames: list[Frame]) -> None:
-        if frames:
-            self.offset = frames[-1].end
-            _write_checkpoint(self.done_fd, self.offset)
-
-    def trailing_bytes(self) -> int:
-        return os.fstat(self.fd).st_size - self.offset
-
-    def finish(self) -> None:
-        """Everything is stored: remove the files (checkpoint first, see ``Spool``)."""
-        self.path.with_suffix(".done").unlink(missing_ok=True)
-        self.path.unlink(missing_ok=True)
-        self.release()
-
-    def release(self) -> None:
-        _close_all([self.done_fd, self.fd])
+    offset: int  # checkpoint: everything before it is stored
+    sealed: bool = False  # its process let go of it (we hold its lock now)
+    counted_from: int = -1  # pending-count cache: frames between these two offsets
+    counted_to: int = -1
+    counted: int = 0
 
 
-def adopt_orphans(directory: str | os.PathLike[str], own: Path | None) -> Iterator[Orphan]:
-    """Lock, one at a time, the spool files whose process is gone; the caller replays each
-    and calls ``finish`` (or ``release`` to leave it for later)."""
-    folder = Path(directory)
-    if not folder.is_dir():
-        return
-    for path in sorted(folder.glob("*" + SUFFIX)):
-        if own is not None and path == own:
-            continue
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """Frames read from one file, not yet stored."""
+
+    file: _File
+    frames: list[Frame]
+
+
+class SpoolReader:
+    """Reads every spool file of a directory from its checkpoint. Only one reader may run
+    per directory (``hold_writer_lock``), as it alone writes checkpoints and deletes files."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self._files: dict[str, _File] = {}
+        self._lock_fd: int | None = None
+
+    # -- the writer lock -------------------------------------------------------------
+
+    def hold_writer_lock(self) -> bool:
+        """Take this directory's writer lock if it is free (kept until ``close``)."""
+        if self._lock_fd is not None:
+            return True
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.directory / "writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(fd)  # its process is alive, or another process is replaying it
-            continue
-        try:
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if not same:  # replayed and removed by someone else between listing and locking
             os.close(fd)
-            continue
-        done_path = path.with_suffix(".done")
-        done_fd = os.open(done_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        yield Orphan(path, fd, done_fd, _read_checkpoint(done_fd))
+            return False
+        self._lock_fd = fd
+        return True
+
+    def close(self) -> None:
+        for file in self._files.values():
+            _close_all([file.fd, file.done_fd])
+        self._files.clear()
+        if self._lock_fd is not None:
+            _close_all([self._lock_fd])
+            self._lock_fd = None
+
+    # -- reading ---------------------------------------------------------------------
+
+    def scan(self) -> None:
+        """Pick up new files and notice files whose process let go of them."""
+        for path in sorted(self.directory.glob("*" + SUFFIX)):
+            if path.name in self._files:
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            done_fd = os.open(
+                path.with_suffix(".done"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+            )
+            self._files[path.name] = _File(path, fd, done_fd, _read_checkpoint(done_fd))
+        for file in self._files.values():
+            if not file.sealed:
+                try:
+                    fcntl.flock(file.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its process is alive and may append
+                file.sealed = True
+
+    def take(self, limit: int) -> list[Taken]:
+        """Up to ``limit`` unstored frames, oldest file first."""
+        taken: list[Taken] = []
+        room = limit
+        for file in self._files.values():
+            if room <= 0:
+                break
+            frames = []
+            for frame in read_frames(file.fd, file.offset):
+                frames.append(frame)
+                if len(frames) >= room:
+                    break
+            if frames:
+                taken.append(Taken(file, frames))
+                room -= len(frames)
+        return taken
+
+    def mark_stored(self, taken: list[Taken]) -> None:
+        """Move checkpoints past frames now committed to the database."""
+        for part in taken:
+            part.file.offset = part.frames[-1].end
+            _write_checkpoint(part.file.done_fd, part.file.offset)
+
+    def finish_sealed(self) -> list[tuple[Path, int]]:
+        """Delete sealed files with nothing left to store; returns (path, ignored bytes of a
+        torn last frame) for each."""
+        finished = []
+        for name, file in list(self._files.items()):
+            if not file.sealed or next(read_frames(file.fd, file.offset), None) is not None:
+                continue
+            torn = os.fstat(file.fd).st_size - file.offset
+            # Checkpoint first: a crash between the two replays a stored file (harmless),
+            # never skips a record.
+            file.path.with_suffix(".done").unlink(missing_ok=True)
+            file.path.unlink(missing_ok=True)
+            _close_all([file.fd, file.done_fd])
+            del self._files[name]
+            finished.append((file.path, torn))
+        return finished
+
+    def pending(self) -> int:
+        """Frames not yet stored, across every file (headers only, each byte read once
+        while the checkpoint stays put)."""
+        total = 0
+        for file in self._files.values():
+            if file.counted_from != file.offset:
+                file.counted_from = file.counted_to = file.offset
+                file.counted = 0
+            count, file.counted_to = count_frames(file.fd, file.counted_to)
+            file.counted += count
+            total += file.counted
+        return total
+
+
+def count_frames(fd: int, start: int) -> tuple[int, int]:
+    """How many whole frames lie from ``start`` on, and the offset after the last one
+    (headers only: cheap enough to run on every health report)."""
+    size = os.fstat(fd).st_size
+    count, offset = 0, start
+    buffer, base = b"", start  # file offset of buffer[0]
+    while offset + _FRAME.size <= size:
+        at = offset - base
+        if len(buffer) - at < _FRAME.size:
+            buffer, base, at = os.pread(fd, _CHUNK, offset), offset, 0
+            if len(buffer) < _FRAME.size:
+                break
+        magic, length, _crc = _FRAME.unpack_from(buffer, at)
+        end = offset + _FRAME.size + length
+        if magic != _MAGIC or length > MAX_PAYLOAD or end > size:
+            break
+        count += 1
+        offset = end
+    return count, offset
 
 
 def backlog_bytes(directory: str | os.PathLike[str]) -> int:
@@ -276,9 +357,12 @@ def backlog_bytes(directory: str | os.PathLike[str]) -> int:
     for path in Path(directory).glob("*" + SUFFIX):
         try:
             size = path.stat().st_size
+        except OSError:
+            continue  # deleted meanwhile: stored
+        try:
             with open(path.with_suffix(".done"), "rb") as done:
                 offset = _read_checkpoint(done.fileno())
         except OSError:
-            continue
+            offset = 0  # the writer has not seen this file yet
         total += max(0, size - offset)
     return total

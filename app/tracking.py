@@ -1,14 +1,19 @@
 """Click handling behind the redirector: where a token leads, and getting its click stored.
 
 The path of a click: ``lookup`` finds the destination (cached per process: placements never
-change), ``record`` appends the click to this process's spool (``app.spool``) and returns,
-and the writer thread stores spooled clicks in the database in batches
-(``app.recording.record_clicks``), moving the spool's checkpoint after each commit. While
-the database is away, known links keep redirecting and clicks wait in the spool.
+change), ``record`` appends the click to this process's spool (``app.spool``) and returns;
+the click writer (``app.writer``) stores spooled clicks in batches. While the database is
+away, known links keep redirecting and clicks wait in the spool.
 
-Writer modes (setting ``CLICK_WRITER``): ``"thread"`` (the default) runs one writer thread per
-process, started lazily after gunicorn forks; ``"inline"`` (the default under ``TESTING``)
-stores each click before the response, so tests see it at once and start no thread.
+Writer modes (setting ``CLICK_WRITER``):
+``"process"``  the writer runs in a process of its own (``clickmap serve`` sets this up), so
+               serving processes only spool;
+``"thread"``   (the default elsewhere) a writer thread in each process, of which the one
+               holding the spool directory's writer lock does the writing;
+``"inline"``   (the default under ``TESTING``) each click is stored before the response, so
+               tests see it at once and no thread starts.
+In every mode a light thread per serving process warms the link cache at start and notices
+deleted campaigns.
 """
 
 from __future__ import annotations
@@ -26,15 +31,16 @@ from typing import Any
 
 from flask import Flask, Request
 from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.db import get_engine, session_scope
 from app.devices import client_address, truncate_ip
 from app.models import Campaign, Placement
-from app.recording import USER_AGENT_LIMIT, ClickEvent, known_only, record_clicks
-from app.spool import Frame, Orphan, Spool, SpoolError, adopt_orphans, backlog_bytes
+from app.recording import USER_AGENT_LIMIT, ClickEvent, record_clicks
+from app.spool import Spool, SpoolError, backlog_bytes
 from app.tokens import ClickToken, InvalidToken
 from app.urls import UnsafeDestination, to_location, with_utm
+from app.writer import ClickWriter, read_status
 
 log = logging.getLogger("clickmap.tracking")
 
@@ -59,35 +65,38 @@ _Key = tuple[int, int, str, int]  # campaign, variant, part, position
 
 
 class Tracker:
-    """Per-app click machinery: the destination cache, the spool and its writer thread."""
+    """Per-app click machinery: the destination cache, the spool, and the writer when it
+    runs in this process."""
 
-    BATCH = 1000  # clicks per transaction at most
-    HOUSEKEEPING = 10.0  # seconds between adopting dead processes' spools, refreshing deletions
-    MAX_BACKOFF = 5.0
+    HOUSEKEEPING = 10.0  # seconds between refreshes of the deleted campaigns
+    MODES = ("process", "thread", "inline")
 
     def __init__(self, app: Flask) -> None:
         self.app = app
         # Unset (or None): a thread when serving, inline under TESTING.
         self.mode: str = app.config.get("CLICK_WRITER") or ("inline" if app.testing else "thread")
-        if self.mode not in ("thread", "inline"):
-            raise ValueError(f"CLICK_WRITER must be 'thread' or 'inline', got {self.mode!r}")
+        if self.mode not in self.MODES:
+            raise ValueError(f"CLICK_WRITER must be one of {self.MODES}, got {self.mode!r}")
         self.trusted_proxies = int(app.config.get("TRUSTED_PROXY_COUNT", 0))
-        # How long the writer lets clicks gather between transactions: fewer, larger commits
-        # cost far less database and CPU time per click; reports lag by about this much.
-        self.gather = float(app.config.get("CLICK_BATCH_INTERVAL", 1.0))
         self.targets: dict[_Key, Target] = {}
         self.gone: set[int] = set()
-        self.database_up = True
         self.lost = 0  # clicks neither spooled nor stored: logged one by one
-        self.adopting = 0  # clicks being replayed from dead processes' spools
+        self.writer = (
+            None
+            if self.mode == "process"
+            else ClickWriter(
+                app.extensions["clickmap.sessionmaker"],
+                app.config["SPOOL_DIR"],
+                float(app.config.get("CLICK_BATCH_INTERVAL", 1.0)),
+            )
+        )
         self._spool: Spool | None = None
         self._lock = threading.Lock()
-        self._drain_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._pid = 0  # the process that owns ``_spool``
-        self._thread_pid = 0  # the process that runs ``_thread``
+        self._thread_pid = 0  # the process that runs ``_threads``
         self._id_prefix = ""
         self._ids = itertools.count()
         self._id_pid = 0  # the process ``_id_prefix`` was drawn in
@@ -141,8 +150,7 @@ class Tracker:
             self._store_directly(event, exc)
             return
         if self.mode == "inline":
-            with contextlib.suppress(SQLAlchemyError):  # logged; the click waits in the spool
-                self.drain()
+            self.drain()
         else:
             self.start()
             if not self._wake.is_set():
@@ -187,160 +195,76 @@ class Tracker:
                 self._pid = os.getpid()
             return self._spool
 
-    # -- storing -----------------------------------------------------------------------
-
-    def _store(self, frames: list[Frame]) -> int:
-        events = []
-        for frame in frames:
-            try:
-                events.append(ClickEvent.from_record(frame.record))
-            except (TypeError, ValueError):  # e.g. written by an incompatible version
-                log.error("unreadable spool record skipped: %r", frame.record)
-        try:
-            with session_scope(self.app) as session:
-                return record_clicks(session, events)
-        except IntegrityError:
-            with session_scope(self.app) as session:
-                kept = known_only(session, events)
-                log.warning(
-                    "dropped %d clicks whose placement or recipient no longer exists",
-                    len(events) - len(kept),
-                )
-                return record_clicks(session, kept)
-
     def drain(self) -> None:
-        """Store everything spooled so far; on a database error, leave it for later."""
-        spool = self._spool
-        if spool is None:
-            return
-        with self._drain_lock:
-            while True:
-                frames = spool.unstored(self.BATCH)
-                if not frames:
-                    break
-                try:
-                    self._store(frames)
-                except SQLAlchemyError as exc:
-                    self._went_down(exc, spool.pending)
-                    raise
-                spool.mark_stored(frames)
-                self._came_back()
+        """Store everything spooled so far, here and now (inline mode, tests, scripts); on a
+        database error the clicks stay spooled (and the error is logged once)."""
+        if self.writer is not None:
+            with contextlib.suppress(SQLAlchemyError):
+                self.writer.cycle()
 
-    def _went_down(self, exc: BaseException, pending: int) -> None:
-        if self.database_up:
-            self.database_up = False
-            log.warning(
-                "database unreachable, clicks wait in the spool (%d pending): %s", pending, exc
-            )
-
-    def _came_back(self) -> None:
-        if not self.database_up:
-            self.database_up = True
-            log.warning("database reachable again, spooled clicks are being stored")
-
-    def adopt(self) -> int:
-        """Replay the spool files of processes that died; returns clicks newly stored."""
-        stored = 0
-        own = self._spool.path if self._spool is not None else None
-        for orphan in adopt_orphans(self.app.config["SPOOL_DIR"], own):
-            try:
-                stored += self._replay(orphan)
-            except SQLAlchemyError as exc:
-                self._went_down(exc, self.adopting)
-                orphan.release()
-                break
-            except BaseException:
-                orphan.release()
-                raise
-            finally:
-                self.adopting = 0
-        return stored
-
-    def _replay(self, orphan: Orphan) -> int:
-        stored = 0
-        while frames := orphan.frames(self.BATCH):
-            self.adopting = len(frames)
-            stored += self._store(frames)
-            orphan.mark_stored(frames)
-        torn = orphan.trailing_bytes()
-        if torn:
-            log.warning("spool %s: ignored %d bytes of a torn last record", orphan.path, torn)
-        orphan.finish()
-        log.warning("replayed spool %s of a stopped process: %d clicks stored", orphan.path, stored)
-        self._came_back()
-        return stored
-
-    # -- the writer thread -------------------------------------------------------------
+    # -- background threads ------------------------------------------------------------
 
     def start(self) -> None:
-        """Start this process's writer thread (thread mode; a no-op when it runs)."""
-        if self.mode != "thread" or self._running():
+        """Start this process's threads: the cache keeper, and the writer in thread mode
+        (a no-op when they run, or in inline mode)."""
+        if self.mode == "inline" or self._running():
             return
         with self._lock:
             if self._running():
                 return
             self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="clickmap-writer", daemon=True)
+            self._threads = [threading.Thread(target=self._keep, name="clickmap-cache")]
+            if self.mode == "thread" and self.writer is not None:
+                writer = self.writer
+                self._threads.append(
+                    threading.Thread(
+                        target=writer.run, args=(self._stop, self._wake), name="clickmap-writer"
+                    )
+                )
             self._thread_pid = os.getpid()
-            self._thread.start()
+            for thread in self._threads:
+                thread.daemon = True
+                thread.start()
 
     def _running(self) -> bool:
-        # A thread started before a fork does not exist in the child.
-        return self._thread is not None and self._thread_pid == os.getpid()
+        # Threads started before a fork do not exist in the child.
+        return bool(self._threads) and self._thread_pid == os.getpid()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Store what can be stored within ``timeout``, stop the writer, close the spool."""
-        thread = self._thread if self._running() else None
+        """Stop the threads (the writer stores what it can within ``timeout``) and let go of
+        the spool: whatever is left in it, the next writer stores."""
+        threads = self._threads if self._running() else []
         self._stop.set()
         self._wake.set()
-        if thread is not None:
-            thread.join(timeout)
-        self._thread = None
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads = []
         if self._spool is not None and self._pid == os.getpid():
             self._spool.close()
             self._spool = None
+        if self.writer is not None:
+            self.writer.close()
 
     def flush(self, timeout: float) -> bool:
-        """Wait until every click this process spooled is stored; False on timeout."""
+        """Wait until every click spooled in this directory is stored; False on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            spool = self._spool
-            if spool is None or spool.pending == 0:
+            if backlog_bytes(self.app.config["SPOOL_DIR"]) == 0:
                 return True
             self._wake.set()
             time.sleep(0.02)
         return False
 
-    def _run(self) -> None:
+    def _keep(self) -> None:
         self.warm()
-        backoff = 0.25
-        next_housekeeping = 0.0
-        while True:
-            self._wake.wait(1.0)
-            self._wake.clear()
-            stopping = self._stop.is_set()
-            ok = True
+        while not self._stop.wait(self.HOUSEKEEPING):
             try:
-                if time.monotonic() >= next_housekeeping:
-                    next_housekeeping = time.monotonic() + self.HOUSEKEEPING
-                    self.refresh_gone()
-                    self.adopt()
-                self.drain()
+                self.refresh_gone()
             except SQLAlchemyError:
-                ok = False
+                pass  # the database is away: keep the cache as it is
             except Exception:
-                ok = False
-                log.exception("click writer failed; retrying")
-            if stopping:
-                return
-            if ok:
-                backoff = 0.25
-                self._stop.wait(self.gather)
-            else:
-                next_housekeeping = 0.0
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self.MAX_BACKOFF)
-                self._wake.set()
+                log.exception("refreshing deleted campaigns failed")
 
     # -- the destination cache ---------------------------------------------------------
 
@@ -403,11 +327,16 @@ class Tracker:
             database = True
         except SQLAlchemyError:
             database = False
-        spool = self._spool
+        spool_dir = self.app.config["SPOOL_DIR"]
+        status = read_status(spool_dir)
         return {
             "database": "up" if database else "down",
-            "pending_clicks": (spool.pending if spool is not None else 0) + self.adopting,
-            "spool_backlog_bytes": backlog_bytes(self.app.config["SPOOL_DIR"]),
+            "pending_clicks": status["pending_clicks"] if status else 0,
+            "spool_backlog_bytes": backlog_bytes(spool_dir),
+            # How long ago the writer last reported: a growing number means nobody stores.
+            "writer_seen_seconds_ago": (
+                round(max(0.0, time.time() - status["time"]), 1) if status else None
+            ),
             "lost_clicks": self.lost,
             "cached_links": len(self.targets),
         }
@@ -424,9 +353,15 @@ def tracker(app: Flask) -> Tracker:
     return found
 
 
-def start(app: Flask) -> None:
-    """Start the writer now (warming the cache and replaying dead processes' spools)."""
-    tracker(app).start()
+def start(app: Flask, mode: str | None = None) -> None:
+    """Start the background threads now (warming the link cache); ``mode`` overrides the
+    configured writer mode (``app.gunicorn_conf`` sets ``"process"``)."""
+    found = tracker(app)
+    if mode is not None and mode != found.mode:
+        if mode not in Tracker.MODES:
+            raise ValueError(f"unknown writer mode {mode!r}")
+        found.mode = mode
+    found.start()
 
 
 def stop(app: Flask, timeout: float = 10.0) -> None:
@@ -440,8 +375,9 @@ def lookup(app: Flask, token: ClickToken) -> Target:
 def record(app: Flask, token: ClickToken, target: Target, request: Request) -> None:
     """Spool the click of this request; only the network prefix of the address is kept."""
     found = tracker(app)
+    environ = request.environ  # read directly: the headers wrapper costs more than the rest
     address = client_address(
-        request.remote_addr, request.headers.get("X-Forwarded-For"), found.trusted_proxies
+        environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"), found.trusted_proxies
     )
     found.submit(
         ClickEvent(
@@ -453,7 +389,7 @@ def record(app: Flask, token: ClickToken, target: Target, request: Request) -> N
             placement_id=target.placement_id,
             recipient_id=token.recipient_id,
             method=request.method,
-            user_agent=request.headers.get("User-Agent", "")[:USER_AGENT_LIMIT],
+            user_agent=environ.get("HTTP_USER_AGENT", "")[:USER_AGENT_LIMIT],
             ip_prefix=truncate_ip(address),
         )
     )

@@ -35,7 +35,8 @@ from app.migrate import upgrade
 from app.models import Click, PlacementRecipient, PlacementStats
 from app.recording import ClickEvent
 from app.services import token_codec
-from app.spool import Spool, adopt_orphans, read_frames
+from app.spool import Spool, SpoolReader, Taken, read_frames
+from app.writer import ClickWriter, read_status
 from tests.conftest import PG_SERVER, ROOT, TEST_SECRET, _empty_tables, make_app
 from tests.test_redirector import Sent, send
 
@@ -60,18 +61,26 @@ def test_torn_last_frame_is_ignored(tmp_path: Path) -> None:
     spool.close()
 
 
+def _records(taken: list[Taken]) -> list[Any]:
+    return [frame.record for part in taken for frame in part.frames]
+
+
 def test_frames_across_read_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(spool_module, "_CHUNK", 4096)  # many records straddle a chunk edge
     spool = Spool(tmp_path)
     records = [["x" * (i * 37 % 5000), i] for i in range(400)]
     for record in records:
         spool.append(record)
-    frames = spool.unstored(1000)
-    assert [f.record for f in frames] == records
-    spool.mark_stored(frames[:150])
-    assert [f.record for f in spool.unstored(1000)] == records[150:]
-    assert [f.record for f in spool.unstored(7)] == records[150:157]
+    reader = SpoolReader(tmp_path)
+    reader.scan()
+    [taken] = reader.take(1000)
+    assert [f.record for f in taken.frames] == records
+    reader.mark_stored([Taken(taken.file, taken.frames[:150])])
+    assert _records(reader.take(1000)) == records[150:]
+    assert _records(reader.take(7)) == records[150:157]
+    assert reader.pending() == 250
     spool.close()
+    reader.close()
 
 
 def test_corrupt_frame_stops_the_replay(tmp_path: Path) -> None:
@@ -89,24 +98,59 @@ def test_corrupt_frame_stops_the_replay(tmp_path: Path) -> None:
     spool.close()
 
 
-def test_a_live_spool_is_never_adopted(tmp_path: Path) -> None:
+def test_a_live_spool_is_read_but_kept_until_its_process_lets_go(tmp_path: Path) -> None:
     live = Spool(tmp_path)
     live.append(["x"])
-    assert list(adopt_orphans(tmp_path, None)) == []
+    reader = SpoolReader(tmp_path)
+    assert reader.hold_writer_lock()
+    assert not SpoolReader(tmp_path).hold_writer_lock()  # one writer per directory
+    reader.scan()
+    reader.mark_stored(reader.take(10))
+    assert reader.finish_sealed() == []  # stored, but its process may still append
+    live.append(["y"])
     live._finalizer()  # the process "dies": its descriptors close, its lock goes
-    [orphan] = list(adopt_orphans(tmp_path, None))
-    assert [f.record for f in orphan.frames(10)] == [["x"]]
-    # While we replay it, nobody else can take it.
-    assert list(adopt_orphans(tmp_path, None)) == []
-    orphan.finish()
-    assert list(tmp_path.iterdir()) == []
+    reader.scan()
+    taken = reader.take(10)
+    assert _records(taken) == [["y"]]
+    assert reader.finish_sealed() == []  # not stored yet
+    reader.mark_stored(taken)
+    assert reader.finish_sealed() == [(live.path, 0)]
+    reader.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["writer.lock"]
 
 
-def test_a_cleanly_closed_spool_leaves_nothing(tmp_path: Path) -> None:
+def test_a_full_spool_file_is_sealed_and_a_new_one_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Spool, "ROTATE_BYTES", 1000)
+    spool = Spool(tmp_path)
+    records = [["r" * 90, i] for i in range(30)]  # about 110 bytes a frame: 3 files
+    for record in records:
+        spool.append(record)
+    assert len(list(tmp_path.glob("*.clicks"))) == 4
+    reader = SpoolReader(tmp_path)
+    reader.scan()
+    taken = reader.take(1000)
+    # Files are read in name order, not creation order: compare as sets of records.
+    assert sorted(map(tuple, _records(taken))) == sorted(map(tuple, records))
+    reader.mark_stored(taken)
+    reader.scan()
+    assert len(reader.finish_sealed()) == 3  # the full ones; the current one stays
+    assert list(tmp_path.glob("*.clicks")) == [spool.path]
+    spool.close()
+    reader.close()
+
+
+def test_a_cleanly_closed_spool_leaves_nothing_once_stored(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     spool.append(["x"])
-    spool.mark_stored(spool.unstored(10))
     spool.close()
+    reader = SpoolReader(tmp_path)
+    reader.scan()
+    reader.mark_stored(reader.take(10))
+    assert reader.pending() == 0
+    reader.finish_sealed()
+    reader.close()
     assert list(tmp_path.iterdir()) == []
 
 
@@ -115,26 +159,39 @@ def _count(app: Flask) -> int:
         return int(s.scalar(select(func.count()).select_from(Click)) or 0)
 
 
-def test_a_dead_process_spool_is_replayed_exactly_once(app: Flask, tmp_path: Path) -> None:
+def _writer(app: Flask) -> ClickWriter:
+    return ClickWriter(app.extensions["clickmap.sessionmaker"], app.config["SPOOL_DIR"], 0.0)
+
+
+def test_a_dead_process_spool_is_replayed_exactly_once(app: Flask) -> None:
     sent = send(app)
-    dead = tracking.Tracker(app)
-    spool = dead.spool()
+    spool = Spool(app.config["SPOOL_DIR"])
     events = [_event(app, sent, recipient=i % 2) for i in range(5)]
     for event in events[:3]:
         spool.append(event.to_record())
-    dead._store(spool.unstored(10))  # stored, but killed before its checkpoint
+    crashed = _writer(app)
+    crashed.reader.scan()
+    crashed._store(crashed.reader.take(10))  # stored, but killed before its checkpoint
+    crashed.close()
     for event in events[3:]:
         spool.append(event.to_record())
-    spool._finalizer()  # SIGKILL: no checkpoint, no clean-up
+    spool._finalizer()  # SIGKILL: no clean-up
 
-    survivor = tracking.Tracker(app)
-    assert survivor.adopt() == 2
-    assert survivor.adopt() == 0
+    survivor = _writer(app)
+    assert survivor.cycle()
+    assert survivor.cycle()
+    survivor.close()
     assert _count(app) == 5
     with app.extensions["clickmap.sessionmaker"]() as s:
         stats = s.scalars(select(PlacementStats)).one()
         assert (stats.total, stats.unique) == (5, 2)
     assert list(Path(app.config["SPOOL_DIR"]).glob("*.clicks")) == []
+    assert read_status(app.config["SPOOL_DIR"]) == {
+        "pid": os.getpid(),
+        "time": pytest.approx(time.time(), abs=60),
+        "database": "up",
+        "pending_clicks": 0,
+    }
 
 
 def _event(app: Flask, sent: Sent, recipient: int = 0) -> ClickEvent:
@@ -537,6 +594,9 @@ def test_database_outage_keeps_redirecting_and_loses_nothing(tmp_path: Path) -> 
                 load.wait_for(cut_at + 500)
                 assert len(load.redirected) >= cut_at + 500, load.statuses
                 assert set(load.statuses) == {302}, load.statuses  # known links only
+                # The outage lasts until the writer has run into it (it writes once a second).
+                log_file = tmp_path / "server.log"
+                assert poll(lambda: "database unreachable" in log_file.read_text(), 30)
                 proxy.start()
                 load.wait_for(len(load.redirected) + 200)
             assert during["database"] == "down"

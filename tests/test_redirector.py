@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app import campaigns, tracking
+from app import writer as writer_module
 from app.db import get_engine
 from app.models import Campaign, Click, ClickHourly, Placement, PlacementRecipient, PlacementStats
 from app.services import link_rules, token_codec
@@ -279,7 +280,8 @@ def test_database_outage_known_links_redirect_unknown_ones_wait(
     def unreachable(*_args: Any, **_kwargs: Any) -> Any:
         raise OperationalError("SELECT 1", {}, Exception("connection refused"))
 
-    monkeypatch.setattr(tracking, "session_scope", unreachable)
+    monkeypatch.setattr(tracking, "session_scope", unreachable)  # link lookups
+    monkeypatch.setattr(writer_module, "record_clicks", unreachable)  # storing clicks
     for _ in range(3):
         response = client.get(f"/c/{sent.token(0, recipient=1)}")
         assert response.status_code == 302
