@@ -9,6 +9,7 @@ here. In both, every 302 the client received must end up as exactly one stored c
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import secrets
 import signal
@@ -25,14 +26,14 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, delete, func, select, text
 from sqlalchemy.orm import Session
 
 from app import campaigns, tracking
 from app import spool as spool_module
 from app.db import get_engine
 from app.migrate import upgrade
-from app.models import Click, PlacementRecipient, PlacementStats
+from app.models import Click, Placement, PlacementRecipient, PlacementStats
 from app.recording import ClickEvent
 from app.services import token_codec
 from app.spool import Spool, SpoolReader, Taken, read_frames
@@ -192,6 +193,58 @@ def test_a_dead_process_spool_is_replayed_exactly_once(app: Flask) -> None:
         "database": "up",
         "pending_clicks": 0,
     }
+
+
+def test_clicks_of_a_placement_removed_for_good_are_dropped(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``click`` has no foreign keys: its (placement, recipient) row rejects the click, and
+    the writer stores the rest of the batch without it."""
+    sent = send(app)
+    factory = app.extensions["clickmap.sessionmaker"]
+    with factory() as s:
+        kept_id, gone_id = s.scalars(
+            select(Placement.id)
+            .where(Placement.variant_id == sent.variant_id, Placement.tracked)
+            .order_by(Placement.position)
+        ).all()[:2]
+
+    def event(placement_id: int) -> ClickEvent:
+        return ClickEvent(
+            secrets.token_hex(16),
+            datetime.now(UTC),
+            sent.campaign_id,
+            sent.variant_id,
+            "html",
+            placement_id,
+            sent.recipients[0],
+            "GET",
+            "test",
+            None,
+        )
+
+    spool = Spool(app.config["SPOOL_DIR"])
+    spool.append(event(gone_id).to_record())  # the pair row exists from here on
+    writer = _writer(app)
+    assert writer.cycle()
+    # Removed for good: the pair row goes by cascade, the clicks must be deleted explicitly.
+    with factory.begin() as s:
+        s.execute(delete(Placement).where(Placement.id == gone_id))
+        s.execute(delete(Click).where(Click.placement_id == gone_id))
+    late, valid = event(gone_id), event(kept_id)
+    spool.append(late.to_record())
+    spool.append(valid.to_record())
+    spool.close()
+    with caplog.at_level(logging.WARNING, logger="clickmap.writer"):
+        assert writer.cycle()
+    writer.close()
+    assert "dropped 1 clicks whose placement or recipient no longer exists" in caplog.text
+    with factory() as s:
+        assert s.scalars(select(Click.click_id)).all() == [valid.click_id]
+        assert s.scalars(select(PlacementRecipient.placement_id)).all() == [kept_id]
+        stats = s.scalars(select(PlacementStats)).one()
+        assert (stats.placement_id, stats.total, stats.unique) == (kept_id, 1, 1)
+    assert list(Path(app.config["SPOOL_DIR"]).glob("*.clicks")) == []  # stored, not retried
 
 
 def _event(app: Flask, sent: Sent, recipient: int = 0) -> ClickEvent:

@@ -1,5 +1,6 @@
 """The migrations on a fresh database of each kind: the report aggregates added by 0002 are
-backfilled from clicks stored before it, and the click writer carries on exactly from there.
+backfilled from clicks stored before it, and the click writer carries on exactly from there;
+0003 drops the foreign keys of ``click`` and keeps its rows.
 """
 
 from __future__ import annotations
@@ -149,12 +150,14 @@ def test_upgrade_backfills_the_report_aggregates(fresh: Engine) -> None:
     assert current(fresh) == "0001"
     assert not NEW_TABLES & set(inspect(fresh).get_table_names())
     _store_clicks_the_old_way(fresh)
-    upgrade(fresh)
+    upgrade(fresh, "0002")
     assert current(fresh) == "0002"
     with Session(fresh) as session:
         found = part_and_campaign_aggregates(session)
         assert found["campaigns"] == {1: (48, 7), 2: (12, 7)}
         assert sum(n for n, _ in found["parts"].values()) == 60
+    upgrade(fresh)
+    with Session(fresh) as session:
         # The writer goes on from the backfill: known clickers add totals only, a newcomer
         # adds a clicker to the part and the campaign, and clicks in an hour that already
         # has a bucket land in that bucket (the backfill wrote hours as the writer does).
@@ -195,3 +198,75 @@ def test_upgrade_of_an_install_without_clicks(fresh: Engine) -> None:
     assert set(inspect(fresh).get_table_names()) >= NEW_TABLES
     with Session(fresh) as session:
         assert part_and_campaign_aggregates(session) == {"parts": {}, "campaigns": {}}
+
+
+CLICK_KEYS = {
+    "fk_click_campaign_id_campaign": ("campaign_id", "campaign"),
+    "fk_click_placement_id_placement": ("placement_id", "placement"),
+    "fk_click_recipient_id_recipient": ("recipient_id", "recipient"),
+    "fk_click_variant_id_variant": ("variant_id", "variant"),
+}
+
+
+def _click_keys(engine: Engine) -> dict[str, tuple[str, str]]:
+    return {
+        str(fk["name"]): (fk["constrained_columns"][0], fk["referred_table"])
+        for fk in inspect(engine).get_foreign_keys("click")
+    }
+
+
+def _click_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT COUNT(*) FROM click")).scalar_one())
+
+
+def test_click_loses_its_foreign_keys_and_keeps_its_rows(fresh: Engine) -> None:
+    upgrade(fresh, "0001")
+    _store_clicks_the_old_way(fresh)
+    upgrade(fresh, "0002")
+    assert _click_keys(fresh) == CLICK_KEYS
+    upgrade(fresh)
+    assert current(fresh) == "0003"
+    assert inspect(fresh).get_foreign_keys("click") == []
+    assert {ix["name"] for ix in inspect(fresh).get_indexes("click")} >= {
+        "ix_click_campaign_clicked_at",
+        "ix_click_placement_clicked_at",
+    }
+    assert _click_count(fresh) == 60
+    # The pair rows still check the parents of every click the writer stores.
+    pair_keys = {
+        (fk["constrained_columns"][0], fk["referred_table"], fk["options"].get("ondelete"))
+        for fk in inspect(fresh).get_foreign_keys("placement_recipient")
+    }
+    assert pair_keys == {
+        ("campaign_id", "campaign", "CASCADE"),
+        ("placement_id", "placement", "CASCADE"),
+        ("recipient_id", "recipient", "CASCADE"),
+    }
+    with Session(fresh) as session:
+        assert record_clicks(session, [_click(2, 1, "html", 8, T0 + timedelta(days=1))]) == 1
+        session.commit()
+    assert _click_count(fresh) == 61
+
+    # A click whose placement is gone (no cascade removes it any more) is deleted by the
+    # downgrade, as the cascade would have; the rest keep their rows and get their keys back.
+    with fresh.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO click (click_id, clicked_at, campaign_id, variant_id, part, "
+                "placement_id, recipient_id, method, user_agent, device) VALUES ('orphan', "
+                ":at, 1, 1, 'html', 999999, 1, 'GET', '', 'other')"
+            ).bindparams(bindparam("at", type_=UTCDateTime())),
+            {"at": T0},
+        )
+    cfg = alembic_config(fresh)
+    with fresh.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0002")
+    assert current(fresh) == "0002"
+    assert _click_keys(fresh) == CLICK_KEYS
+    assert all(
+        fk["options"].get("ondelete") == "CASCADE"
+        for fk in inspect(fresh).get_foreign_keys("click")
+    )
+    assert _click_count(fresh) == 61
