@@ -66,7 +66,8 @@ class ClickEvent:
     ip_prefix: str | None
 
     def to_record(self) -> list[Any]:
-        """A compact JSON-able form for the spool."""
+        """A compact JSON-able form for the spool (``app.tracking.record`` builds the same
+        list directly on the redirect path)."""
         return [
             self.click_id,
             self.clicked_at.timestamp(),

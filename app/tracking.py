@@ -142,12 +142,16 @@ class Tracker:
         self.targets[key] = target
         return target
 
-    def submit(self, event: ClickEvent) -> None:
-        """Make the click durable (spooled) or, failing that, stored; never raise."""
+    def submit(self, record: list[Any]) -> None:
+        """Make the click durable (spooled) or, failing that, stored; never raise.
+
+        ``record`` is a click in its spool form (``ClickEvent.to_record``), built directly by
+        ``record()`` below: the redirect path makes no intermediate objects.
+        """
         try:
-            self.spool().append(event.to_record())
+            self.spool().append(record)
         except (SpoolError, OSError) as exc:
-            self._store_directly(event, exc)
+            self._store_directly(record, exc)
             return
         if self.mode == "inline":
             self.drain()
@@ -156,13 +160,13 @@ class Tracker:
             if not self._wake.is_set():
                 self._wake.set()
 
-    def _store_directly(self, event: ClickEvent, reason: BaseException) -> None:
+    def _store_directly(self, record: list[Any], reason: BaseException) -> None:
         # The spool cannot take the click (disk full, read-only disk): the recipient is still
         # redirected, and the click is written now, synchronously, or counted as lost.
         try:
             with session_scope(self.app) as session:
-                record_clicks(session, [event])
-            log.warning("spool unwritable (%s): click %s stored directly", reason, event.click_id)
+                record_clicks(session, [ClickEvent.from_record(record)])
+            log.warning("spool unwritable (%s): click %s stored directly", reason, record[0])
         except SQLAlchemyError as exc:
             with self._lock:
                 self.lost += 1
@@ -170,7 +174,7 @@ class Tracker:
                 "click lost: spool unwritable (%s) and database failed (%s): %s",
                 reason,
                 exc,
-                event.to_record(),
+                record,
             )
 
     def next_click_id(self) -> str:
@@ -379,17 +383,18 @@ def record(app: Flask, token: ClickToken, target: Target, request: Request) -> N
     address = client_address(
         environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"), found.trusted_proxies
     )
+    # The order of ClickEvent.to_record.
     found.submit(
-        ClickEvent(
-            click_id=found.next_click_id(),
-            clicked_at=datetime.now(UTC),
-            campaign_id=token.campaign_id,
-            variant_id=token.variant_id,
-            part=token.part,
-            placement_id=target.placement_id,
-            recipient_id=token.recipient_id,
-            method=request.method,
-            user_agent=environ.get("HTTP_USER_AGENT", "")[:USER_AGENT_LIMIT],
-            ip_prefix=truncate_ip(address),
-        )
+        [
+            found.next_click_id(),
+            time.time(),
+            token.campaign_id,
+            token.variant_id,
+            token.part,
+            target.placement_id,
+            token.recipient_id,
+            request.method,
+            environ.get("HTTP_USER_AGENT", "")[:USER_AGENT_LIMIT],
+            truncate_ip(address),
+        ]
     )
