@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import threading
@@ -59,6 +60,9 @@ class ClickWriterApp(DirtyApp):  # type: ignore[misc]
             app.config["SPOOL_DIR"],
             float(app.config["CLICK_BATCH_INTERVAL"]),
         )
+        # As in the workers (see gunicorn_conf.post_worker_init): what is loaded now lives as
+        # long as the process, so the garbage collector need not walk it again and again.
+        gc.freeze()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="clickmap-writer", daemon=True)
         self.thread.start()
