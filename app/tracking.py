@@ -92,7 +92,6 @@ class Tracker:
         )
         self._spool: Spool | None = None
         self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._pid = 0  # the process that owns ``_spool``
@@ -157,8 +156,6 @@ class Tracker:
             self.drain()
         else:
             self.start()
-            if not self._wake.is_set():
-                self._wake.set()
 
     def _store_directly(self, record: list[Any], reason: BaseException) -> None:
         # The spool cannot take the click (disk full, read-only disk): the recipient is still
@@ -221,9 +218,7 @@ class Tracker:
             if self.mode == "thread" and self.writer is not None:
                 writer = self.writer
                 self._threads.append(
-                    threading.Thread(
-                        target=writer.run, args=(self._stop, self._wake), name="clickmap-writer"
-                    )
+                    threading.Thread(target=writer.run, args=(self._stop,), name="clickmap-writer")
                 )
             self._thread_pid = os.getpid()
             for thread in self._threads:
@@ -239,7 +234,6 @@ class Tracker:
         the spool: whatever is left in it, the next writer stores."""
         threads = self._threads if self._running() else []
         self._stop.set()
-        self._wake.set()
         deadline = time.monotonic() + timeout
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -256,7 +250,6 @@ class Tracker:
         while time.monotonic() < deadline:
             if backlog_bytes(self.app.config["SPOOL_DIR"]) == 0:
                 return True
-            self._wake.set()
             time.sleep(0.02)
         return False
 

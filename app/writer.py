@@ -126,7 +126,7 @@ class ClickWriter:
 
     # -- running -----------------------------------------------------------------------
 
-    def run(self, stop: threading.Event, wake: threading.Event | None = None) -> None:
+    def run(self, stop: threading.Event) -> None:
         """Cycle until ``stop`` is set, then store what is left once more."""
         backoff = 0.25
         while not stop.is_set():
@@ -141,14 +141,9 @@ class ClickWriter:
                 stop.wait(self.MAX_BACKOFF)
                 continue
             backoff = 0.25
-            if not ok:  # another process writes: check again later, in case it goes
-                stop.wait(self.MAX_BACKOFF)
-            elif wake is not None:
-                wake.wait(self.MAX_BACKOFF)
-                wake.clear()
-                stop.wait(self.gather)
-            else:
-                stop.wait(self.gather)
+            # A pass with nothing spooled reads no more than a directory listing: polling is
+            # cheap, and keeps ``writer.status`` fresh for /healthz.
+            stop.wait(self.gather if ok else self.MAX_BACKOFF)  # not ok: another writer
         try:
             self.cycle()
         except Exception as exc:  # stopping: the spool keeps what is left
