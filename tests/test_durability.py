@@ -531,6 +531,8 @@ def test_sigkill_under_load_loses_no_redirected_click(backend: str, tmp_path: Pa
         server = Server(url, tmp_path / "spool", tmp_path / "server.log", CLICK_BATCH_INTERVAL=1.0)
         server.start()
         try:
+            # The writer process beside the workers is up and reporting.
+            assert poll(lambda: server.health()["writer_seen_seconds_ago"] is not None, 20)
             with Load(server, tokens) as load:
                 load.wait_for(400)
                 server.kill()

@@ -262,12 +262,19 @@ def test_forwarded_for_is_trusted_only_behind_configured_proxies(
 
 
 def test_health_reports_database_and_waiting_clicks(app: Flask) -> None:
-    response = app.test_client().get("/healthz")
+    client = app.test_client()
+    response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json is not None
     assert response.json["database"] == "up"
     assert response.json["pending_clicks"] == 0
     assert response.json["lost_clicks"] == 0
+    assert response.json["writer_seen_seconds_ago"] is None  # no writer has reported yet
+    assert client.get(f"/c/{send(app).token(0)}").status_code == 302
+    after = client.get("/healthz").json
+    assert after is not None
+    assert after["pending_clicks"] == 0 and after["spool_backlog_bytes"] == 0
+    assert 0 <= after["writer_seen_seconds_ago"] < 5
 
 
 def test_database_outage_known_links_redirect_unknown_ones_wait(
