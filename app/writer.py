@@ -69,6 +69,11 @@ class ClickWriter:
                         raise
                     self.reader.mark_stored(taken)
                     self._came_back()
+                    # A short batch took everything there was: what the workers spooled
+                    # meanwhile waits for the next pass, rather than trickling into many
+                    # small transactions (each costs far more per click).
+                    if sum(len(part.frames) for part in taken) < self.BATCH:
+                        break
                 for path, torn in self.reader.finish_sealed():
                     if torn:
                         log.warning("spool %s: ignored %d bytes of a torn last record", path, torn)
