@@ -33,6 +33,12 @@ graceful_timeout = 20
 # Email clients open one connection per click; a short keep-alive still helps proxies.
 keepalive = 5
 backlog = 2048
+# Workers prove they are alive by touching a file after every request; on a disk-backed
+# /tmp each touch is a filesystem journal entry, competing with the spool's appends on the
+# same disk. gunicorn's documentation recommends a memory filesystem for it.
+# (gunicorn creates the file with mkstemp and unlinks it at once: no predictable name.)
+_SHM = "/dev/shm"  # noqa: S108
+worker_tmp_dir = _SHM if os.path.isdir(_SHM) else None
 accesslog = os.environ.get("CLICKMAP_ACCESS_LOG") or None
 errorlog = "-"
 # Each worker builds its own app: nothing (no spool, no thread, no connection) is shared

@@ -682,5 +682,9 @@ def test_serve_uses_the_documented_gunicorn_config() -> None:
     assert server.cfg.timeout == 30 and server.cfg.graceful_timeout == 20
     assert server.cfg.post_worker_init is gunicorn_conf.post_worker_init
     assert server.cfg.worker_exit is gunicorn_conf.worker_exit
+    # One click writer process beside the workers, and heartbeats kept off the spool's disk.
+    assert (server.cfg.dirty_apps, server.cfg.dirty_workers) == ([gunicorn_conf.WRITER_APP], 1)
+    if os.path.isdir("/dev/shm"):
+        assert server.cfg.worker_tmp_dir == "/dev/shm"
     result = CliRunner().invoke(serve_command, ["--help"])
     assert result.exit_code == 0 and "--workers" in result.output
