@@ -448,7 +448,7 @@ class Load:
         while not self._stop.is_set() and time.monotonic() < self._deadline:
             index = self._take()
             if index is None:
-                return
+                break
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=5)
@@ -631,7 +631,8 @@ class Proxy:
 @pytest.mark.postgres
 def test_database_outage_keeps_redirecting_and_loses_nothing(tmp_path: Path) -> None:
     with own_database("postgresql", tmp_path) as url:
-        tokens = seed(url, tmp_path, 4000)
+        # Enough tokens to keep clicking until the writer has met the outage and after.
+        tokens = seed(url, tmp_path, 12000)
         recipients = _recipient_ids(url, len(tokens))
         proxy = Proxy(("127.0.0.1", 5432))
         proxy.start()
@@ -653,7 +654,9 @@ def test_database_outage_keeps_redirecting_and_loses_nothing(tmp_path: Path) -> 
                 log_file = tmp_path / "server.log"
                 assert poll(lambda: "database unreachable" in log_file.read_text(), 30)
                 proxy.start()
-                load.wait_for(len(load.redirected) + 200)
+                restored_at = len(load.redirected)
+                load.wait_for(restored_at + 200)
+                assert len(load.redirected) >= restored_at + 200, load.statuses
             assert during["database"] == "down"
             redirected = {recipients[i] for i in load.redirected}
             assert poll(lambda: redirected <= set(clicks_per_recipient(url)), 30), server.health()
