@@ -554,6 +554,33 @@ def test_sigkill_under_load_loses_no_redirected_click(backend: str, tmp_path: Pa
             server.kill()
 
 
+@pytest.mark.slow
+def test_a_killed_writer_process_is_replaced_and_loses_nothing(tmp_path: Path) -> None:
+    with own_database("sqlite", tmp_path) as url:
+        tokens = seed(url, tmp_path, 3000)
+        recipients = _recipient_ids(url, len(tokens))
+        spool = tmp_path / "spool"
+        server = Server(url, spool, tmp_path / "server.log")
+        server.start()
+        try:
+            assert poll(lambda: read_status(spool) is not None, 20)
+            first = read_status(spool)
+            assert first is not None
+            with Load(server, tokens, threads=2) as load:
+                load.wait_for(300)
+                os.kill(first["pid"], signal.SIGKILL)  # the writer, mid-whatever
+                # gunicorn starts another writer, which takes over the spool.
+                assert poll(lambda: (read_status(spool) or first)["pid"] != first["pid"], 30)
+                load.wait_for(len(load.redirected) + 300)
+            redirected = {recipients[i] for i in load.redirected}
+            assert poll(lambda: redirected <= set(clicks_per_recipient(url)), 30)
+            stored = clicks_per_recipient(url)
+            assert all(n == 1 for n in stored.values())
+            assert_consistent(url)
+        finally:
+            server.kill()
+
+
 class Proxy:
     """A TCP proxy to PostgreSQL on loopback that can be cut (connections dropped, new ones
     refused) and restored on the same port."""
