@@ -62,8 +62,9 @@ from app.auth import (
 )
 from app.campaigns import get_campaign
 from app.db import get_session
+from app.email_overlay import view_document
 from app.errors import ClickmapError, InvalidInput, NotFound, cli_error, error_response
-from app.heatmap import TIER_COLORS, ViewParams, build_view, view_document
+from app.heatmap import TIER_COLORS, ViewParams, build_view
 from app.models import Campaign, Placement, User
 from app.stats import DEVICES, campaign_list, iter_placement_clicks, placement_clicks
 

@@ -48,7 +48,8 @@ from weasyprint import CSS, HTML
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 from werkzeug.security import safe_join
 
-from app.heatmap import HeatmapView, ViewParams, build_view, view_document
+from app.email_overlay import view_document
+from app.heatmap import HeatmapView, ViewParams, build_view
 
 logger = logging.getLogger(__name__)
 
