@@ -72,9 +72,11 @@ class Frame:
 _CHUNK = 1024 * 1024
 
 
-def read_frames(fd: int, start: int, stop: int | None = None) -> Iterator[Frame]:
-    """Frames from ``start`` up to ``stop`` (or the end of the file), stopping quietly at the
-    first frame that is incomplete or fails its check: a tail torn by a crash.
+def _whole_frames(fd: int, start: int, stop: int | None = None) -> Iterator[tuple[bytes, int, int]]:
+    """``(buffer, at, end)`` for each whole frame from ``start`` up to ``stop`` (or the end of
+    the file): the frame is ``buffer[at:]``, the file offset just past it ``end``. Stops
+    quietly at the first frame that is incomplete or malformed: a tail torn by a crash, or one
+    being written right now. Checksums are the caller's business.
 
     Reads a chunk at a time (one system call for hundreds of frames, not two per frame).
     """
@@ -87,24 +89,31 @@ def read_frames(fd: int, start: int, stop: int | None = None) -> Iterator[Frame]
             buffer, base, at = os.pread(fd, _CHUNK, offset), offset, 0
             if len(buffer) < _FRAME.size:
                 return
-        magic, length, crc = _FRAME.unpack_from(buffer, at)
+        magic, length, _crc = _FRAME.unpack_from(buffer, at)
         if magic != _MAGIC or length > MAX_PAYLOAD:
             return
-        end = at + _FRAME.size + length
-        if end > len(buffer):
+        if at + _FRAME.size + length > len(buffer):
             buffer, base = os.pread(fd, max(_CHUNK, _FRAME.size + length), offset), offset
-            at, end = 0, _FRAME.size + length
-            if end > len(buffer):
+            at = 0
+            if _FRAME.size + length > len(buffer):
                 return
-        payload = buffer[at + _FRAME.size : end]
+        offset = base + at + _FRAME.size + length
+        yield buffer, at, offset
+
+
+def read_frames(fd: int, start: int, stop: int | None = None) -> Iterator[Frame]:
+    """Frames from ``start`` up to ``stop`` (or the end of the file), stopping quietly at the
+    first frame that is incomplete or fails its check: a tail torn by a crash."""
+    for buffer, at, end in _whole_frames(fd, start, stop):
+        _magic, length, crc = _FRAME.unpack_from(buffer, at)
+        payload = buffer[at + _FRAME.size : at + _FRAME.size + length]
         if zlib.crc32(payload) != crc:
             return
-        offset = base + end
         try:
             record = json.loads(payload)
         except ValueError:
             continue  # cannot happen for a frame whose CRC matches what we wrote
-        yield Frame(offset, record)
+        yield Frame(end, record)
 
 
 def _read_checkpoint(fd: int) -> int:
@@ -136,7 +145,6 @@ class Spool:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self.appended = 0  # records appended by this process, for tests and logs
         self.closed = False
         self._fd, self.path = self._open()
         self.size = 0  # bytes in the current file (only this process appends to it)
@@ -174,7 +182,6 @@ class Spool:
                     os.ftruncate(self._fd, self.size)
                 raise SpoolError(f"short write: {written} of {len(frame)} bytes")
             self.size += written
-            self.appended += 1
             if self.size >= self.ROTATE_BYTES:
                 self._rotate()
 
@@ -333,21 +340,9 @@ class SpoolReader:
 def count_frames(fd: int, start: int) -> tuple[int, int]:
     """How many whole frames lie from ``start`` on, and the offset after the last one
     (headers only: cheap enough to run on every health report)."""
-    size = os.fstat(fd).st_size
     count, offset = 0, start
-    buffer, base = b"", start  # file offset of buffer[0]
-    while offset + _FRAME.size <= size:
-        at = offset - base
-        if len(buffer) - at < _FRAME.size:
-            buffer, base, at = os.pread(fd, _CHUNK, offset), offset, 0
-            if len(buffer) < _FRAME.size:
-                break
-        magic, length, _crc = _FRAME.unpack_from(buffer, at)
-        end = offset + _FRAME.size + length
-        if magic != _MAGIC or length > MAX_PAYLOAD or end > size:
-            break
-        count += 1
-        offset = end
+    for _buffer, _at, end in _whole_frames(fd, start):
+        count, offset = count + 1, end
     return count, offset
 
 
