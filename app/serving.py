@@ -52,14 +52,9 @@ class ClickWriterApp(DirtyApp):  # type: ignore[misc]
 
     def init(self) -> None:
         from app import create_app
-        from app.writer import ClickWriter
+        from app.tracking import writer_for
 
-        app = create_app()
-        self.writer = ClickWriter(
-            app.extensions["clickmap.sessionmaker"],
-            app.config["SPOOL_DIR"],
-            float(app.config["CLICK_BATCH_INTERVAL"]),
-        )
+        self.writer = writer_for(create_app())
         # As in the workers (see gunicorn_conf.post_worker_init): what is loaded now lives as
         # long as the process, so the garbage collector need not walk it again and again.
         gc.freeze()

@@ -81,15 +81,9 @@ class Tracker:
         self.targets: dict[_Key, Target] = {}
         self.gone: set[int] = set()
         self.lost = 0  # clicks neither spooled nor stored: logged one by one
-        self.writer = (
-            None
-            if self.mode == "process"
-            else ClickWriter(
-                app.extensions["clickmap.sessionmaker"],
-                app.config["SPOOL_DIR"],
-                float(app.config.get("CLICK_BATCH_INTERVAL", 1.0)),
-            )
-        )
+        # In process mode the writer lives elsewhere: none here, so nothing in a serving
+        # process can take the spool directory's writer lock.
+        self.writer = None if self.mode == "process" else writer_for(app)
         self._spool: Spool | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -345,6 +339,15 @@ def init_app(app: Flask) -> None:
     app.extensions[EXTENSION] = Tracker(app)
 
 
+def writer_for(app: Flask) -> ClickWriter:
+    """A click writer for ``app``'s database and spool directory."""
+    return ClickWriter(
+        app.extensions["clickmap.sessionmaker"],
+        app.config["SPOOL_DIR"],
+        float(app.config.get("CLICK_BATCH_INTERVAL", 1.0)),
+    )
+
+
 def tracker(app: Flask) -> Tracker:
     found: Tracker = app.extensions[EXTENSION]
     return found
@@ -358,6 +361,9 @@ def start(app: Flask, mode: str | None = None) -> None:
         if mode not in Tracker.MODES:
             raise ValueError(f"unknown writer mode {mode!r}")
         found.mode = mode
+        if mode == "process" and found.writer is not None:
+            found.writer.close()
+            found.writer = None
     found.start()
 
 
