@@ -209,29 +209,15 @@ def test_clicks_of_a_placement_removed_for_good_are_dropped(
             .order_by(Placement.position)
         ).all()[:2]
 
-    def event(placement_id: int) -> ClickEvent:
-        return ClickEvent(
-            secrets.token_hex(16),
-            datetime.now(UTC),
-            sent.campaign_id,
-            sent.variant_id,
-            "html",
-            placement_id,
-            sent.recipients[0],
-            "GET",
-            "test",
-            None,
-        )
-
     spool = Spool(app.config["SPOOL_DIR"])
-    spool.append(event(gone_id).to_record())  # the pair row exists from here on
+    spool.append(_click(sent, gone_id).to_record())  # the pair row exists from here on
     writer = _writer(app)
     assert writer.cycle()
     # Removed for good: the pair row goes by cascade, the clicks must be deleted explicitly.
     with factory.begin() as s:
         s.execute(delete(Placement).where(Placement.id == gone_id))
         s.execute(delete(Click).where(Click.placement_id == gone_id))
-    late, valid = event(gone_id), event(kept_id)
+    late, valid = _click(sent, gone_id), _click(sent, kept_id)
     spool.append(late.to_record())
     spool.append(valid.to_record())
     spool.close()
@@ -249,13 +235,17 @@ def test_clicks_of_a_placement_removed_for_good_are_dropped(
 
 def _event(app: Flask, sent: Sent, recipient: int = 0) -> ClickEvent:
     target = tracking.tracker(app).lookup(token_codec(app).decode(sent.token(0, recipient)))
+    return _click(sent, target.placement_id, recipient)
+
+
+def _click(sent: Sent, placement_id: int, recipient: int = 0) -> ClickEvent:
     return ClickEvent(
         secrets.token_hex(16),
         datetime.now(UTC),
         sent.campaign_id,
         sent.variant_id,
         "html",
-        target.placement_id,
+        placement_id,
         sent.recipients[recipient],
         "GET",
         "test",
