@@ -34,7 +34,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["SECRET_KEY"] = settings["SECRET_KEYS"][-1]
     app.config["SECRET_KEY_FALLBACKS"] = list(settings["SECRET_KEYS"][:-1])
 
-    from app import api, cli, dashboard, db, errors, redirector, reports, tracking
+    from app import cli, db, errors
+    from app.clicks import redirector, tracking
+    from app.web import api, dashboard, downloads
 
     db.init_app(app)
     errors.init_app(app)
@@ -43,5 +45,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(redirector.bp)
     app.register_blueprint(api.bp, url_prefix="/api/v1")
     dashboard.init_app(app)
-    reports.init_app(app)
+    downloads.init_app(app)
     return app

@@ -17,11 +17,11 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from app import campaigns
-from app.auth import create_api_token
 from app.db import get_engine, get_session
 from app.errors import ClickmapError, cli_error
-from app.rewriting import decode_html
+from app.ingest import campaigns
+from app.ingest.rewriting import decode_html
+from app.web.auth import create_api_token
 
 
 def _create_app() -> Flask:
@@ -36,9 +36,10 @@ def main() -> None:
 
 
 def init_app(app: Flask) -> None:
-    from app.serving import serve_command
+    from app.ops.demo import demo_command
+    from app.ops.serving import serve_command
 
-    for command in (db_group, token_group, campaign_group, serve_command):
+    for command in (db_group, token_group, campaign_group, serve_command, demo_command):
         app.cli.add_command(command)
 
 
@@ -54,7 +55,7 @@ def db_group() -> None:
 @with_appcontext
 def db_upgrade() -> None:
     """Create the schema, or bring it up to date (safe to repeat)."""
-    from app.migrate import current, upgrade
+    from app.ops.migrate import current, upgrade
 
     engine = get_engine(current_app)
     upgrade(engine)
@@ -125,7 +126,7 @@ def campaign_create(
     as_json: bool,
 ) -> None:
     """Register a campaign from its email files and print the link catalog."""
-    from app.services import link_rules
+    from app.ingest.campaigns import link_rules
 
     htmls = _parse_variant_files(html_specs, "--html")
     amps = _parse_variant_files(amp_specs, "--amp")
@@ -235,7 +236,7 @@ def campaign_personalize(
     campaign_id: int, recipients: TextIO, variant: str, output: TextIO
 ) -> None:
     """Write each recipient's email as one JSON line: {recipient, variant, html, amp}."""
-    from app.services import personalizer
+    from app.ingest.campaigns import personalizer
 
     ids = _recipient_ids(recipients)
     session = get_session()

@@ -19,12 +19,15 @@ import struct
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from itsdangerous import BadData, Signer
 from itsdangerous.encoding import base64_decode, base64_encode
 from itsdangerous.signer import HMACAlgorithm
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 PARTS = ("html", "amp")
 _VERSION = 1
@@ -150,3 +153,11 @@ class TokenCodec:
                 raise InvalidToken("unknown token layout")
             return ClickToken(campaign, variant, PARTS[part_code], pos, recipient)
         raise InvalidToken("bad signature")
+
+
+def token_codec(app: Flask) -> TokenCodec:
+    """The app's codec, built once per process so its key schedule and caches are shared."""
+    codec: TokenCodec | None = app.extensions.get("clickmap.codec")
+    if codec is None:
+        codec = app.extensions["clickmap.codec"] = TokenCodec(app.config["SECRET_KEYS"])
+    return codec

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from app import create_app
 from app.db import Base, get_engine
-from app.migrate import upgrade
+from app.ops.migrate import upgrade
 
 PG_SERVER = os.environ.get("CLICKMAP_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ cost PostgreSQL about 17 of its 30 µs of server time per click.
 Integrity stays enforced in the same transaction: every stored click inserts or updates its
 ``placement_recipient`` row, whose foreign keys (placement, recipient, campaign; ON DELETE
 CASCADE) reject a click of a placement or recipient removed for good, and the writer then
-drops such clicks (``app.writer.ClickWriter._store``). An existing pair row implies its
+drops such clicks (``app.clicks.writer.ClickWriter._store``). An existing pair row implies its
 parents exist, as it is deleted with them. What no longer happens is the cascade: removing a
 campaign, placement or recipient for good must delete its clicks itself.
 

@@ -1,0 +1,91 @@
+"""The redirector: ``GET``/``HEAD`` ``/c/<token>`` -> 302 to the link's destination.
+
+The hot path: verify the token, look the placement up (cached: placements never change),
+spool the click, answer. Nothing here renders templates, loads relationships or waits for
+the database (see ``app.clicks.tracking``). ``/healthz`` tells a load balancer how this instance is.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from flask.blueprints import BlueprintSetupState
+from werkzeug.datastructures import Headers
+from werkzeug.routing import BaseConverter
+
+from app.clicks import tracking
+from app.tokens import InvalidToken, token_codec
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+bp = Blueprint("redirector", __name__)
+
+
+class _AnyText(BaseConverter):
+    """Everything after ``/c/``, slashes and newlines included, so that any mangled token
+    still gets the friendly page rather than the framework's bare 404."""
+
+    regex = r"[\s\S]+"
+    part_isolating = False
+
+
+@bp.record_once
+def _register_converter(state: BlueprintSetupState) -> None:
+    state.app.url_map.converters.setdefault("anytext", _AnyText)
+
+
+_PAGE = "<!doctype html><meta charset=utf-8><title>{}</title><p>{}</p>"
+NOT_FOUND_PAGE = _PAGE.format(
+    "Link not found", "This link is not valid. It may have been mistyped or cut short."
+)
+GONE_PAGE = _PAGE.format("Link expired", "This link belonged to a campaign that has been removed.")
+UNAVAILABLE_PAGE = _PAGE.format(
+    "Try again shortly", "This link cannot be followed right now. Please try again in a minute."
+)
+
+
+class _Redirect(Response):
+    """The 302 of a click. Its ``Location`` was made a valid absolute URI once, when the link
+    was cached (``app.urls.to_location``), so werkzeug's conversion of it to a URI and its
+    Content-Length bookkeeping, redone for every response, are skipped: they cost as much as
+    the rest of the view."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(
+            status=302,
+            headers={"Location": location, "Cache-Control": "no-store", "Content-Length": "0"},
+        )
+
+    def get_wsgi_headers(self, environ: WSGIEnvironment) -> Headers:
+        return self.headers
+
+
+def _page(body: str, status: int, **headers: str) -> Response:
+    return Response(
+        body,
+        status,
+        {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store", **headers},
+    )
+
+
+@bp.route("/c/<anytext:token>", methods=["GET", "HEAD"])
+def click(token: str) -> Response:
+    try:
+        decoded = token_codec(current_app).decode(token)
+        target = tracking.lookup(current_app, decoded)
+    except InvalidToken:
+        return _page(NOT_FOUND_PAGE, 404)
+    except tracking.CampaignGone:
+        return _page(GONE_PAGE, 410)
+    except tracking.Unavailable:
+        return _page(UNAVAILABLE_PAGE, 503, **{"Retry-After": "30"})
+    tracking.record(current_app, decoded, target, request)
+    return _Redirect(target.location)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """Always 200 while the process serves: with the database down, known links still work."""
+    return jsonify(tracking.tracker(current_app).health())

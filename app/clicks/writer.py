@@ -1,0 +1,168 @@
+"""The click writer: spooled clicks into the database, in batches, exactly once.
+
+One writer per spool directory (it holds the directory's ``writer.lock``) reads every serving
+process's spool file from its checkpoint, stores up to ``BATCH`` clicks per transaction with
+``app.clicks.recording.record_clicks``, moves the checkpoints, and deletes the files of processes
+that are gone once they are stored. Under ``clickmap serve`` it runs in a process of its own
+(``app.ops.serving.ClickWriterApp``), so the request processes spend no CPU time, and take no
+interpreter lock, on storing clicks; elsewhere it runs as a thread (``app.clicks.tracking``).
+
+It publishes what it knows (database up or down, clicks waiting) in ``writer.status`` in the
+spool directory, which ``/healthz`` of every serving process reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.clicks.recording import ClickEvent, known_only, record_clicks
+from app.clicks.spool import SpoolReader, Taken
+
+log = logging.getLogger("clickmap.writer")
+
+STATUS_FILE = "writer.status"
+
+
+class ClickWriter:
+    # Clicks per transaction at most: a batch of 5,000 costs a quarter less per click than
+    # 1,000 (fewer commits and statements), and a second of clicks usually fits in one.
+    BATCH = 5000
+    MAX_BACKOFF = 5.0
+
+    def __init__(self, sessions: sessionmaker[Session], spool_dir: str, gather: float) -> None:
+        self.sessions = sessions
+        self.spool_dir = Path(spool_dir)
+        # How long clicks gather between transactions: fewer, larger commits cost far less
+        # database and CPU time per click; reports lag by about this much.
+        self.gather = gather
+        self.reader = SpoolReader(spool_dir)
+        self.database_up = True
+        self._lock = threading.Lock()
+
+    # -- one pass ----------------------------------------------------------------------
+
+    def cycle(self) -> bool:
+        """Store everything spooled so far, if this process is the directory's writer.
+
+        Returns False if another process holds the writer lock. Raises ``SQLAlchemyError``
+        when the database fails; the clicks stay spooled for the next cycle.
+        """
+        with self._lock:
+            if not self.reader.hold_writer_lock():
+                return False
+            try:
+                self.reader.scan()
+                while taken := self.reader.take(self.BATCH):
+                    try:
+                        self._store(taken)
+                    except SQLAlchemyError as exc:
+                        self._went_down(exc)
+                        raise
+                    self.reader.mark_stored(taken)
+                    self._came_back()
+                    # A short batch took everything there was: what the workers spooled
+                    # meanwhile waits for the next pass, rather than trickling into many
+                    # small transactions (each costs far more per click).
+                    if sum(len(part.frames) for part in taken) < self.BATCH:
+                        break
+                for path, torn in self.reader.finish_sealed():
+                    if torn:
+                        log.warning("spool %s: ignored %d bytes of a torn last record", path, torn)
+            finally:
+                self.publish()
+            return True
+
+    def _store(self, taken: list[Taken]) -> int:
+        events = []
+        for part in taken:
+            for frame in part.frames:
+                try:
+                    events.append(ClickEvent.from_record(frame.record))
+                except (TypeError, ValueError):  # e.g. written by an incompatible version
+                    log.error("unreadable spool record skipped: %r", frame.record)
+        try:
+            with self.sessions.begin() as session:
+                return record_clicks(session, events)
+        except IntegrityError:
+            with self.sessions.begin() as session:
+                kept = known_only(session, events)
+                log.warning(
+                    "dropped %d clicks whose placement or recipient no longer exists",
+                    len(events) - len(kept),
+                )
+                return record_clicks(session, kept)
+
+    def _went_down(self, exc: BaseException) -> None:
+        if self.database_up:
+            self.database_up = False
+            log.warning("database unreachable, clicks wait in the spool: %s", exc)
+
+    def _came_back(self) -> None:
+        if not self.database_up:
+            self.database_up = True
+            log.warning("database reachable again, spooled clicks are being stored")
+
+    # -- status ------------------------------------------------------------------------
+
+    def publish(self) -> None:
+        """Write ``writer.status`` (atomically: readers never see half of it)."""
+        status = {
+            "pid": os.getpid(),
+            "time": time.time(),
+            "database": "up" if self.database_up else "down",
+            "pending_clicks": self.reader.pending(),
+        }
+        target = self.spool_dir / STATUS_FILE
+        tmp = target.with_name(f"{STATUS_FILE}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(status))
+            os.replace(tmp, target)
+        except OSError as exc:
+            log.warning("could not write %s: %s", target, exc)
+
+    # -- running -----------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Cycle until ``stop`` is set, then store what is left once more."""
+        backoff = 0.25
+        while not stop.is_set():
+            try:
+                ok = self.cycle()
+            except SQLAlchemyError:
+                stop.wait(backoff)
+                backoff = min(backoff * 2, self.MAX_BACKOFF)
+                continue
+            except Exception:
+                log.exception("click writer failed; retrying")
+                stop.wait(self.MAX_BACKOFF)
+                continue
+            backoff = 0.25
+            # A pass with nothing spooled reads no more than a directory listing: polling is
+            # cheap, and keeps ``writer.status`` fresh for /healthz.
+            stop.wait(self.gather if ok else self.MAX_BACKOFF)  # not ok: another writer
+        try:
+            self.cycle()
+        except Exception as exc:  # stopping: the spool keeps what is left
+            log.warning("clicks left in the spool at stop: %s", exc)
+
+    def close(self) -> None:
+        with self._lock:
+            self.reader.close()
+
+
+def read_status(spool_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The writer's last published status, or None if it never published one."""
+    try:
+        found: dict[str, Any] = json.loads((Path(spool_dir) / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return found

@@ -1,0 +1,323 @@
+"""Campaigns in, personalized emails out: the sender's side of Clickmap.
+
+``create_campaign`` validates every part before writing anything, so bad input leaves no
+half-written campaign. ``Personalizer`` compiles each part once and then, per recipient, only
+mints tokens and joins precomputed text: that is what makes personalization fast.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.errors import InvalidInput, NotFound, TooLarge
+from app.ingest.rewriting import CompiledPart, LinkRules, NotHTMLError, Part, check_html, scan
+from app.models import Campaign, Delivery, Placement, Recipient, Variant
+from app.tokens import TokenCodec, token_codec
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+# Gmail and other AMP clients refuse an AMP part larger than this.
+AMP_SIZE_LIMIT = 200_000
+MAX_RECIPIENT_ID_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class VariantInput:
+    name: str
+    html: str
+    amp: str | None = None
+
+
+@dataclass
+class CreatedCampaign:
+    campaign: Campaign
+    warnings: list[str] = field(default_factory=list)
+
+
+def _check_part(variant: str, part: str, text: str, max_bytes: int) -> None:
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise TooLarge(
+            "part_too_large",
+            f"variant {variant!r}: the {part} part is {size:,} bytes; the limit is {max_bytes:,}",
+        )
+    try:
+        check_html(text)
+    except NotHTMLError as exc:
+        raise InvalidInput("not_html", f"variant {variant!r}: the {part} part {exc}") from exc
+
+
+def create_campaign(
+    session: Session,
+    name: str,
+    variants: Sequence[VariantInput],
+    *,
+    rules: LinkRules,
+    max_part_bytes: int,
+    utm: Mapping[str, str] | None = None,
+) -> CreatedCampaign:
+    """Validate, catalog and store a campaign with its variants and their placements."""
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput("invalid_campaign", "a campaign needs a non-empty name")
+    if not variants:
+        raise InvalidInput("invalid_campaign", "a campaign needs at least one variant")
+    seen: set[str] = set()
+    for v in variants:
+        if not v.name or not v.name.strip():
+            raise InvalidInput("invalid_variant", "every variant needs a non-empty name")
+        if v.name in seen:
+            raise InvalidInput("invalid_variant", f"variant name {v.name!r} is used twice")
+        seen.add(v.name)
+        _check_part(v.name, "html", v.html, max_part_bytes)
+        if v.amp is not None:
+            _check_part(v.name, "amp", v.amp, max_part_bytes)
+    if utm is not None and not all(
+        isinstance(k, str) and k.startswith("utm_") and isinstance(val, str)
+        for k, val in utm.items()
+    ):
+        raise InvalidInput("invalid_utm", "utm must map utm_* names to strings")
+
+    campaign = Campaign(name=name, utm=dict(utm) if utm else None)
+    warnings: list[str] = []
+    for v in variants:
+        variant = Variant(name=v.name, html=v.html, amp=v.amp)
+        campaign.variants.append(variant)
+        parts: list[tuple[Part, str]] = [("html", v.html)]
+        if v.amp is not None:
+            parts.append(("amp", v.amp))
+        for part, text in parts:
+            result = scan(text, part, rules)
+            for link in result.links:
+                variant.placements.append(
+                    Placement(
+                        campaign=campaign,
+                        part=part,
+                        position=link.position,
+                        kind=link.kind,
+                        href=link.href,
+                        destination=link.destination,
+                        text=link.text[:200],
+                        tracked=link.tracked,
+                        skip_reason=link.skip_reason,
+                        occurrences=link.occurrences,
+                    )
+                )
+            if part == "amp":
+                warnings.extend(_amp_size_warning(v.name, text, result.compiled))
+    session.add(campaign)
+    session.flush()
+    return CreatedCampaign(campaign, warnings)
+
+
+def _amp_size_warning(variant: str, text: str, compiled: CompiledPart) -> list[str]:
+    # Tracked URLs are all the same length, so one render tells the size of every recipient's.
+    sample = compiled.render(["https://" + "x" * 70] * (max(compiled.slots, default=-1) + 1))
+    size = len(sample.encode("utf-8"))
+    if size <= AMP_SIZE_LIMIT:
+        return []
+    return [
+        f"variant {variant!r}: the rewritten AMP part is about {size:,} bytes, over the "
+        f"{AMP_SIZE_LIMIT:,}-byte limit of AMP email clients; they will show the HTML part"
+    ]
+
+
+def get_campaign(session: Session, campaign_id: int) -> Campaign:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None or campaign.deleted_at is not None:
+        raise NotFound("campaign_not_found", f"no campaign with id {campaign_id}")
+    return campaign
+
+
+def get_variant(campaign: Campaign, name: str) -> Variant:
+    for variant in campaign.variants:
+        if variant.name == name:
+            return variant
+    names = ", ".join(v.name for v in campaign.variants)
+    raise NotFound("variant_not_found", f"campaign {campaign.id} has no variant {name!r} ({names})")
+
+
+def catalog(campaign: Campaign) -> dict[str, Any]:
+    """The campaign as the API and the CLI show it: every placement, tracked or skipped."""
+    return {
+        "id": campaign.id,
+        "name": campaign.name,
+        "created_at": campaign.created_at.isoformat(),
+        "utm": campaign.utm,
+        "variants": [
+            {
+                "name": v.name,
+                "parts": ["html"] + (["amp"] if v.amp is not None else []),
+                "links": [
+                    {
+                        "part": p.part,
+                        "position": p.position,
+                        "kind": p.kind,
+                        "href": p.href,
+                        "destination": p.destination,
+                        "text": p.text,
+                        "tracked": p.tracked,
+                        "skip_reason": p.skip_reason,
+                    }
+                    for p in v.placements
+                ],
+            }
+            for v in campaign.variants
+        ],
+    }
+
+
+def _insert_ignore(session: Session) -> Any:
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def ensure_recipients(session: Session, external_ids: Iterable[str]) -> dict[str, int]:
+    """Map sender recipient ids to internal ids, creating the missing ones (race-safe)."""
+    wanted = list(dict.fromkeys(external_ids))
+    for rid in wanted:
+        if not isinstance(rid, str) or not rid.strip() or len(rid) > MAX_RECIPIENT_ID_LENGTH:
+            raise InvalidInput(
+                "invalid_recipient",
+                f"recipient ids are non-empty strings of at most {MAX_RECIPIENT_ID_LENGTH} "
+                f"characters, got {rid!r}",
+            )
+    found: dict[str, int] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        missing = set(chunk)
+        rows = session.execute(
+            select(Recipient.external_id, Recipient.id).where(Recipient.external_id.in_(chunk))
+        )
+        for ext, internal in rows:
+            found[ext] = internal
+            missing.discard(ext)
+        if missing:
+            insert = _insert_ignore(session)
+            session.execute(
+                insert(Recipient)
+                .values([{"external_id": ext} for ext in missing])
+                .on_conflict_do_nothing(index_elements=["external_id"])
+            )
+            rows = session.execute(
+                select(Recipient.external_id, Recipient.id).where(
+                    Recipient.external_id.in_(missing)
+                )
+            )
+            found.update({ext: internal for ext, internal in rows})
+    return found
+
+
+def record_deliveries(
+    session: Session, campaign: Campaign, variant_name: str, external_ids: Sequence[str]
+) -> int:
+    """Record that these recipients were sent this variant. Idempotent; returns rows added."""
+    variant = get_variant(campaign, variant_name)
+    ids = ensure_recipients(session, external_ids)
+    if not ids:
+        return 0
+    insert = _insert_ignore(session)
+    result = session.execute(
+        insert(Delivery)
+        .values(
+            [
+                {"campaign_id": campaign.id, "variant_id": variant.id, "recipient_id": rid}
+                for rid in ids.values()
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["variant_id", "recipient_id"])
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+@dataclass(frozen=True)
+class _CompiledVariant:
+    campaign_id: int
+    variant_id: int
+    parts: dict[str, tuple[CompiledPart, tuple[int, ...]]]  # part -> (template, tracked positions)
+
+
+class Personalizer:
+    """Per-recipient emails from templates compiled once per variant (cached: parts are
+    immutable once stored)."""
+
+    def __init__(self, codec: TokenCodec, base_url: str, rules: LinkRules) -> None:
+        self.codec = codec
+        self.rules = rules
+        self.base = {
+            "html": base_url + "/c/",
+            # AMP clients only follow https links.
+            "amp": "https://" + base_url.split("://", 1)[1] + "/c/",
+        }
+        self._cache: dict[int, _CompiledVariant] = {}
+        self._lock = threading.Lock()
+
+    def compile(self, variant: Variant) -> _CompiledVariant:
+        with self._lock:
+            cached = self._cache.get(variant.id)
+        if cached is not None:
+            return cached
+        parts: dict[str, tuple[CompiledPart, tuple[int, ...]]] = {}
+        sources: tuple[tuple[Part, str | None], ...] = (
+            ("html", variant.html),
+            ("amp", variant.amp),
+        )
+        for part, text in sources:
+            if text is None:
+                continue
+            result = scan(text, part, self.rules)
+            tracked = tuple(link.position for link in result.links if link.tracked)
+            parts[part] = (result.compiled, tracked)
+        compiled = _CompiledVariant(variant.campaign_id, variant.id, parts)
+        with self._lock:
+            self._cache[variant.id] = compiled
+        return compiled
+
+    def render(self, compiled: _CompiledVariant, recipient_id: int) -> dict[str, str | None]:
+        out: dict[str, str | None] = {"html": None, "amp": None}
+        for part, (template, positions) in compiled.parts.items():
+            urls: list[str] = [""] * (max(template.slots, default=-1) + 1)
+            tokens = self.codec.encode_many(
+                compiled.campaign_id, compiled.variant_id, part, positions, recipient_id
+            )
+            base = self.base[part]
+            for pos, token in zip(positions, tokens, strict=True):
+                urls[pos] = base + token
+            out[part] = template.render(urls)
+        return out
+
+    def personalize(
+        self, session: Session, variant: Variant, external_ids: Sequence[str]
+    ) -> Iterator[dict[str, Any]]:
+        """Each recipient's HTML and AMP, in the order given."""
+        compiled = self.compile(variant)
+        ids = ensure_recipients(session, external_ids)
+        for ext in external_ids:
+            parts = self.render(compiled, ids[ext])
+            yield {"recipient": ext, "variant": variant.name, **parts}
+
+
+def link_rules(app: Flask) -> LinkRules:
+    """The link rules ``app`` is configured with (do-not-track domains, opt-out attribute)."""
+    return LinkRules(
+        do_not_track=tuple(d.lower() for d in app.config["DO_NOT_TRACK_DOMAINS"]),
+        opt_out_attribute=app.config["OPT_OUT_ATTRIBUTE"],
+    )
+
+
+def personalizer(app: Flask) -> Personalizer:
+    """The app's personalizer, built once per process so the CLI, the API and the demo share
+    its cache of compiled parts."""
+    found: Personalizer | None = app.extensions.get("clickmap.personalizer")
+    if found is None:
+        found = app.extensions["clickmap.personalizer"] = Personalizer(
+            token_codec(app), app.config["TRACKING_BASE_URL"], link_rules(app)
+        )
+    return found

@@ -1,0 +1,3 @@
+"""Running Clickmap: the production server and its writer process, schema migrations, and
+the demo.
+"""

@@ -1,0 +1,415 @@
+"""``clickmap demo``: a campaign with ten days of clicks, a user, and the dashboard, at once.
+
+The demo must show what Clickmap is for within a minute of ``make demo`` on a laptop with
+nothing but SQLite, so it ships its own email (``app/demo_email/``: two variants, each with
+an HTML and an AMP part, with a VML button, a mailto link and merge tags that stay
+untracked) instead of depending on files a user may not have.
+
+Clicks are made up but shaped like real ones: a few recipients click, a few links take most
+of the clicks (Zipf-like, so every color of the heatmap shows), most clicks come in the
+first hours after the send, and the devices and user agents are the usual mix. They go in
+through ``record_clicks``, the writer's own path, so the aggregates are exactly what a real
+campaign would have. The random generator is seeded and click ids are derived from the
+campaign, so running the demo again reuses the campaign and adds nothing twice.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import secrets
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from app.clicks.recording import ClickEvent, record_clicks
+from app.ingest import campaigns
+from app.ingest.rewriting import LinkRules
+from app.models import Campaign, Click, Delivery, Placement, User, Variant
+
+EMAIL_DIR = Path(__file__).resolve().parent / "demo_email"
+DEMO_NAME = "Northwind Outfitters: spring sale (demo)"
+DEMO_USER = "demo"
+DEFAULT_TRACKING_BASE = "http://127.0.0.1:5000"
+BATCH = 500
+
+# How much each link draws clicks, relative to the hero button; matched against the
+# destination. A long tail, spread so the heatmap shows every tier (they are bands of the
+# top link's figure), down to a footer link nobody clicks.
+POPULARITY: tuple[tuple[str, float], ...] = (
+    ("utm_content=hero", 1.0),
+    ("/p/linen-shirt", 0.66),
+    ("/sale", 0.5),
+    ("/p/trail-runner", 0.4),
+    ("/women", 0.3),
+    ("/p/rain-shell", 0.25),
+    ("/men", 0.2),
+    ("layering-guide", 0.12),
+    ("ref=logo", 0.09),
+    ("/stores", 0.06),
+    ("instagram.com", 0.04),
+    ("pinterest.com", 0.0),
+)
+
+# (device, share of clickers, user agents). The "other" agents are mailbox proxies and
+# clients that do not say what they run on, as in real click logs.
+DEVICE_MIX: tuple[tuple[str, float, tuple[str, ...]], ...] = (
+    (
+        "desktop",
+        0.44,
+        (
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/124.0.0.0 Safari/537.36",
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
+            "(KHTML, like Gecko)",
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
+            "(KHTML, like Gecko) Version/17.4 Safari/605.1.15",
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:125.0) Gecko/20100101 "
+            "Thunderbird/115.10.1",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/124.0.0.0 Safari/537.36 Edg/124.0.2478.80",
+        ),
+    ),
+    (
+        "mobile",
+        0.41,
+        (
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4_1 like Mac OS X) AppleWebKit/605.1.15 "
+            "(KHTML, like Gecko) Mobile/15E148",
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4_1 like Mac OS X) AppleWebKit/605.1.15 "
+            "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+            "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/124.0.6367.82 Mobile Safari/537.36",
+            "Mozilla/5.0 (Linux; Android 14; SM-S921B) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "SamsungBrowser/24.0 Chrome/117.0.0.0 Mobile Safari/537.36",
+            "Mozilla/5.0 (Linux; Android 13; Pixel 7 Build/TQ3A.230805.001; wv) "
+            "AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/124.0.6367.82 "
+            "Mobile Safari/537.36 com.google.android.gm",
+        ),
+    ),
+    (
+        "tablet",
+        0.09,
+        (
+            "Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
+            "(KHTML, like Gecko) Mobile/15E148",
+            "Mozilla/5.0 (Linux; Android 13; SM-X710) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/124.0.0.0 Safari/537.36",
+        ),
+    ),
+    (
+        "other",
+        0.06,
+        (
+            "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 "
+            "(via ggpht.com GoogleImageProxy)",
+            "Mozilla/4.0 (compatible; ms-office; MSOffice 16)",
+            "",
+        ),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """The size and shape of the made-up campaign."""
+
+    recipients: int = 5000
+    days: int = 10
+    click_rate: float = 0.3  # share of recipients who click at least once
+    amp_share: float = 0.2  # recipients whose client shows the AMP part
+    seed: int = 20240415
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    campaign_id: int
+    created: bool
+    recipients: int
+    clicks: int  # clicks in the plan
+    clicks_added: int  # of which new in this run
+
+
+def demo_variants() -> list[campaigns.VariantInput]:
+    """The shipped email: variants A and B, each with HTML and AMP."""
+    return [
+        campaigns.VariantInput(
+            name,
+            (EMAIL_DIR / f"{name.lower()}.html").read_text(encoding="utf-8"),
+            (EMAIL_DIR / f"{name.lower()}.amp.html").read_text(encoding="utf-8"),
+        )
+        for name in ("A", "B")
+    ]
+
+
+def recipient_ids(count: int) -> list[str]:
+    return [f"reader{n:05d}@example.net" for n in range(1, count + 1)]
+
+
+def find_campaign(session: Session) -> Campaign | None:
+    """The demo campaign from an earlier run, if any."""
+    return session.scalars(
+        select(Campaign)
+        .where(Campaign.name == DEMO_NAME, Campaign.deleted_at.is_(None))
+        .order_by(Campaign.id.desc())
+    ).first()
+
+
+def _weights(placements: list[Placement], variant: str) -> list[float]:
+    weights = []
+    for placement in placements:
+        destination = placement.destination or ""
+        weight = next((w for key, w in POPULARITY if key in destination), 0.05)
+        if variant == "B" and "utm_content=hero" in destination:
+            weight *= 1.3  # the discount headline of variant B wins the A/B test
+        weights.append(weight)
+    return weights
+
+
+def _delay(rng: random.Random, days: int) -> timedelta:
+    """How long after the send a first click comes: mostly within hours, a long tail."""
+    roll = rng.random()
+    if roll < 0.55:
+        hours = rng.expovariate(1 / 5)
+    elif roll < 0.9:
+        hours = rng.expovariate(1 / 40)
+    else:
+        hours = rng.uniform(0, days * 24)
+    return timedelta(hours=min(hours, days * 24 - 1))
+
+
+def plan_clicks(
+    campaign: Campaign, recipients: dict[str, int], settings: DemoSettings, now: datetime
+) -> list[ClickEvent]:
+    """Every click of the demo, in a repeatable order (same campaign, same clicks)."""
+    rng = random.Random(settings.seed)  # noqa: S311 (made-up data, repeatable on purpose)
+    sent = campaign.created_at
+    if sent.tzinfo is None:  # SQLite hands stored datetimes back naive; they are UTC
+        sent = sent.replace(tzinfo=UTC)
+    by_variant = {v.name: v for v in campaign.variants}
+    tracked: dict[tuple[str, str], list[Placement]] = {}
+    for variant in campaign.variants:
+        for part in ("html", "amp"):
+            tracked[(variant.name, part)] = [
+                p for p in variant.placements if p.part == part and p.tracked
+            ]
+    events: list[ClickEvent] = []
+    devices = [d for d, _share, _agents in DEVICE_MIX]
+    shares = [share for _d, share, _agents in DEVICE_MIX]
+    agents = {d: a for d, _share, a in DEVICE_MIX}
+    for index, recipient_id in enumerate(recipients.values()):
+        variant = by_variant["A" if index % 2 == 0 else "B"]
+        part = "amp" if rng.random() < settings.amp_share else "html"
+        rate = settings.click_rate * (1.15 if variant.name == "B" else 1.0)
+        if rng.random() >= rate:
+            continue
+        placements = tracked[(variant.name, part)]
+        weights = _weights(placements, variant.name)
+        device = rng.choices(devices, shares)[0]
+        agent = rng.choice(agents[device])
+        network = f"{rng.choice((198, 203))}.{rng.randrange(0, 256)}.{rng.randrange(0, 256)}.0/24"
+        clickable = sum(1 for w in weights if w > 0)
+        links = min(clickable, 1 + int(rng.expovariate(1.4)))
+        chosen: list[Placement] = []
+        while len(chosen) < links:
+            pick = rng.choices(placements, weights)[0]
+            if pick not in chosen:
+                chosen.append(pick)
+        moment = sent + _delay(rng, settings.days)
+        for placement in chosen:
+            repeats = 1 + (rng.random() < 0.25) + (rng.random() < 0.07)
+            for _ in range(repeats):
+                if moment < now:
+                    events.append(
+                        ClickEvent(
+                            click_id=f"demo-{campaign.id}-{len(events):07d}",
+                            clicked_at=moment,
+                            campaign_id=campaign.id,
+                            variant_id=variant.id,
+                            part=part,
+                            placement_id=placement.id,
+                            recipient_id=recipient_id,
+                            method="GET",
+                            user_agent=agent,
+                            ip_prefix=network,
+                        )
+                    )
+                moment += timedelta(minutes=rng.uniform(0.2, 25))
+    return events
+
+
+def _batches(events: list[ClickEvent], show_progress: bool) -> Iterator[list[ClickEvent]]:
+    batches = [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
+    if not show_progress:
+        yield from batches
+        return
+    with click.progressbar(length=len(events), label="recording clicks", file=sys.stderr) as bar:
+        for batch in batches:
+            yield batch
+            bar.update(len(batch))
+
+
+def seed(
+    session: Session,
+    *,
+    rules: LinkRules,
+    max_part_bytes: int,
+    settings: DemoSettings | None = None,
+    now: datetime | None = None,
+    show_progress: bool = False,
+    commit: Callable[[], None] | None = None,
+) -> DemoResult:
+    """Create (or reuse) the demo campaign with its deliveries and clicks. Idempotent.
+
+    ``commit`` is called after each batch of clicks so a large seed does not hold one long
+    transaction; without it the caller commits once at the end.
+    """
+    settings = settings or DemoSettings()
+    now = now or datetime.now(UTC)
+    campaign = find_campaign(session)
+    created = campaign is None
+    if campaign is None:
+        campaign = campaigns.create_campaign(
+            session,
+            DEMO_NAME,
+            demo_variants(),
+            rules=rules,
+            max_part_bytes=max_part_bytes,
+            utm={"utm_source": "newsletter", "utm_campaign": "spring-sale"},
+        ).campaign
+        # The send happened ``days`` ago, on the hour, so the charts show the whole story.
+        sent = (now - timedelta(days=settings.days)).replace(minute=0, second=0, microsecond=0)
+        campaign.created_at = sent
+        session.flush()
+    ids = recipient_ids(settings.recipients)
+    for name, share in (("A", ids[0::2]), ("B", ids[1::2])):
+        for start in range(0, len(share), BATCH):
+            campaigns.record_deliveries(session, campaign, name, share[start : start + BATCH])
+    session.execute(
+        update(Delivery)
+        .where(Delivery.campaign_id == campaign.id)
+        .values(delivered_at=campaign.created_at)
+    )
+    mapping = campaigns.ensure_recipients(session, ids)
+    events = plan_clicks(campaign, {ext: mapping[ext] for ext in ids}, settings, now)
+    stored = session.scalar(
+        select(func.count()).select_from(Click).where(Click.campaign_id == campaign.id)
+    )
+    added = 0
+    if stored != len(events):
+        if commit is not None:
+            commit()
+        for batch in _batches(events, show_progress):
+            added += record_clicks(session, batch)
+            if commit is not None:
+                commit()
+    return DemoResult(campaign.id, created, len(ids), len(events), added)
+
+
+def tracked_urls(app: Flask, session: Session, variant: Variant, external_id: str) -> list[str]:
+    """One recipient's tracked URLs of the HTML part, one per tracked placement, in order."""
+    from app.ingest.campaigns import personalizer
+
+    email = next(personalizer(app).personalize(session, variant, [external_id]))
+    base = re.escape(app.config["TRACKING_BASE_URL"] + "/c/")
+    found = re.findall(base + r"[A-Za-z0-9_.~-]+", email["html"] or "")
+    return list(dict.fromkeys(found))
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+@click.command("demo")
+@click.option("--port", default=5000, show_default=True, help="Port to serve on (127.0.0.1).")
+@click.option("--password", help="Password of the demo user (default: a new random one).")
+@click.option(
+    "--recipients",
+    default=DemoSettings.recipients,
+    show_default=True,
+    type=click.IntRange(10, 50_000),
+    help="Recipients in the demo campaign.",
+)
+@click.option("--no-serve", is_flag=True, help="Seed and print, but do not start the server.")
+@with_appcontext
+def demo_command(port: int, password: str | None, recipients: int, no_serve: bool) -> None:
+    """Seed a demo campaign with ten days of clicks, create user 'demo' and serve."""
+    from app.db import get_engine, get_session
+    from app.errors import ClickmapError, cli_error
+    from app.ingest.campaigns import link_rules
+    from app.ops.migrate import upgrade
+    from app.web.auth import create_user, set_password
+
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    upgrade(get_engine(app))
+    site = f"http://127.0.0.1:{port}"
+    if app.config["TRACKING_BASE_URL"] == DEFAULT_TRACKING_BASE:
+        # Untouched default: make the printed links hit the server this command starts.
+        app.config["TRACKING_BASE_URL"] = site
+    session = get_session()
+    started = datetime.now(UTC)
+    result = seed(
+        session,
+        rules=link_rules(app),
+        max_part_bytes=app.config["MAX_PART_BYTES"],
+        settings=DemoSettings(recipients=recipients),
+        show_progress=sys.stderr.isatty(),
+        commit=session.commit,
+    )
+    session.commit()
+    seconds = (datetime.now(UTC) - started).total_seconds()
+    state = "created" if result.created else "reused"
+    click.echo(
+        f"demo campaign {result.campaign_id} {state}: {result.recipients:,} recipients, "
+        f"{result.clicks:,} clicks ({result.clicks_added:,} new) in {seconds:.1f}s"
+    )
+
+    password = password or secrets.token_urlsafe(12)
+    try:
+        if session.scalars(select(User).where(User.username == DEMO_USER)).first() is None:
+            create_user(session, DEMO_USER, password)
+        else:
+            set_password(session, DEMO_USER, password)
+    except ClickmapError as exc:
+        raise cli_error(exc) from exc
+    session.commit()
+
+    campaign = campaigns.get_campaign(session, result.campaign_id)
+    click.echo("")
+    click.echo(f"  log in:    {site}/login")
+    click.echo(f"  username:  {DEMO_USER}")
+    click.echo(f"  password:  {password}")
+    click.echo(f"  heatmap:   {site}/campaigns/{campaign.id}")
+    click.echo(f"  PDF:       {site}/campaigns/{campaign.id}/report.pdf")
+    click.echo("")
+    click.echo("Tracked links of a few recipients (each click is recorded, then redirected):")
+    for index, external in enumerate(recipient_ids(3)):
+        variant = campaigns.get_variant(campaign, "A" if index % 2 == 0 else "B")
+        placements = [p for p in variant.placements if p.part == "html" and p.tracked]
+        urls = dict(
+            zip(
+                (p.id for p in placements),
+                tracked_urls(app, session, variant, external),
+                strict=False,
+            )
+        )
+        for placement in placements:
+            if any(key in (placement.destination or "") for key, _w in POPULARITY[:2]):
+                click.echo(f"  {external} ({variant.name}) {placement.text!r}:")
+                click.echo(f"    {urls.get(placement.id, '?')}")
+    session.commit()
+    if no_serve:
+        return
+    click.echo("")
+    click.echo(f"Serving on {site} (Ctrl+C to stop)")
+    from werkzeug.serving import run_simple
+
+    run_simple("127.0.0.1", port, app, threaded=True, use_reloader=False)

@@ -1,0 +1,341 @@
+"""The campaign heatmap: the email as sent, each tracked link colored by how much it is clicked.
+
+Pure domain code (no Flask): ``build_view`` turns a campaign and the viewer's choices
+(``ViewParams``) into plain figures; ``email_overlay`` draws them on the email. The page, the
+JSON API and the PDF all go through ``tier_for``, so a link is the same color everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import InvalidInput, NotFound
+from app.ingest.campaigns import get_campaign
+from app.ingest.links import SKIP_REASONS
+from app.models import Placement, Variant
+from app.reports import charts, stats
+
+TIERS = ("red", "orange", "yellow", "green", "blue", "gray")
+# Lower bounds of each colored tier as a share of the top link's value, highest first.
+TIER_THRESHOLDS = (("red", 0.8), ("orange", 0.6), ("yellow", 0.4), ("green", 0.2))
+# All at least 4.5:1 against white, so the white numbers on the badges stay readable.
+TIER_COLORS: dict[str, str] = {
+    "red": "#B71C1C",
+    "orange": "#C2410C",
+    "yellow": "#8A6A00",
+    "green": "#2E7D32",
+    "blue": "#1565C0",
+    "gray": "#616161",
+}
+LEGEND_LABELS: dict[str, str] = {
+    "red": "≥ 80% of the top link",
+    "orange": "60–80% of the top link",
+    "yellow": "40–60% of the top link",
+    "green": "20–40% of the top link",
+    "blue": "under 20% of the top link",
+    "gray": "no clicks",
+}
+# Percentages computed through floats (4/7*100 against 5/7*100) must not fall a hair short.
+_TOLERANCE = 1e-9
+
+METRICS = ("total", "unique", "rate", "share")
+PARTS = ("html", "amp")
+PERIODS = ("all", "24h", "7d", "30d", "custom")
+SORTS = ("metric", "position")
+_PERIOD_HOURS = {"24h": 24, "7d": 7 * 24, "30d": 30 * 24}
+
+
+def tier_for(value: float, max_value: float) -> str:
+    """The tier of a link: its value as a share of the top link's value.
+
+    0 (or a top value of 0) is gray; otherwise ratio = value / max_value and
+    ratio >= 0.8 is red, >= 0.6 orange, >= 0.4 yellow, >= 0.2 green, anything lower blue.
+    Relative to the top link rather than to fixed counts, so a small campaign still shows
+    where attention went. Boundaries allow a 1e-9 rounding slack.
+    """
+    if not value > 0 or not max_value > 0:  # also catches NaN
+        return "gray"
+    ratio = value / max_value
+    for tier, threshold in TIER_THRESHOLDS:
+        if ratio >= threshold - _TOLERANCE:
+            return tier
+    return "blue"
+
+
+def legend() -> list[tuple[str, str]]:
+    return [(tier, LEGEND_LABELS[tier]) for tier in TIERS]
+
+
+def format_value(metric: str, value: float) -> str:
+    """How a link's figure is written on its badge and in the pane."""
+    if metric in ("rate", "share"):
+        return f"{value:.1f}%"
+    return f"{int(value):,}"
+
+
+# --- what the viewer asked for ------------------------------------------------------------
+
+
+def _choice(name: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise InvalidInput(
+            "invalid_view", f"{name} must be one of {', '.join(allowed)}; got {value!r}"
+        )
+
+
+def _parse_date(name: str, raw: str | None) -> date | None:
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    try:
+        parsed = date.fromisoformat(raw)
+    except ValueError:
+        parsed = None
+    if parsed is None or len(raw) != 10 or not 2000 <= parsed.year <= 2999:
+        raise InvalidInput("invalid_view", f"{name} must be a date like 2025-03-31; got {raw!r}")
+    return parsed
+
+
+@dataclass(frozen=True)
+class ViewParams:
+    """The heatmap's switches, validated on construction so a bad URL fails early and clearly."""
+
+    metric: str = "total"  # total | unique | rate | share
+    variant: str | None = None  # None: the campaign's first variant
+    part: str = "html"  # html | amp
+    period: str = "all"  # all | 24h | 7d | 30d | custom
+    start: date | None = None  # custom period, inclusive UTC dates
+    end: date | None = None
+    device: str | None = None  # desktop | mobile | tablet | other
+    sort: str = "metric"  # metric | position
+
+    def __post_init__(self) -> None:
+        _choice("metric", self.metric, METRICS)
+        _choice("part", self.part, PARTS)
+        _choice("period", self.period, PERIODS)
+        _choice("sort", self.sort, SORTS)
+        if self.device is not None:
+            _choice("device", self.device, stats.DEVICES)
+        if self.variant is not None and not self.variant.strip():
+            raise InvalidInput("invalid_view", "variant must not be empty")
+        if self.period == "custom":
+            if self.start is None and self.end is None:
+                raise InvalidInput("invalid_view", "a custom period needs a start or an end date")
+            if self.start is not None and self.end is not None and self.start > self.end:
+                raise InvalidInput("invalid_view", f"start {self.start} is after end {self.end}")
+        elif self.start is not None or self.end is not None:
+            raise InvalidInput("invalid_view", "start and end only apply to period=custom")
+
+    @classmethod
+    def from_query(cls, args: Mapping[str, str]) -> ViewParams:
+        """Read query-string arguments; empty values mean the default, unknown keys are
+        ignored (pages add their own), and dates are dropped unless the period is custom."""
+
+        def get(key: str) -> str | None:
+            value = args.get(key)
+            value = value.strip() if isinstance(value, str) else None
+            return value or None
+
+        period = get("period") or "all"
+        start = _parse_date("start", get("start"))
+        end = _parse_date("end", get("end"))
+        if period != "custom":
+            start = end = None
+        return cls(
+            metric=get("metric") or "total",
+            variant=get("variant"),
+            part=get("part") or "html",
+            period=period,
+            start=start,
+            end=end,
+            device=get("device"),
+            sort=get("sort") or "metric",
+        )
+
+    def to_query(self, **changes: Any) -> dict[str, str]:
+        """Query arguments for this view with ``changes`` applied, defaults left out, so
+        shared URLs stay short and survive new defaults."""
+        if changes.get("period", self.period) != "custom":
+            changes.setdefault("start", None)
+            changes.setdefault("end", None)
+        changed = dataclasses.replace(self, **changes)
+        query: dict[str, str] = {}
+        for f in dataclasses.fields(changed):
+            value = getattr(changed, f.name)
+            if value is None or value == f.default:
+                continue
+            query[f.name] = value.isoformat() if isinstance(value, date) else str(value)
+        return query
+
+
+def period_bounds(params: ViewParams, now: datetime) -> tuple[datetime | None, datetime | None]:
+    """``(since, until)`` of the chosen period; until is exclusive, None means open.
+
+    Rolling periods are whole UTC hours ("24h" is the current hour and the 23 before it),
+    because totals come from hourly buckets and must agree with the uniques.
+    """
+    if params.period in _PERIOD_HOURS:
+        hours = _PERIOD_HOURS[params.period]
+        return stats.floor_hour(now) - timedelta(hours=hours - 1), None
+    if params.period == "custom":
+        since = datetime.combine(params.start, time(), UTC) if params.start else None
+        until = (
+            datetime.combine(params.end + timedelta(days=1), time(), UTC) if params.end else None
+        )
+        return since, until
+    return None, None
+
+
+# --- the figures ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkStat:
+    placement_id: int
+    position: int
+    kind: str
+    text: str
+    destination: str | None
+    href: str
+    total: int
+    unique: int
+    rate: float | None  # unique / delivered x 100; None when nothing was delivered
+    share: float  # this link's total / all links' total x 100
+    value: float  # the chosen metric's figure (0 for an unknown rate)
+    tier: str
+    label: str = ""  # ``value`` as shown on the badge, e.g. "1,234" or "12.5%"
+
+
+@dataclass(frozen=True)
+class SkippedLink:
+    position: int
+    kind: str
+    href: str
+    text: str
+    reason: str  # a key of app.ingest.links.SKIP_REASONS
+    message: str  # the sentence shown to the sender
+
+
+@dataclass(frozen=True)
+class HeatmapView:
+    campaign_id: int
+    campaign_name: str
+    created_at: datetime
+    params: ViewParams
+    variants: list[str]
+    parts: list[str]  # parts of the chosen variant
+    delivered: int
+    total: int
+    unique: int
+    rate: float | None
+    links: list[LinkStat]
+    skipped: list[SkippedLink]
+    legend: list[tuple[str, str]]
+    time_chart_svg: str
+    device_chart_svg: str
+    variant: str  # the chosen variant's name (params.variant may be None)
+
+
+def _basis(metric: str, total: int, unique: int, delivered: int) -> int:
+    # Tiers and sorting use the exact counts behind each metric: a rate is unique/delivered
+    # and a share is total/sum, so ranking by the integers gives the same order without
+    # float noise. An unknown rate (nothing delivered) ranks everything as 0.
+    if metric in ("total", "share"):
+        return total
+    if metric == "rate" and not delivered:
+        return 0
+    return unique
+
+
+def build_view(
+    session: Session, campaign_id: int, params: ViewParams, now: datetime | None = None
+) -> HeatmapView:
+    """Everything the heatmap page, API and PDF show, for one campaign and set of switches.
+
+    Raises NotFound for an unknown or deleted campaign, an unknown variant, or an AMP part
+    the variant does not have.
+    """
+    now = now or datetime.now(UTC)
+    campaign = get_campaign(session, campaign_id)
+    variant_rows = session.execute(
+        select(Variant.id, Variant.name, Variant.amp.is_not(None))
+        .where(Variant.campaign_id == campaign_id)
+        .order_by(Variant.id)
+    ).all()
+    chosen = next((row for row in variant_rows if params.variant in (None, row.name)), None)
+    if chosen is None:
+        names = ", ".join(row.name for row in variant_rows)
+        raise NotFound(
+            "variant_not_found",
+            f"campaign {campaign_id} has no variant {params.variant!r} ({names})",
+        )
+    variant_id, variant_name, has_amp = chosen
+    parts = ["html", "amp"] if has_amp else ["html"]
+    if params.part not in parts:
+        raise NotFound("part_not_found", f"variant {variant_name!r} has no {params.part} part")
+    since, until = period_bounds(params, now)
+    filters = (since, until, params.device)
+    placements = session.scalars(
+        select(Placement)
+        .where(Placement.variant_id == variant_id, Placement.part == params.part)
+        .order_by(Placement.position)
+    ).all()
+    counts = stats.link_counts(session, campaign_id, variant_id, params.part, *filters)
+    delivered, total, unique = stats.campaign_summary(
+        session, campaign_id, variant_id, params.part, *filters
+    )
+    tracked = [p for p in placements if p.tracked]
+    all_links = sum(counts.get(p.id, (0, 0))[0] for p in tracked)
+    metric = params.metric
+    top = max((_basis(metric, *counts.get(p.id, (0, 0)), delivered) for p in tracked), default=0)
+    links: list[LinkStat] = []
+    for p in tracked:
+        link_total, link_unique = counts.get(p.id, (0, 0))
+        rate = stats.click_rate(link_unique, delivered)
+        share = link_total / all_links * 100 if all_links else 0.0
+        value = {"total": link_total, "unique": link_unique, "rate": rate or 0.0}.get(metric, share)
+        basis = _basis(metric, link_total, link_unique, delivered)
+        links.append(
+            LinkStat(
+                placement_id=p.id, position=p.position, kind=p.kind, text=p.text,
+                destination=p.destination, href=p.href, total=link_total, unique=link_unique,
+                rate=rate, share=share, value=float(value), tier=tier_for(basis, top),
+                label="n/a" if metric == "rate" and rate is None else format_value(metric, value),
+            )
+        )  # fmt: skip
+    if params.sort == "metric":
+        links.sort(key=lambda s: (-_basis(metric, s.total, s.unique, delivered), s.position))
+    skipped = [
+        SkippedLink(
+            position=p.position, kind=p.kind, href=p.href, text=p.text,
+            reason=p.skip_reason or "", message=SKIP_REASONS.get(p.skip_reason or "", ""),
+        )
+        for p in placements
+        if not p.tracked
+    ]  # fmt: skip
+    points, split = stats.activity(session, campaign_id, variant_id, params.part, *filters, now=now)
+    return HeatmapView(
+        campaign_id=campaign.id,
+        campaign_name=campaign.name,
+        created_at=campaign.created_at,
+        params=params,
+        variants=[row.name for row in variant_rows],
+        parts=parts,
+        delivered=delivered,
+        total=total,
+        unique=unique,
+        rate=stats.click_rate(unique, delivered),
+        links=links,
+        skipped=skipped,
+        legend=legend(),
+        time_chart_svg=charts.time_chart(points),
+        device_chart_svg=charts.device_chart(split),
+        variant=variant_name,
+    )

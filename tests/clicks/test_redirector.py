@@ -1,0 +1,355 @@
+"""The redirector end to end, on each database: what a recipient sees and what is stored."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from app.clicks import tracking
+from app.clicks import writer as writer_module
+from app.db import get_engine
+from app.ingest import campaigns
+from app.ingest.campaigns import link_rules, token_codec
+from app.models import Campaign, Click, ClickHourly, Placement, PlacementRecipient, PlacementStats
+from app.tokens import ClickToken, TokenCodec
+from tests.conftest import _empty_tables, make_app
+
+IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1"
+)
+HTML = """<!DOCTYPE html><html><body>
+<a href="https://shop.example.com/sale?b=2#top">Sale</a>
+<a href="mailto:help@example.com">Mail us</a>
+<a href="https://bücher.example/straße?q=ü">Books</a>
+</body></html>"""
+
+
+@dataclass
+class Sent:
+    """A stored campaign and what is needed to click its links."""
+
+    campaign_id: int
+    variant_id: int
+    recipients: list[int]
+    codec: TokenCodec
+
+    def token(self, position: int, recipient: int = 0, part: str = "html") -> str:
+        return self.codec.encode(
+            ClickToken(
+                self.campaign_id, self.variant_id, part, position, self.recipients[recipient]
+            )
+        )
+
+
+def send(app: Flask, html: str = HTML, utm: dict[str, str] | None = None) -> Sent:
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        created = campaigns.create_campaign(
+            s,
+            "Spring",
+            [campaigns.VariantInput("A", html)],
+            rules=link_rules(app),
+            max_part_bytes=app.config["MAX_PART_BYTES"],
+            utm=utm,
+        )
+        ids = campaigns.ensure_recipients(s, ["alice", "bob"])
+        s.commit()
+        variant = created.campaign.variants[0]
+        return Sent(created.campaign.id, variant.id, [ids["alice"], ids["bob"]], token_codec(app))
+
+
+def send_raw(app: Flask, destinations: list[str]) -> Sent:
+    """A campaign whose placements hold these destinations verbatim, hostile ones included
+    (the link finder would clean most of them; the redirector must not rely on it)."""
+    sent = send(app, "<html><body><p>no links</p></body></html>")
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        for position, destination in enumerate(destinations):
+            s.add(
+                Placement(
+                    campaign_id=sent.campaign_id,
+                    variant_id=sent.variant_id,
+                    part="html",
+                    position=position,
+                    kind="a",
+                    href=destination,
+                    destination=destination,
+                    tracked=True,
+                )
+            )
+        s.commit()
+    return sent
+
+
+def clicks(session: Session) -> list[Click]:
+    session.expire_all()
+    return list(session.scalars(select(Click).order_by(Click.id)))
+
+
+def test_click_redirects_and_is_recorded(app: Flask, session: Session) -> None:
+    sent = send(app)
+    client = app.test_client()
+    response = client.get(
+        f"/c/{sent.token(0)}",
+        headers={"User-Agent": IPHONE},
+        environ_base={"REMOTE_ADDR": "203.0.113.77"},
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] == "https://shop.example.com/sale?b=2#top"
+    assert response.headers["Cache-Control"] == "no-store"
+    [click] = clicks(session)
+    assert (click.method, click.device, click.recipient_id, click.part) == (
+        "GET",
+        "mobile",
+        sent.recipients[0],
+        "html",
+    )
+    assert click.user_agent == IPHONE
+    assert click.ip_prefix == "203.0.113.0/24"
+    # (SQLite hands datetimes back naive: UTCDateTime's result processor is not applied there.)
+    clicked_at = click.clicked_at.replace(tzinfo=click.clicked_at.tzinfo or UTC)
+    assert abs((datetime.now(UTC) - clicked_at).total_seconds()) < 60
+    stats = session.scalars(select(PlacementStats)).one()
+    assert (stats.placement_id, stats.total, stats.unique) == (click.placement_id, 1, 1)
+
+
+def test_head_is_counted_as_head(app: Flask, session: Session) -> None:
+    sent = send(app)
+    response = app.test_client().head(f"/c/{sent.token(0)}")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "https://shop.example.com/sale?b=2#top"
+    assert [c.method for c in clicks(session)] == ["HEAD"]
+
+
+def test_non_ascii_destination_becomes_a_valid_location(app: Flask) -> None:
+    sent = send(app)
+    response = app.test_client().get(f"/c/{sent.token(2)}")
+    assert response.headers["Location"] == "https://xn--bcher-kva.example/stra%C3%9Fe?q=%C3%BC"
+
+
+def test_utm_parameters_are_appended(app: Flask) -> None:
+    sent = send(app, utm={"utm_source": "newsletter", "utm_campaign": "spring sale"})
+    response = app.test_client().get(f"/c/{sent.token(0)}")
+    assert response.headers["Location"] == (
+        "https://shop.example.com/sale?b=2&utm_source=newsletter&utm_campaign=spring%20sale#top"
+    )
+
+
+def test_injected_cr_lf_never_reach_a_header(app: Flask) -> None:
+    sent = send_raw(app, ["https://example.com/a\r\nSet-Cookie: pwned=1\r\n\r\n<script>"])
+    response = app.test_client().get(f"/c/{sent.token(0)}")
+    assert response.status_code == 302
+    assert "Set-Cookie" not in response.headers
+    assert response.headers["Location"] == "https://example.com/aSet-Cookie:%20pwned=1%3Cscript%3E"
+
+
+@pytest.mark.parametrize(
+    ("query", "headers"),
+    [
+        ("?next=https://evil.example/", {}),
+        ("?url=https%3A%2F%2Fevil.example&redirect=//evil.example", {}),
+        ("?utm_source=evil", {}),
+        ("", {"Host": "evil.example", "X-Forwarded-Host": "evil.example"}),
+        ("", {"Referer": "https://evil.example/", "X-Original-URL": "https://evil.example/"}),
+    ],
+)
+def test_the_request_cannot_change_the_destination(
+    app: Flask, query: str, headers: dict[str, str]
+) -> None:
+    sent = send(app, utm={"utm_source": "newsletter"})
+    response = app.test_client().get(f"/c/{sent.token(0)}{query}", headers=headers)
+    assert response.status_code == 302
+    assert response.headers["Location"] == (
+        "https://shop.example.com/sale?b=2&utm_source=newsletter#top"
+    )
+
+
+def _flip(text: str, index: int) -> str:
+    return text[:index] + ("A" if text[index] != "A" else "B") + text[index + 1 :]
+
+
+BAD_TOKENS: list[tuple[str, Any]] = [
+    ("tampered signature", lambda s: _flip(s.token(0), -1)),
+    ("tampered payload", lambda s: _flip(s.token(0), 3)),
+    ("truncated", lambda s: s.token(0)[:-1]),
+    ("cut in half", lambda s: s.token(0)[:22]),
+    ("extended", lambda s: s.token(0) + "A"),
+    ("doubled", lambda s: s.token(0) * 2),
+    ("swapped halves", lambda s: s.token(0)[23:] + "." + s.token(0)[:22]),
+    (
+        "wrong key",
+        lambda s: TokenCodec(["another-secret-key-0123456789abcdef"]).encode(
+            ClickToken(s.campaign_id, s.variant_id, "html", 0, s.recipients[0])
+        ),
+    ),
+    ("unknown placement", lambda s: s.token(99)),
+    ("untracked placement (mailto)", lambda s: s.token(1)),
+    ("unknown part", lambda s: s.token(0, part="amp")),
+    (
+        "another campaign",
+        lambda s: s.codec.encode(
+            ClickToken(s.campaign_id + 1000, s.variant_id, "html", 0, s.recipients[0])
+        ),
+    ),
+    (
+        "another variant",
+        lambda s: s.codec.encode(
+            ClickToken(s.campaign_id, s.variant_id + 1000, "html", 0, s.recipients[0])
+        ),
+    ),
+    ("empty-looking", lambda s: "." * 45),
+    ("garbage", lambda s: "not-a-token"),
+    ("non-ascii", lambda s: "é" * 45),
+    ("percent-encoded newline", lambda s: s.token(0)[:44] + "%0A"),
+    ("path traversal", lambda s: "..%2F..%2Fetc%2Fpasswd"),
+    ("trailing slash", lambda s: s.token(0) + "/"),
+    ("extra path", lambda s: s.token(0) + "/https://evil.example/"),
+]
+
+
+@pytest.mark.parametrize(("name", "make"), BAD_TOKENS, ids=[n for n, _ in BAD_TOKENS])
+def test_bad_tokens_get_a_friendly_404_and_no_click(
+    app: Flask, session: Session, name: str, make: Any
+) -> None:
+    sent = send(app)
+    response = app.test_client().get(f"/c/{make(sent)}")
+    assert response.status_code == 404
+    assert "Location" not in response.headers
+    body = response.get_data(as_text=True)
+    assert "not valid" in body and "Traceback" not in body
+    assert clicks(session) == []
+
+
+def test_deleted_campaign_is_gone(app: Flask, session: Session) -> None:
+    sent = send(app)
+    campaign = session.get(Campaign, sent.campaign_id)
+    assert campaign is not None
+    campaign.deleted_at = datetime.now(UTC)
+    session.commit()
+    for method in ("get", "head"):
+        response = getattr(app.test_client(), method)(f"/c/{sent.token(0)}")
+        assert response.status_code == 410
+        assert "Location" not in response.headers
+    assert "removed" in app.test_client().get(f"/c/{sent.token(0)}").get_data(as_text=True)
+    assert clicks(session) == []
+
+
+def test_forwarded_for_is_trusted_only_behind_configured_proxies(
+    backends: Any, backend: str, tmp_path: Path
+) -> None:
+    for proxies, expected in ((0, "10.9.8.0/24"), (1, "198.51.100.0/24")):
+        app = make_app(backends.url(backend), tmp_path / str(proxies), TRUSTED_PROXY_COUNT=proxies)
+        try:
+            sent = send(app)
+            app.test_client().get(
+                f"/c/{sent.token(0)}",
+                headers={"X-Forwarded-For": "6.6.6.6, 198.51.100.23"},
+                environ_base={"REMOTE_ADDR": "10.9.8.7"},
+            )
+            with app.extensions["clickmap.sessionmaker"]() as s:
+                assert [c.ip_prefix for c in clicks(s)] == [expected]
+        finally:
+            _empty_tables(app)
+            get_engine(app).dispose()
+
+
+def test_health_reports_database_and_waiting_clicks(app: Flask) -> None:
+    client = app.test_client()
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json is not None
+    assert response.json["database"] == "up"
+    assert response.json["pending_clicks"] == 0
+    assert response.json["lost_clicks"] == 0
+    assert response.json["writer_seen_seconds_ago"] is None  # no writer has reported yet
+    assert client.get(f"/c/{send(app).token(0)}").status_code == 302
+    after = client.get("/healthz").json
+    assert after is not None
+    assert after["pending_clicks"] == 0 and after["spool_backlog_bytes"] == 0
+    assert 0 <= after["writer_seen_seconds_ago"] < 5
+
+
+def test_database_outage_known_links_redirect_unknown_ones_wait(
+    app: Flask, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent = send(app)
+    client = app.test_client()
+    assert client.get(f"/c/{sent.token(0)}").status_code == 302  # now cached
+
+    def unreachable(*_args: Any, **_kwargs: Any) -> Any:
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(tracking, "session_scope", unreachable)  # link lookups
+    monkeypatch.setattr(writer_module, "record_clicks", unreachable)  # storing clicks
+    for _ in range(3):
+        response = client.get(f"/c/{sent.token(0, recipient=1)}")
+        assert response.status_code == 302
+    unknown = client.get(f"/c/{sent.token(2)}")
+    assert unknown.status_code == 503
+    assert unknown.headers["Retry-After"] == "30"
+    assert tracking.tracker(app).health()["pending_clicks"] == 3
+    assert len(clicks(session)) == 1
+
+    monkeypatch.undo()
+    tracking.tracker(app).drain()
+    assert len(clicks(session)) == 4
+    stats = session.scalars(select(PlacementStats)).one()
+    assert (stats.total, stats.unique) == (4, 2)
+    assert tracking.tracker(app).health()["pending_clicks"] == 0
+
+
+@pytest.fixture
+def writer_apps(backends: Any, backend: str, tmp_path: Path) -> Iterator[list[Flask]]:
+    """Two apps sharing one database and spool folder, like two gunicorn workers, each
+    with its own writer thread."""
+    url = backends.url(backend)
+    apps = [make_app(url, tmp_path, CLICK_WRITER="thread") for _ in range(2)]
+    yield apps
+    for app in apps:
+        tracking.stop(app)
+    _empty_tables(apps[0])
+    for app in apps:
+        get_engine(app).dispose()
+
+
+@pytest.mark.parametrize("recipients", [1, 2])
+def test_a_thousand_concurrent_clicks_count_exactly(
+    writer_apps: list[Flask], recipients: int
+) -> None:
+    sent = send(writer_apps[0])
+    tokens = [sent.token(0, recipient=r) for r in range(recipients)]
+    errors: list[str] = []
+
+    def click_many(app: Flask, n: int, offset: int) -> None:
+        client = app.test_client()
+        for i in range(n):
+            response = client.get(f"/c/{tokens[(offset + i) % len(tokens)]}")
+            if response.status_code != 302:
+                errors.append(response.status)
+
+    threads = [
+        threading.Thread(target=click_many, args=(writer_apps[i % 2], 50, i)) for i in range(20)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    for app in writer_apps:
+        assert tracking.tracker(app).flush(30)
+    with writer_apps[0].extensions["clickmap.sessionmaker"]() as s:
+        assert s.scalar(select(func.count()).select_from(Click)) == 1000
+        stats = s.scalars(select(PlacementStats)).one()
+        assert (stats.total, stats.unique) == (1000, recipients)
+        pairs = s.scalars(select(PlacementRecipient)).all()
+        assert sorted(p.clicks for p in pairs) == sorted([1000 // recipients] * recipients)
+        assert s.scalar(select(func.sum(ClickHourly.total))) == 1000

@@ -1,0 +1,106 @@
+"""Campaign registration and personalization, on each database."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.errors import InvalidInput
+from app.ingest.campaigns import (
+    AMP_SIZE_LIMIT,
+    Personalizer,
+    VariantInput,
+    create_campaign,
+    ensure_recipients,
+)
+from app.ingest.rewriting import LinkRules
+from app.models import Placement, Recipient
+from app.tokens import TokenCodec
+
+AMP_HEAD = (
+    '<!doctype html><html ⚡4email data-css-strict><head><meta charset="utf-8">'
+    '<script async src="https://cdn.ampproject.org/v0.js"></script>'
+    "<style amp4email-boilerplate>body{visibility:hidden}</style></head><body>"
+)
+
+
+def _amp(links: int, filler: int) -> str:
+    body = "".join(f'<a href="https://example.com/{i}">x</a>' for i in range(links))
+    return AMP_HEAD + body + "<p>" + "y" * filler + "</p></body></html>"
+
+
+def test_amp_part_over_the_client_limit_is_reported(session: Session) -> None:
+    # Close to the limit before rewriting; tracked URLs push it over.
+    links = 2000
+    amp = _amp(links, AMP_SIZE_LIMIT - len(_amp(links, 0)) - 10)
+    assert len(amp.encode()) < AMP_SIZE_LIMIT
+    created = create_campaign(
+        session,
+        "Big",
+        [VariantInput("A", "<p>hi</p>", amp)],
+        rules=LinkRules(),
+        max_part_bytes=5_000_000,
+    )
+    assert len(created.warnings) == 1
+    assert "200,000-byte limit" in created.warnings[0]
+    small = create_campaign(
+        session,
+        "Small",
+        [VariantInput("A", "<p>hi</p>", _amp(3, 100))],
+        rules=LinkRules(),
+        max_part_bytes=5_000_000,
+    )
+    assert small.warnings == []
+
+
+def test_do_not_track_and_opt_out_rules_apply(session: Session) -> None:
+    html = (
+        '<a href="https://intranet.example.org/x">a</a>'
+        '<a href="https://shop.example.com/" data-clickmap-notrack>b</a>'
+        '<a href="https://shop.example.com/">c</a>'
+    )
+    created = create_campaign(
+        session,
+        "Rules",
+        [VariantInput("A", html)],
+        rules=LinkRules(do_not_track=("example.org",)),
+        max_part_bytes=5_000_000,
+    )
+    reasons = [p.skip_reason for p in created.campaign.variants[0].placements]
+    assert reasons == ["do_not_track", "opt_out", None]
+
+
+def test_recipient_ids_map_once(session: Session) -> None:
+    first = ensure_recipients(session, ["a@example.com", "b@example.com", "a@example.com"])
+    again = ensure_recipients(session, ["b@example.com", "c@example.com"])
+    assert first["b@example.com"] == again["b@example.com"]
+    assert len({*first.values(), *again.values()}) == 3
+    assert session.scalar(select(func.count()).select_from(Recipient)) == 3
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "x" * 256])
+def test_bad_recipient_ids_are_refused(session: Session, bad: str) -> None:
+    with pytest.raises(InvalidInput, match="recipient ids"):
+        ensure_recipients(session, ["ok", bad])
+    assert session.scalar(select(func.count()).select_from(Recipient)) == 0
+
+
+def test_personalized_tokens_point_at_their_placements(session: Session) -> None:
+    html = "".join(f'<a href="https://example.com/{i}">link {i}</a>' for i in range(5))
+    created = create_campaign(
+        session, "T", [VariantInput("A", html)], rules=LinkRules(), max_part_bytes=5_000_000
+    )
+    variant = created.campaign.variants[0]
+    codec = TokenCodec(["k" * 40])
+    engine = Personalizer(codec, "https://t.example.com", LinkRules())
+    [email] = list(engine.personalize(session, variant, ["r-1"]))
+    tokens = re.findall(r"https://t\.example\.com/c/([\w.-]+)", email["html"])
+    positions = [codec.decode(t).position for t in tokens]
+    assert positions == [0, 1, 2, 3, 4]
+    placements = session.scalars(
+        select(Placement).where(Placement.variant_id == variant.id).order_by(Placement.position)
+    ).all()
+    assert [p.destination for p in placements] == [f"https://example.com/{i}" for i in range(5)]

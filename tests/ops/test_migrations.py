@@ -1,0 +1,272 @@
+"""The migrations on a fresh database of each kind: the report aggregates added by 0002 are
+backfilled from clicks stored before it, and the click writer carries on exactly from there;
+0003 drops the foreign keys of ``click`` and keeps its rows.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import Engine, bindparam, create_engine, func, inspect, select, text
+from sqlalchemy.orm import Session
+
+from app.clicks.recording import ClickEvent, record_clicks
+from app.db import make_engine
+from app.models import CampaignStats, PartHourly, PartStats, UTCDateTime
+from app.ops.migrate import alembic_config, current, upgrade
+from tests.clicks.test_recording import DESKTOP, part_and_campaign_aggregates
+from tests.conftest import PG_SERVER
+
+NEW_TABLES = {"part_clicker", "campaign_clicker", "part_stats", "campaign_stats", "part_hourly"}
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+DEVICES = ("desktop", "mobile", "tablet", "other")
+
+
+@pytest.fixture
+def fresh(backend: str, tmp_path: Path) -> Iterator[Engine]:
+    """An empty database (a new SQLite file, or a new PostgreSQL schema dropped after)."""
+    if backend == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'migrate.sqlite3'}")
+        yield engine
+        engine.dispose()
+        return
+    schema = f"clickmap_migrate_{os.getpid()}_{secrets.token_hex(3)}"
+    server = create_engine(PG_SERVER)
+    try:
+        with server.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:
+        server.dispose()
+        pytest.skip(f"PostgreSQL at {PG_SERVER} is unreachable: {exc}")
+    engine = make_engine(f"{PG_SERVER}?options=-csearch_path%3D{schema}")
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with server.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        server.dispose()
+
+
+def _store_clicks_the_old_way(engine: Engine) -> None:
+    """Campaigns, placements, recipients and clicks written with plain SQL at revision 0001.
+
+    Campaign 1: variant 1 (HTML placements 1, 2; AMP placement 3) and variant 2 (HTML
+    placement 4); campaign 2: variant 3 (placement 5). Recipients click in several places,
+    at several hours and on several devices.
+    """
+    at = bindparam("at", type_=UTCDateTime())
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO campaign (id, name, created_at) "
+                "VALUES (1, 'one', :at), (2, 'two', :at)"
+            ).bindparams(at),
+            {"at": T0},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO variant (id, campaign_id, name, html, amp) VALUES "
+                "(1, 1, 'A', '<a>', '<a>'), (2, 1, 'B', '<a>', NULL), (3, 2, 'A', '<a>', NULL)"
+            )
+        )
+        for placement, campaign, variant, part, position in [
+            (1, 1, 1, "html", 0),
+            (2, 1, 1, "html", 1),
+            (3, 1, 1, "amp", 0),
+            (4, 1, 2, "html", 0),
+            (5, 2, 3, "html", 0),
+        ]:
+            conn.execute(
+                text(
+                    "INSERT INTO placement (id, campaign_id, variant_id, part, position, kind, "
+                    "href, destination, text, tracked, occurrences) VALUES (:id, :campaign, "
+                    ":variant, :part, :position, 'a', 'h', 'https://e', '', :tracked, 1)"
+                ),
+                {
+                    "id": placement,
+                    "campaign": campaign,
+                    "variant": variant,
+                    "part": part,
+                    "position": position,
+                    "tracked": True,
+                },
+            )
+        for recipient in range(1, 9):
+            conn.execute(
+                text(
+                    "INSERT INTO recipient (id, external_id, created_at) VALUES (:id, :ext, :at)"
+                ).bindparams(at),
+                {"id": recipient, "ext": f"r{recipient}", "at": T0},
+            )
+        placements = {1: (1, 1, "html"), 2: (1, 1, "html"), 3: (1, 1, "amp"), 4: (1, 2, "html")}
+        placements[5] = (2, 3, "html")
+        for n in range(60):
+            placement = 1 + (n * 3) % 5
+            campaign, variant, part = placements[placement]
+            conn.execute(
+                text(
+                    "INSERT INTO click (click_id, clicked_at, campaign_id, variant_id, part, "
+                    "placement_id, recipient_id, method, user_agent, device) VALUES (:click_id, "
+                    ":at, :campaign, :variant, :part, :placement, :recipient, 'GET', '', :device)"
+                ).bindparams(at),
+                {
+                    "click_id": f"old{n:06d}",
+                    "at": T0 + timedelta(minutes=23 * n, seconds=n, microseconds=n),
+                    "campaign": campaign,
+                    "variant": variant,
+                    "part": part,
+                    "placement": placement,
+                    "recipient": 1 + n % 7,
+                    "device": DEVICES[n % 4],
+                },
+            )
+
+
+def _click(placement: int, variant: int, part: str, recipient: int, at: datetime) -> ClickEvent:
+    campaign = 2 if placement == 5 else 1
+    return ClickEvent(
+        secrets.token_hex(16),
+        at,
+        campaign,
+        variant,
+        part,
+        placement,
+        recipient,
+        "GET",
+        DESKTOP,
+        None,
+    )
+
+
+def test_upgrade_backfills_the_report_aggregates(fresh: Engine) -> None:
+    upgrade(fresh, "0001")
+    assert current(fresh) == "0001"
+    assert not NEW_TABLES & set(inspect(fresh).get_table_names())
+    _store_clicks_the_old_way(fresh)
+    upgrade(fresh, "0002")
+    assert current(fresh) == "0002"
+    with Session(fresh) as session:
+        found = part_and_campaign_aggregates(session)
+        assert found["campaigns"] == {1: (48, 7), 2: (12, 7)}
+        assert sum(n for n, _ in found["parts"].values()) == 60
+    upgrade(fresh)
+    with Session(fresh) as session:
+        # The writer goes on from the backfill: known clickers add totals only, a newcomer
+        # adds a clicker to the part and the campaign, and clicks in an hour that already
+        # has a bucket land in that bucket (the backfill wrote hours as the writer does).
+        first_hour = T0 + timedelta(minutes=5)
+        buckets = session.scalar(select(func.count()).select_from(PartHourly))
+        new = [
+            _click(1, 1, "html", 1, first_hour),  # recipient 1 clicked placement 1 at T0, desktop
+            _click(4, 2, "html", 2, first_hour),  # a new bucket: B had a mobile click then
+            _click(3, 1, "amp", 8, T0 + timedelta(days=9)),
+        ]
+        assert record_clicks(session, new) == 3
+        session.commit()
+        found = part_and_campaign_aggregates(session)
+        assert found["campaigns"] == {1: (51, 8), 2: (12, 7)}
+        assert session.scalar(select(func.count()).select_from(PartHourly)) == (buckets or 0) + 2
+        part = session.get(PartStats, (1, 1, "amp"))
+        assert part is not None and part.unique == found["parts"][(1, 1, "amp")][1]
+
+
+def test_downgrade_drops_and_upgrade_refills(fresh: Engine) -> None:
+    upgrade(fresh, "0001")
+    _store_clicks_the_old_way(fresh)
+    upgrade(fresh)
+    cfg = alembic_config(fresh)
+    with fresh.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0001")
+    assert current(fresh) == "0001"
+    assert not NEW_TABLES & set(inspect(fresh).get_table_names())
+    upgrade(fresh)
+    with Session(fresh) as session:
+        part_and_campaign_aggregates(session)
+        assert session.get(CampaignStats, 2) is not None
+
+
+def test_upgrade_of_an_install_without_clicks(fresh: Engine) -> None:
+    upgrade(fresh)
+    assert set(inspect(fresh).get_table_names()) >= NEW_TABLES
+    with Session(fresh) as session:
+        assert part_and_campaign_aggregates(session) == {"parts": {}, "campaigns": {}}
+
+
+CLICK_KEYS = {
+    "fk_click_campaign_id_campaign": ("campaign_id", "campaign"),
+    "fk_click_placement_id_placement": ("placement_id", "placement"),
+    "fk_click_recipient_id_recipient": ("recipient_id", "recipient"),
+    "fk_click_variant_id_variant": ("variant_id", "variant"),
+}
+
+
+def _click_keys(engine: Engine) -> dict[str, tuple[str, str]]:
+    return {
+        str(fk["name"]): (fk["constrained_columns"][0], fk["referred_table"])
+        for fk in inspect(engine).get_foreign_keys("click")
+    }
+
+
+def _click_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT COUNT(*) FROM click")).scalar_one())
+
+
+def test_click_loses_its_foreign_keys_and_keeps_its_rows(fresh: Engine) -> None:
+    upgrade(fresh, "0001")
+    _store_clicks_the_old_way(fresh)
+    upgrade(fresh, "0002")
+    assert _click_keys(fresh) == CLICK_KEYS
+    upgrade(fresh)
+    assert current(fresh) == "0003"
+    assert inspect(fresh).get_foreign_keys("click") == []
+    assert {ix["name"] for ix in inspect(fresh).get_indexes("click")} >= {
+        "ix_click_campaign_clicked_at",
+        "ix_click_placement_clicked_at",
+    }
+    assert _click_count(fresh) == 60
+    # The pair rows still check the parents of every click the writer stores.
+    pair_keys = {
+        (fk["constrained_columns"][0], fk["referred_table"], fk["options"].get("ondelete"))
+        for fk in inspect(fresh).get_foreign_keys("placement_recipient")
+    }
+    assert pair_keys == {
+        ("campaign_id", "campaign", "CASCADE"),
+        ("placement_id", "placement", "CASCADE"),
+        ("recipient_id", "recipient", "CASCADE"),
+    }
+    with Session(fresh) as session:
+        assert record_clicks(session, [_click(2, 1, "html", 8, T0 + timedelta(days=1))]) == 1
+        session.commit()
+    assert _click_count(fresh) == 61
+
+    # A click whose placement is gone (no cascade removes it any more) is deleted by the
+    # downgrade, as the cascade would have; the rest keep their rows and get their keys back.
+    with fresh.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO click (click_id, clicked_at, campaign_id, variant_id, part, "
+                "placement_id, recipient_id, method, user_agent, device) VALUES ('orphan', "
+                ":at, 1, 1, 'html', 999999, 1, 'GET', '', 'other')"
+            ).bindparams(bindparam("at", type_=UTCDateTime())),
+            {"at": T0},
+        )
+    cfg = alembic_config(fresh)
+    with fresh.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0002")
+    assert current(fresh) == "0002"
+    assert _click_keys(fresh) == CLICK_KEYS
+    assert all(
+        fk["options"].get("ondelete") == "CASCADE"
+        for fk in inspect(fresh).get_foreign_keys("click")
+    )
+    assert _click_count(fresh) == 61

@@ -1,0 +1,296 @@
+"""The heatmap: the tier rule, the view's switches and its figures (the colored email itself:
+``test_email_overlay.py``)."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy.orm import Session
+
+from app.errors import InvalidInput, NotFound
+from app.ingest.campaigns import record_deliveries
+from app.models import Campaign
+from app.reports import heatmap
+from app.reports.email_overlay import view_document
+from app.reports.heatmap import ViewParams, build_view, tier_for
+from tests.reports.test_stats import T0, click, make_campaign, placement, recipients
+
+NOW = T0 + timedelta(days=2, hours=3, minutes=10)
+
+# --- the tier rule ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "top", "tier"),
+    [
+        (0, 10, "gray"),
+        (0, 0, "gray"),
+        (5, 0, "gray"),
+        (-1, 10, "gray"),
+        (math.nan, 10, "gray"),
+        (10, 10, "red"),
+        (8, 10, "red"),
+        (7.99, 10, "orange"),
+        (6, 10, "orange"),
+        (5.99, 10, "yellow"),
+        (4, 10, "yellow"),
+        (3.99, 10, "green"),
+        (2, 10, "green"),
+        (1.99, 10, "blue"),
+        (1, 1000, "blue"),
+        (3, 5, "orange"),  # 0.6 exactly
+        (4 / 7 * 100, 5 / 7 * 100, "red"),  # 0.8 through float percentages
+        (12, 10, "red"),
+    ],
+)
+def test_tier_rule(value: float, top: float, tier: str) -> None:
+    assert tier_for(value, top) == tier
+
+
+def _contrast_with_white(color: str) -> float:
+    def channel(c: float) -> float:
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(int(color[i : i + 2], 16) / 255) for i in (1, 3, 5))
+    return 1.05 / (0.2126 * r + 0.7152 * g + 0.0722 * b + 0.05)
+
+
+def test_tier_colors_carry_white_numbers() -> None:
+    assert tuple(heatmap.TIER_COLORS) == heatmap.TIERS
+    for tier, color in heatmap.TIER_COLORS.items():
+        assert re.fullmatch(r"#[0-9A-F]{6}", color), tier
+        assert _contrast_with_white(color) >= 4.5, tier
+    assert [tier for tier, _label in heatmap.legend()] == list(heatmap.TIERS)
+    assert heatmap.legend()[0] == ("red", "≥ 80% of the top link")
+
+
+# --- the switches ----------------------------------------------------------------------
+
+
+def test_view_params_defaults_and_round_trip() -> None:
+    assert ViewParams.from_query({}) == ViewParams()
+    assert ViewParams().to_query() == {}
+    args = {
+        "metric": "rate",
+        "variant": "B",
+        "part": "amp",
+        "period": "custom",
+        "start": "2025-03-01",
+        "end": "2025-03-04",
+        "device": "mobile",
+        "sort": "position",
+        "page": "3",  # someone else's argument: ignored
+    }
+    params = ViewParams.from_query(args)
+    assert params.start == date(2025, 3, 1)
+    assert params.to_query() == {k: v for k, v in args.items() if k != "page"}
+    assert ViewParams.from_query(params.to_query()) == params
+
+
+def test_to_query_applies_changes_and_drops_dates_off_custom() -> None:
+    params = ViewParams(period="custom", start=date(2025, 3, 1), metric="unique")
+    assert params.to_query(metric="total") == {"period": "custom", "start": "2025-03-01"}
+    assert params.to_query(period="7d") == {"metric": "unique", "period": "7d"}
+    with pytest.raises(InvalidInput):
+        params.to_query(metric="clicks")
+
+
+def test_empty_values_mean_defaults_and_dates_only_count_for_custom() -> None:
+    params = ViewParams.from_query(
+        {"metric": "", "device": " ", "period": "7d", "start": "2025-03-01"}
+    )
+    assert params == ViewParams(period="7d")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"metric": "clicks"}, "metric must be one of"),
+        ({"part": "text"}, "part must be one of"),
+        ({"period": "90d"}, "period must be one of"),
+        ({"device": "phone"}, "device must be one of"),
+        ({"sort": "name"}, "sort must be one of"),
+        ({"period": "custom"}, "needs a start or an end"),
+        ({"period": "custom", "start": "2025-13-01"}, "start must be a date"),
+        ({"period": "custom", "start": "1/3/2025"}, "start must be a date"),
+        ({"period": "custom", "end": "20250301"}, "end must be a date"),
+        ({"period": "custom", "start": "0001-01-01"}, "start must be a date"),
+        ({"period": "custom", "start": "2025-03-05", "end": "2025-03-01"}, "is after end"),
+        ({"period": "7d", "start": "yesterday"}, "start must be a date"),
+    ],
+)
+def test_bad_switches_are_refused_clearly(args: dict[str, str], message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        ViewParams.from_query(args)
+
+
+def test_period_bounds_are_whole_hours() -> None:
+    now = datetime(2025, 3, 10, 14, 25, tzinfo=UTC)
+    bounds = heatmap.period_bounds
+    assert bounds(ViewParams(), now) == (None, None)
+    assert bounds(ViewParams(period="24h"), now) == (datetime(2025, 3, 9, 15, tzinfo=UTC), None)
+    assert bounds(ViewParams(period="7d"), now)[0] == datetime(2025, 3, 3, 15, tzinfo=UTC)
+    custom = ViewParams(period="custom", start=date(2025, 3, 1), end=date(2025, 3, 2))
+    assert bounds(custom, now) == (
+        datetime(2025, 3, 1, tzinfo=UTC),
+        datetime(2025, 3, 3, tzinfo=UTC),
+    )
+    assert bounds(ViewParams(period="custom", end=date(2025, 3, 2)), now)[0] is None
+
+
+# --- the figures -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def busy(session: Session) -> Campaign:
+    """Link 0: 3 clicks by 2 people; link 1: 3 by 3; link 2 (same page as 0): 1; link 4: 0.
+    Two of the clicks are recent (within 24 hours of NOW), on mobile."""
+    campaign = make_campaign(session, variants=("A", "B"))
+    who = recipients(session, "ann", "bob", "cid", "dan", "eve")
+    p0, p1, p2 = (placement(campaign, n) for n in (0, 1, 2))
+    click(session, p0, who["ann"], T0 + timedelta(minutes=1))
+    click(session, p0, who["ann"], T0 + timedelta(minutes=2))
+    click(session, p0, who["bob"], NOW - timedelta(hours=1), "mobile")
+    click(session, p1, who["cid"], T0 + timedelta(hours=1))
+    click(session, p1, who["dan"], T0 + timedelta(hours=1))
+    click(session, p1, who["eve"], NOW - timedelta(minutes=5), "mobile")
+    click(session, p2, who["ann"], T0 + timedelta(hours=3))
+    record_deliveries(session, campaign, "A", ["ann", "bob", "cid", "dan", "eve", "fay"])
+    record_deliveries(session, campaign, "B", ["gus"])
+    session.flush()
+    return campaign
+
+
+def rows(view: heatmap.HeatmapView) -> list[tuple[int, int, int, str]]:
+    return [(s.position, s.total, s.unique, s.tier) for s in view.links]
+
+
+def test_default_view_ranks_links_by_total_with_ties_by_position(
+    session: Session, busy: Campaign
+) -> None:
+    view = build_view(session, busy.id, ViewParams(), now=NOW)
+    assert (view.campaign_name, view.variant, view.variants, view.parts) == (
+        "Spring sale",
+        "A",
+        ["A", "B"],
+        ["html", "amp"],
+    )
+    # Links 0 and 1 tie on 3 clicks: the earlier one in the email comes first.
+    assert rows(view) == [(0, 3, 2, "red"), (1, 3, 3, "red"), (2, 1, 1, "green"), (4, 0, 0, "gray")]
+    assert (view.delivered, view.total, view.unique) == (6, 7, 5)
+    assert view.rate == pytest.approx(5 / 6 * 100)
+    assert [s.label for s in view.links] == ["3", "3", "1", "0"]
+    assert view.legend == heatmap.legend()
+    assert "<svg" in view.time_chart_svg
+    assert "<svg" in view.device_chart_svg
+
+
+def test_same_destination_twice_is_two_rows(session: Session, busy: Campaign) -> None:
+    view = build_view(session, busy.id, ViewParams(sort="position"), now=NOW)
+    same = [s for s in view.links if s.destination == "https://shop.example.com/sale"]
+    assert [(s.position, s.total) for s in same] == [(0, 3), (2, 1)]
+    assert len({s.placement_id for s in same}) == 2
+
+
+def test_unique_metric_and_position_sort(session: Session, busy: Campaign) -> None:
+    view = build_view(session, busy.id, ViewParams(metric="unique"), now=NOW)
+    assert [(s.position, s.value, s.tier) for s in view.links] == [
+        (1, 3.0, "red"),
+        (0, 2.0, "orange"),
+        (2, 1.0, "green"),
+        (4, 0.0, "gray"),
+    ]
+    by_place = build_view(session, busy.id, ViewParams(metric="unique", sort="position"), now=NOW)
+    assert [s.position for s in by_place.links] == [0, 1, 2, 4]
+    assert by_place.links[0].tier == "orange"
+
+
+def test_rate_and_share(session: Session, busy: Campaign) -> None:
+    view = build_view(session, busy.id, ViewParams(metric="rate"), now=NOW)
+    first = view.links[0]
+    assert (first.position, first.rate, first.value, first.label) == (1, 50.0, 50.0, "50.0%")
+    assert view.links[1].tier == "orange"  # 2 of 6 against 3 of 6: same tier as by unique
+    share = build_view(session, busy.id, ViewParams(metric="share"), now=NOW)
+    assert sum(s.share for s in share.links) == pytest.approx(100.0)
+    assert [s.label for s in share.links] == ["42.9%", "42.9%", "14.3%", "0.0%"]
+    assert [s.value for s in share.links] == [s.share for s in share.links]
+
+
+def test_rate_without_deliveries_is_unknown_not_zero(session: Session) -> None:
+    campaign = make_campaign(session)
+    who = recipients(session, "ann")
+    click(session, placement(campaign, 0), who["ann"], T0)
+    view = build_view(session, campaign.id, ViewParams(metric="rate"), now=NOW)
+    assert view.delivered == 0
+    assert view.rate is None
+    assert all(s.rate is None and s.value == 0 for s in view.links)
+    assert {s.tier for s in view.links} == {"gray"}
+    assert view.links[0].label == "n/a"
+    # Totals and shares do not need deliveries.
+    shares = build_view(session, campaign.id, ViewParams(metric="share"), now=NOW)
+    assert shares.links[0].share == 100.0
+
+
+def test_period_filter(session: Session, busy: Campaign) -> None:
+    view = build_view(session, busy.id, ViewParams(period="24h"), now=NOW)
+    assert rows(view) == [(0, 1, 1, "red"), (1, 1, 1, "red"), (2, 0, 0, "gray"), (4, 0, 0, "gray")]
+    assert (view.delivered, view.total, view.unique) == (6, 2, 2)
+    first_day = ViewParams(period="custom", start=T0.date(), end=T0.date())
+    assert [s.total for s in build_view(session, busy.id, first_day, now=NOW).links] == [
+        2,
+        2,
+        1,
+        0,
+    ]
+
+
+def test_device_filter(session: Session, busy: Campaign) -> None:
+    view = build_view(session, busy.id, ViewParams(device="desktop"), now=NOW)
+    assert rows(view) == [
+        (0, 2, 1, "red"),
+        (1, 2, 2, "red"),
+        (2, 1, 1, "yellow"),
+        (4, 0, 0, "gray"),
+    ]
+    assert (view.total, view.unique) == (5, 3)  # ann, cid and dan
+
+
+def test_skipped_links_are_listed_with_their_reason(session: Session, busy: Campaign) -> None:
+    view = build_view(session, busy.id, ViewParams(), now=NOW)
+    assert [(s.position, s.reason, s.href) for s in view.skipped] == [
+        (3, "mailto", "mailto:help@example.com")
+    ]
+    assert "mailto:" in view.skipped[0].message
+
+
+def test_other_variant_and_amp_part(session: Session, busy: Campaign) -> None:
+    view = build_view(session, busy.id, ViewParams(variant="B"), now=NOW)
+    assert (view.variant, view.delivered, view.total) == ("B", 1, 0)
+    amp = build_view(session, busy.id, ViewParams(part="amp"), now=NOW)
+    assert [(s.position, s.total) for s in amp.links] == [(0, 0)]
+
+
+def test_unknown_things_are_not_found(session: Session, busy: Campaign) -> None:
+    with pytest.raises(NotFound):
+        build_view(session, 999_999, ViewParams())
+    with pytest.raises(NotFound, match="no variant 'Z'"):
+        build_view(session, busy.id, ViewParams(variant="Z"))
+    html_only = make_campaign(session, "HTML only")
+    html_only.variants[0].amp = None
+    session.flush()
+    with pytest.raises(NotFound, match="no amp part"):
+        build_view(session, html_only.id, ViewParams(part="amp"))
+    busy.deleted_at = NOW
+    session.flush()
+    with pytest.raises(NotFound):
+        build_view(session, busy.id, ViewParams())
+
+
+def test_view_document_colors_the_chosen_part(session: Session, busy: Campaign) -> None:
+    view = build_view(session, busy.id, ViewParams(), now=NOW)
+    document = view_document(session, view, highlight=1)
+    assert 'href="#cm-0" id="cm-0"' in document
+    assert '[href="#cm-1"]{outline:5px solid #000' in document

@@ -1,0 +1,511 @@
+"""The PDF report: what a reader sees in it, and what rendering it may (not) fetch."""
+
+from __future__ import annotations
+
+import http.server
+import logging
+import re
+import shutil
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from PIL import Image
+from sqlalchemy.orm import Session
+
+from app.clicks.recording import ClickEvent, record_clicks
+from app.ingest import campaigns
+from app.ingest.links import LinkRules
+from app.reports import pdf
+from app.reports.heatmap import ViewParams
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("pdftotext") is None or shutil.which("pdftoppm") is None,
+    reason="poppler-utils (pdftotext, pdftoppm) is not installed",
+)
+
+SENT = datetime(2025, 3, 3, 9, tzinfo=UTC)
+NOW = SENT + timedelta(days=10)
+
+
+# -- building a campaign with known figures ---------------------------------------------------
+
+
+def email_with_links(count: int, extra: str = "") -> str:
+    rows = "\n".join(
+        f'<tr><td style="padding:6px 0"><a href="https://shop.example.com/item/{n}">'
+        f"Item number {n:02d}</a></td></tr>"
+        for n in range(1, count + 1)
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Test email</title></head>"
+        f"<body style='background:#f4f4f4'>{extra}<table width='600' align='center'"
+        f" style='background:#fff;font:15px Arial'>{rows}</table></body></html>"
+    )
+
+
+@dataclass
+class Seeded:
+    campaign_id: int
+    delivered: int
+    # placement position -> (text, total, unique)
+    links: dict[int, tuple[str, int, int]]
+
+
+def seed_campaign(session: Session, html: str, *, recipients: int = 40) -> Seeded:
+    """A one-variant campaign whose link n (1-based) has n clicks from ceil(n/2) people."""
+    created = campaigns.create_campaign(
+        session, "Spring <sale> & \"friends\"", [campaigns.VariantInput("A", html)],
+        rules=LinkRules(), max_part_bytes=10_000_000,
+    )  # fmt: skip
+    campaign = created.campaign
+    campaign.created_at = SENT
+    ids = [f"r{n}@example.org" for n in range(recipients)]
+    campaigns.record_deliveries(session, campaign, "A", ids)
+    mapping = campaigns.ensure_recipients(session, ids)
+    events: list[ClickEvent] = []
+    links: dict[int, tuple[str, int, int]] = {}
+    tracked = [p for p in campaign.variants[0].placements if p.tracked]
+    for number, placement in enumerate(tracked, 1):
+        clickers = [mapping[ids[i % recipients]] for i in range((number + 1) // 2)]
+        for i in range(number):
+            events.append(
+                ClickEvent(
+                    click_id=f"t{placement.id}-{i}",
+                    clicked_at=SENT + timedelta(hours=i % 30),
+                    campaign_id=campaign.id,
+                    variant_id=placement.variant_id,
+                    part="html",
+                    placement_id=placement.id,
+                    recipient_id=clickers[i % len(clickers)],
+                    method="GET",
+                    user_agent="Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X)",
+                    ip_prefix=None,
+                )
+            )
+        links[placement.position] = (placement.text, number, len(clickers))
+    record_clicks(session, events)
+    session.commit()
+    return Seeded(campaign.id, recipients, links)
+
+
+def pdf_text(data: bytes, tmp_path: Path, first: int | None = None, last: int | None = None) -> str:
+    path = tmp_path / "report.pdf"
+    path.write_bytes(data)
+    pages = [*(["-f", str(first)] if first else []), *(["-l", str(last)] if last else [])]
+    return subprocess.run(
+        ["pdftotext", "-layout", *pages, str(path), "-"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+
+
+# -- what the reader sees ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def weasyprint_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    with caplog.at_level(logging.INFO):
+        yield caplog
+
+
+def unexpected(records: list[logging.LogRecord]) -> list[str]:
+    """WeasyPrint messages that mean something is missing from the PDF.
+
+    Warnings about CSS it does not support (the dashboard stylesheet targets browsers) are
+    expected; errors and failed loads are not.
+    """
+    return [
+        r.getMessage()
+        for r in records
+        if r.name == "weasyprint"
+        and (
+            r.levelno >= logging.ERROR
+            or (
+                r.levelno >= logging.WARNING and re.search(r"fail|load|fetch", r.getMessage(), re.I)
+            )
+        )
+    ]
+
+
+def test_report_shows_summary_and_every_link(
+    app: Flask, session: Session, tmp_path: Path, weasyprint_log: pytest.LogCaptureFixture
+) -> None:
+    seeded = seed_campaign(session, email_with_links(12))
+    result = pdf.render(app, session, seeded.campaign_id, ViewParams(), now=NOW)
+
+    assert result.pdf.startswith(b"%PDF-")
+    assert result.refused == []
+    assert unexpected(weasyprint_log.records) == []
+    text = pdf_text(result.pdf, tmp_path)
+    total = sum(t for _text, t, _u in seeded.links.values())
+    unique = max(u for _text, _t, u in seeded.links.values())  # clickers are nested sets
+    assert 'Spring <sale> & "friends"' in text  # the header and title, escaped properly
+    for label, figure in [
+        ("Delivered", f"{seeded.delivered:,}"),
+        ("Clicks", f"{total:,}"),
+        ("Unique clickers", str(unique)),
+        ("Click rate", f"{unique / seeded.delivered * 100:.1f}%"),
+    ]:
+        assert label in text
+        assert figure in text, label
+    for _position, (link_text, link_total, link_unique) in seeded.links.items():
+        rate = f"{link_unique / seeded.delivered * 100:.1f}%"
+        share = f"{link_total / total * 100:.1f}%"
+        row = rf"{re.escape(link_text)}.*?\s{link_total}\s+{link_unique}\s+{re.escape(rate)}"
+        assert re.search(row, text, re.DOTALL), link_text
+        assert share in text, link_text
+
+    # The colored email: one badge per tracked link with its number, on the email's pages.
+    email_text = pdf_text(result.pdf, tmp_path, first=2, last=1 + result.email_pages)
+    for link_text, link_total, _unique in seeded.links.values():
+        assert re.search(rf"{re.escape(link_text)}\s*{link_total}\b", email_text), link_text
+    assert "Page 2" in email_text
+    assert f"Page {result.pages}" in pdf_text(result.pdf, tmp_path, first=result.pages)
+
+
+def test_email_pages_sit_between_overview_and_ranked_links(
+    app: Flask, session: Session, tmp_path: Path
+) -> None:
+    """Every page of both documents is in the file once, in reading order, numbered."""
+    seeded = seed_campaign(session, email_with_links(70), recipients=60)
+    result = pdf.render(app, session, seeded.campaign_id, ViewParams(sort="position"), now=NOW)
+    text = pdf_text(result.pdf, tmp_path)
+    pages = text.split("\f")[: result.pages]
+    assert len(pages) == result.pages
+    assert result.email_pages >= 2  # the email itself runs over several pages
+    first_email = next(i for i, page in enumerate(pages) if "The email as sent" in page)
+    email = range(first_email, first_email + result.email_pages)
+    assert first_email >= 1
+    for number, page in enumerate(pages, 1):
+        assert re.search(rf"Page {number}\s*$", page), f"page {number} is misnumbered"
+        is_email = number - 1 in email
+        assert ("The email as sent" in page) is is_email, number
+        assert ("Heatmap report" in page) is not is_email, number
+    # The overview comes first, the ranked links after the email, and nothing twice.
+    overview = "".join(pages[:first_email])
+    details = "".join(pages[email.stop :])
+    assert "Delivered" in overview and "Clicks over time" in overview
+    assert "tracked links" not in overview
+    assert "70 tracked links" in details and "Delivered" not in details
+    assert "Clicks over time" not in details
+    # The email's links in email order across its pages, each once; the ranked table too.
+    email_text = "".join(pages[i] for i in email)
+    ranked = [int(n) for n in re.findall(r"Item number (\d+)", details)]
+    shown = [int(n) for n in re.findall(r"Item number (\d+)", email_text)]
+    assert shown == list(range(1, 71))
+    assert ranked == list(range(1, 71))
+
+
+def test_pages_render_and_are_not_blank(app: Flask, session: Session, tmp_path: Path) -> None:
+    seeded = seed_campaign(session, email_with_links(20))
+    result = pdf.render(app, session, seeded.campaign_id, ViewParams(sort="position"), now=NOW)
+    (tmp_path / "r.pdf").write_bytes(result.pdf)
+    subprocess.run(
+        ["pdftoppm", "-png", "-r", "50", str(tmp_path / "r.pdf"), str(tmp_path / "page")],
+        check=True,
+    )
+    images = sorted(tmp_path.glob("page*.png"))
+    assert len(images) == result.pages >= 3  # overview, email, ranked links
+    for image in images:
+        with Image.open(image) as png:
+            histogram = png.convert("L").histogram()
+            darkest = min(level for level, count in enumerate(histogram) if count)
+            assert darkest < 128, f"{image.name} is blank"
+            # A page with text has many non-white pixels, not just a header line.
+            inked = sum(histogram[:200])
+            assert inked > 500, f"{image.name} is nearly empty"
+
+
+def test_report_of_a_campaign_without_clicks(app: Flask, session: Session, tmp_path: Path) -> None:
+    created = campaigns.create_campaign(
+        session, "Quiet", [campaigns.VariantInput("A", email_with_links(3))],
+        rules=LinkRules(), max_part_bytes=10_000_000,
+    )  # fmt: skip
+    session.commit()
+    result = pdf.render(app, session, created.campaign.id, ViewParams(), now=NOW)
+    text = pdf_text(result.pdf, tmp_path)
+    assert "No clicks yet" in text
+    assert "Item number 03" in text
+
+
+# -- what rendering may fetch -----------------------------------------------------------------
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    hits: list[str]
+    body = b"<svg xmlns='http://www.w3.org/2000/svg' width='4' height='4'/>"
+    content_type = "image/svg+xml"
+
+    def do_GET(self) -> None:
+        self.hits.append(f"{self.headers.get('Host')} {self.path}")
+        self.send_response(200)
+        self.send_header("Content-Type", self.content_type)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def local_server() -> Iterator[tuple[int, list[str]]]:
+    """An HTTP server on 127.0.0.1 that records every request made to it."""
+    hits: list[str] = []
+    handler = type("Handler", (_Recorder,), {"hits": hits})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], hits
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def hostile_urls(port: int) -> list[str]:
+    return [
+        "file:///etc/passwd",
+        "FILE:///etc/passwd",
+        "file://localhost/etc/passwd",
+        "/etc/passwd",
+        f"http://127.0.0.1:{port}/pwned.png",
+        f"http://localhost:{port}/pwned.png",
+        f"http://[::1]:{port}/pwned.png",
+        f"http://[::ffff:127.0.0.1]:{port}/pwned.png",
+        f"http://2130706433:{port}/pwned.png",
+        f"http://127.1:{port}/pwned.png",
+        "http://127.0.0.1/pwned.png",
+        "https://127.0.0.1/pwned.png",
+        "http://localhost/",
+        "http://[::1]/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fe80::1]/",
+        "http://0.0.0.0/",
+        "http://10.0.0.1/",
+        "http://172.16.0.1/",
+        "http://192.168.1.1/",
+        "http://100.64.0.1/",
+        "http://224.0.0.1/",
+        "http://240.0.0.1/",
+        "http://255.255.255.255/",
+        f"ftp://127.0.0.1:{port}/",
+        f"gopher://127.0.0.1:{port}/",
+        "https://clickmap.invalid/static/../../app/config.py",
+        "https://clickmap.invalid/static/%2e%2e/%2e%2e/app/config.py",
+        "https://clickmap.invalid/etc/passwd",
+    ]
+
+
+HOSTILE_TEMPLATES = [
+    '<img src="{url}" width="20" height="20" alt="">',
+    "<div style=\"width:20px;height:20px;background:url('{url}')\"></div>",
+    '<link rel="stylesheet" href="{url}">',
+    "<style>@import url('{url}');</style>",
+    "<style>@font-face {{ font-family: X; src: url('{url}'); }} p {{ font-family: X }}</style>",
+    '<iframe src="{url}"></iframe>',
+    '<object data="{url}" type="image/png"></object>',
+    '<embed src="{url}">',
+    '<link rel="attachment" href="{url}">',
+    '<a rel="attachment" href="{url}">attachment</a>',
+    '<svg width="10" height="10"><image href="{url}" width="10" height="10"/></svg>',
+    '<table background="{url}"><tr><td>x</td></tr></table>',
+]
+
+
+def test_hostile_email_fetches_nothing(
+    app: Flask,
+    session: Session,
+    tmp_path: Path,
+    local_server: tuple[int, list[str]],
+    weasyprint_log: pytest.LogCaptureFixture,
+) -> None:
+    port, hits = local_server
+    hostile = "".join(
+        template.format(url=url) for url in hostile_urls(port) for template in HOSTILE_TEMPLATES
+    )
+    seeded = seed_campaign(session, email_with_links(3, extra=hostile))
+    result = pdf.render(app, session, seeded.campaign_id, ViewParams(), now=NOW)
+
+    assert hits == []
+    refused = {url for url, _reason in result.refused}
+    assert any(url.startswith("file:") for url in refused)
+    assert any("169.254.169.254" in url for url in refused)
+    assert not [
+        r
+        for r in weasyprint_log.records
+        if r.name == "app.reports.pdf" and r.levelno > logging.INFO
+    ]
+    # A refused font is the one thing WeasyPrint mentions: it falls back to another font.
+    assert {m for m in unexpected(weasyprint_log.records) if "Font-face 'X'" not in m} == set()
+    # Nothing of /etc/passwd or our own source made it in, not even as an attachment.
+    assert b"root:" not in result.pdf
+    assert b"/EmbeddedFile" not in result.pdf
+    text = pdf_text(result.pdf, tmp_path)
+    assert "root:" not in text
+    assert "DEV_SECRET" not in text
+    assert "Item number 03" in text
+
+
+def test_remote_images_can_be_turned_off(
+    app: Flask, session: Session, local_server: tuple[int, list[str]]
+) -> None:
+    app.config["PDF_REMOTE_IMAGES"] = False
+    fetcher = pdf.RestrictedFetcher(pdf.fetch_policy(app))
+    response = fetcher.fetch("https://images.example.com/logo.png")
+    assert response.read() == pdf.PLACEHOLDER
+    assert "turned off" in fetcher.refused[0][1]
+
+
+# -- the fetcher on its own -------------------------------------------------------------------
+
+
+def _fetcher(**policy: object) -> pdf.RestrictedFetcher:
+    static = Path(__file__).resolve().parents[2] / "app" / "static"
+    return pdf.RestrictedFetcher(pdf.FetchPolicy(static_folder=static, **policy))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("index", range(len(hostile_urls(1))))
+def test_fetcher_refuses(
+    index: int, local_server: tuple[int, list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    port, hits = local_server
+    url = hostile_urls(port)[index]
+    fetcher = _fetcher()
+    with caplog.at_level(logging.INFO, logger="app.reports.pdf"):
+        response = fetcher.fetch(url)
+    assert response.read() == pdf.PLACEHOLDER
+    assert response.content_type == "text/css"
+    assert [u for u, _reason in fetcher.refused] == [url]
+    assert [r.levelno for r in caplog.records if r.name == "app.reports.pdf"] == [logging.INFO]
+    assert hits == []
+
+
+def test_placeholder_is_an_empty_image_and_an_empty_stylesheet() -> None:
+    from weasyprint import CSS, HTML
+
+    fetcher = _fetcher()
+    html = HTML(
+        string='<link rel=stylesheet href="file:///x.css"><img src="file:///x.png" width=5>'
+        "<p>ok</p>",
+        url_fetcher=fetcher,
+    )
+    imported = CSS(string="@import url('file:///y.css');", url_fetcher=fetcher)
+    document = html.render(stylesheets=[imported])
+    assert len(document.pages) == 1
+    assert len(fetcher.refused) == 3
+
+
+def test_fetcher_serves_static_files_from_disk() -> None:
+    fetcher = _fetcher(remote=False)
+    response = fetcher.fetch(pdf.OWN_ORIGIN + "/static/clickmap.css")
+    assert response.content_type == "text/css"
+    assert b":root" in response.read()
+    assert fetcher.refused == []
+
+
+@pytest.mark.parametrize(
+    ("url", "content_type", "body"),
+    [
+        ("data:image/png;base64,iVBORw0KGgo=", "image/png", b"\x89PNG\r\n\x1a\n"),
+        ("data:text/css,p%7Bcolor:red%7D", "text/css", b"p{color:red}"),
+        ("data:,hello", "text/plain", b"hello"),
+    ],
+)
+def test_fetcher_decodes_data_uris(url: str, content_type: str, body: bytes) -> None:
+    response = _fetcher(remote=False).fetch(url)
+    assert response.content_type == content_type
+    assert response.read() == body
+
+
+def _resolver(address: str) -> pdf.Resolver:
+    def resolve(host: str, port: int, *_args: object) -> list[tuple[object, ...]]:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        return [(family, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    return resolve
+
+
+def test_fetcher_pins_the_checked_address(
+    local_server: tuple[int, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection goes to the address that was checked, with the original Host."""
+    port, hits = local_server
+    # Pretend 127.0.0.1 is public, so the test server can stand in for a remote host.
+    monkeypatch.setattr(pdf, "is_public_address", lambda address: address == "127.0.0.1")
+    fetcher = pdf.RestrictedFetcher(
+        pdf.FetchPolicy(static_folder=None, ports=frozenset({port})),
+        resolver=_resolver("127.0.0.1"),
+    )
+    response = fetcher.fetch(f"http://images.example.com:{port}/logo.svg?v=2")
+    assert response.content_type == "image/svg+xml"
+    assert response.read().startswith(b"<svg")
+    assert hits == [f"images.example.com:{port} /logo.svg?v=2"]
+
+
+@pytest.mark.parametrize(
+    "addresses",
+    [["10.1.2.3"], ["93.184.216.34", "127.0.0.1"], ["::1"], ["::ffff:169.254.169.254"]],
+)
+def test_fetcher_refuses_names_resolving_to_private_addresses(addresses: list[str]) -> None:
+    def resolve(host: str, port: int, *_args: object) -> list[tuple[object, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses]
+
+    fetcher = pdf.RestrictedFetcher(pdf.FetchPolicy(static_folder=None), resolver=resolve)
+    assert fetcher.fetch("https://rebind.example.com/a.png").read() == pdf.PLACEHOLDER
+    assert "non-public" in fetcher.refused[0][1]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "reason"),
+    [
+        ("text/html", b"<h1>Error</h1>", "content type"),
+        ("image/png", b"x" * 5000, "larger than"),
+    ],
+)
+def test_fetcher_refuses_unwanted_answers(
+    local_server: tuple[int, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    content_type: str,
+    body: bytes,
+    reason: str,
+) -> None:
+    port, _hits = local_server
+    monkeypatch.setattr(pdf, "is_public_address", lambda address: address == "127.0.0.1")
+    monkeypatch.setattr(_Recorder, "content_type", content_type)
+    monkeypatch.setattr(_Recorder, "body", body)
+    fetcher = pdf.RestrictedFetcher(
+        pdf.FetchPolicy(static_folder=None, ports=frozenset({port}), max_bytes=4096),
+        resolver=_resolver("127.0.0.1"),
+    )
+    assert fetcher.fetch(f"http://img.example.com:{port}/x").read() == pdf.PLACEHOLDER
+    assert reason in fetcher.refused[0][1]
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("93.184.216.34", True),
+        ("2606:2800:220:1:248:1893:25c8:1946", True),
+        ("127.0.0.1", False),
+        ("10.0.0.1", False),
+        ("169.254.169.254", False),
+        ("100.64.0.1", False),
+        ("224.0.0.1", False),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("::1", False),
+        ("fe80::1%eth0", False),
+        ("fc00::1", False),
+        ("ff02::1", False),
+        ("::ffff:10.0.0.1", False),
+        ("not an address", False),
+    ],
+)
+def test_is_public_address(address: str, public: bool) -> None:
+    assert pdf.is_public_address(address) is public

@@ -1,0 +1,439 @@
+"""Reading figures back: aggregates for the default view, raw clicks for filters and drill-down.
+
+Clicks go in through ``app.clicks.recording.record_clicks``, the writer that keeps the aggregates in
+step, so these tests also catch the two sides drifting apart.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.clicks.recording import ClickEvent, record_clicks
+from app.errors import InvalidInput, NotFound
+from app.ingest.campaigns import VariantInput, create_campaign, ensure_recipients, record_deliveries
+from app.ingest.rewriting import LinkRules
+from app.models import Campaign, Click, Placement
+from app.reports import stats
+
+T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
+AGENTS = {
+    "desktop": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+    "mobile": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
+    "tablet": "Mozilla/5.0 (iPad; CPU OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
+    "other": "curl/8.0",
+}
+# Positions: 0 and 2 lead to the same page, 3 is skipped (mailto), 4 has an onclick.
+EMAIL = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Spring sale</title></head>
+<body>
+<p><a href="https://shop.example.com/sale">Shop the sale</a></p>
+<p><a href='https://shop.example.com/new'>New arrivals</a></p>
+<p><a href=https://shop.example.com/sale>Sale again</a></p>
+<p><a href="mailto:help@example.com">Write to us</a></p>
+<p><a href="https://shop.example.com/x" onclick="alert(1)">Odd one</a></p>
+<script>document.title = "pwned"</script>
+</body></html>
+"""
+AMP = """<!doctype html>
+<html ⚡4email><head><meta charset="utf-8">
+<script async src="https://cdn.ampproject.org/v0.js"></script>
+<style amp4email-boilerplate>body{visibility:hidden}</style>
+</head><body>
+<amp-img src="https://img.example.com/a.png" alt="Hero" width="600" height="300"
+  layout="responsive"></amp-img>
+<a href="https://shop.example.com/amp">AMP link</a>
+</body></html>
+"""
+_ids = itertools.count()
+
+
+def make_campaign(
+    session: Session, name: str = "Spring sale", variants: tuple[str, ...] = ("A",)
+) -> Campaign:
+    created = create_campaign(
+        session,
+        name,
+        [VariantInput(v, EMAIL, AMP) for v in variants],
+        rules=LinkRules(),
+        max_part_bytes=5_000_000,
+    )
+    campaign = created.campaign
+    campaign.created_at = T0
+    session.flush()
+    return campaign
+
+
+def placement(campaign: Campaign, position: int, part: str = "html", variant: int = 0) -> Placement:
+    found = [
+        p
+        for p in campaign.variants[variant].placements
+        if p.part == part and p.position == position
+    ]
+    return found[0]
+
+
+def recipients(session: Session, *names: str) -> dict[str, int]:
+    return ensure_recipients(session, names)
+
+
+def click(
+    session: Session,
+    target: Placement,
+    recipient: int,
+    at: datetime,
+    device: str = "desktop",
+) -> None:
+    """Record one click through the real writer (which derives the device from the agent)."""
+    event = ClickEvent(
+        click_id=f"test{next(_ids):028d}",
+        clicked_at=at,
+        campaign_id=target.campaign_id,
+        variant_id=target.variant_id,
+        part=target.part,
+        placement_id=target.id,
+        recipient_id=recipient,
+        method="GET",
+        user_agent=AGENTS[device],
+        ip_prefix=None,
+    )
+    assert record_clicks(session, [event]) == 1
+
+
+@pytest.fixture
+def sale(session: Session) -> tuple[Campaign, dict[str, int]]:
+    """A campaign with clicks: link 0 by ann (twice, desktop) and bob (mobile, later),
+    link 1 by ann, link 2 (same page as 0) by cid on a tablet; link 4 never clicked."""
+    campaign = make_campaign(session)
+    who = recipients(session, "ann", "bob", "cid", "dan")
+    click(session, placement(campaign, 0), who["ann"], T0 + timedelta(minutes=5))
+    click(session, placement(campaign, 0), who["ann"], T0 + timedelta(hours=2, minutes=1))
+    click(session, placement(campaign, 0), who["bob"], T0 + timedelta(hours=5), "mobile")
+    click(session, placement(campaign, 1), who["ann"], T0 + timedelta(minutes=30))
+    click(session, placement(campaign, 2), who["cid"], T0 + timedelta(hours=1), "tablet")
+    session.flush()
+    return campaign, who
+
+
+def counts_by_position(
+    session: Session, campaign: Campaign, **filters: datetime | str | None
+) -> dict[int, tuple[int, int]]:
+    args = {"since": None, "until": None, "device": None, **filters}
+    found = stats.link_counts(
+        session,
+        campaign.id,
+        campaign.variants[0].id,
+        "html",
+        args["since"],  # type: ignore[arg-type]
+        args["until"],  # type: ignore[arg-type]
+        args["device"],  # type: ignore[arg-type]
+    )
+    ids = {p.id: p.position for p in campaign.variants[0].placements}
+    return {ids[pid]: value for pid, value in found.items()}
+
+
+def test_default_counts_come_per_placement_and_include_unclicked_links(
+    session: Session, sale: tuple[Campaign, dict[str, int]]
+) -> None:
+    campaign, _ = sale
+    # 0 and 2 share a destination but are separate places in the email: separate rows.
+    assert counts_by_position(session, campaign) == {
+        0: (3, 2),
+        1: (1, 1),
+        2: (1, 1),
+        4: (0, 0),
+    }
+
+
+def test_filtered_counts_agree_with_the_aggregates_over_all_time(
+    session: Session, sale: tuple[Campaign, dict[str, int]]
+) -> None:
+    campaign, _ = sale
+    everything = counts_by_position(session, campaign, since=T0 - timedelta(days=1))
+    assert everything == counts_by_position(session, campaign)
+
+
+def test_period_filter_counts_clicks_and_clickers_inside_it(
+    session: Session, sale: tuple[Campaign, dict[str, int]]
+) -> None:
+    campaign, _ = sale
+    since, until = T0 + timedelta(hours=1), T0 + timedelta(hours=3)
+    assert counts_by_position(session, campaign, since=since, until=until) == {
+        0: (1, 1),  # ann's second click only
+        1: (0, 0),
+        2: (1, 1),
+        4: (0, 0),
+    }
+    assert counts_by_position(session, campaign, since=since)[0] == (2, 2)
+
+
+def test_device_filter(session: Session, sale: tuple[Campaign, dict[str, int]]) -> None:
+    campaign, _ = sale
+    assert counts_by_position(session, campaign, device="mobile") == {
+        0: (1, 1),
+        1: (0, 0),
+        2: (0, 0),
+        4: (0, 0),
+    }
+    assert counts_by_position(session, campaign, device="desktop")[0] == (2, 1)
+
+
+@pytest.mark.parametrize(
+    "since", [T0 + timedelta(minutes=30), datetime(2025, 3, 1, 8, 0, 1, tzinfo=UTC)]
+)
+def test_period_bounds_must_be_whole_hours(
+    session: Session, sale: tuple[Campaign, dict[str, int]], since: datetime
+) -> None:
+    campaign, _ = sale
+    with pytest.raises(ValueError, match="whole UTC hour"):
+        counts_by_position(session, campaign, since=since)
+
+
+def test_summary_counts_each_clicker_once_across_links(
+    session: Session, sale: tuple[Campaign, dict[str, int]]
+) -> None:
+    campaign, _ = sale
+    record_deliveries(session, campaign, "A", ["ann", "bob", "cid", "dan", "eve"])
+    variant_id = campaign.variants[0].id
+    args = (None, None, None)
+    assert stats.campaign_summary(session, campaign.id, variant_id, "html", *args) == (5, 5, 3)
+    assert stats.campaign_summary(session, campaign.id, None, None, *args) == (5, 5, 3)
+    assert stats.campaign_summary(session, campaign.id, variant_id, "amp", *args) == (5, 0, 0)
+    # Every click falls inside this period, so it matches the unfiltered summary.
+    filtered = (T0, T0 + timedelta(hours=6), None)
+    assert stats.campaign_summary(session, campaign.id, variant_id, "html", *filtered) == (
+        5,
+        5,
+        3,
+    )
+    mobile = (None, None, "mobile")
+    assert stats.campaign_summary(session, campaign.id, variant_id, "html", *mobile) == (5, 1, 1)
+
+
+def test_summary_without_deliveries_has_zero_delivered(session: Session) -> None:
+    campaign = make_campaign(session)
+    assert stats.campaign_summary(session, campaign.id, None, None, None, None, None) == (0, 0, 0)
+    assert stats.click_rate(3, 0) is None
+    assert stats.click_rate(1, 4) == 25.0
+
+
+def test_clicks_over_time_fills_hourly_gaps(
+    session: Session, sale: tuple[Campaign, dict[str, int]]
+) -> None:
+    campaign, _ = sale
+    points = stats.clicks_over_time(
+        session, campaign.id, None, None, None, None, None, now=T0 + timedelta(hours=6, minutes=3)
+    )
+    assert points == [
+        (T0, 2),
+        (T0 + timedelta(hours=1), 1),
+        (T0 + timedelta(hours=2), 1),
+        (T0 + timedelta(hours=3), 0),
+        (T0 + timedelta(hours=4), 0),
+        (T0 + timedelta(hours=5), 1),
+        (T0 + timedelta(hours=6), 0),
+    ]
+
+
+def test_clicks_over_time_switches_to_days_for_long_spans(
+    session: Session, sale: tuple[Campaign, dict[str, int]]
+) -> None:
+    campaign, who = sale
+    click(session, placement(campaign, 1), who["dan"], T0 + timedelta(days=4, hours=3))
+    points = stats.clicks_over_time(
+        session, campaign.id, None, None, None, None, None, now=T0 + timedelta(days=5)
+    )
+    midnight = T0.replace(hour=0)
+    assert points == [(midnight + timedelta(days=d), n) for d, n in enumerate([5, 0, 0, 0, 1, 0])]
+    assert sum(n for _, n in points) == 6
+
+
+def test_clicks_over_time_respects_the_period(
+    session: Session, sale: tuple[Campaign, dict[str, int]]
+) -> None:
+    campaign, _ = sale
+    points = stats.clicks_over_time(
+        session,
+        campaign.id,
+        None,
+        None,
+        T0 + timedelta(hours=1),
+        T0 + timedelta(hours=3),
+        "desktop",
+    )
+    assert points == [(T0 + timedelta(hours=1), 0), (T0 + timedelta(hours=2), 1)]
+
+
+def test_device_split_lists_every_class(
+    session: Session, sale: tuple[Campaign, dict[str, int]]
+) -> None:
+    campaign, _ = sale
+    split = stats.device_split(session, campaign.id, None, None, None, None, None)
+    assert split == {"desktop": 3, "mobile": 1, "tablet": 1, "other": 0}
+    assert list(split) == list(stats.DEVICES)
+    later = stats.device_split(
+        session, campaign.id, None, "html", T0 + timedelta(hours=3), None, None
+    )
+    assert later == {"desktop": 0, "mobile": 1, "tablet": 0, "other": 0}
+
+
+def test_campaign_list_newest_first_without_deleted(
+    session: Session, sale: tuple[Campaign, dict[str, int]]
+) -> None:
+    campaign, _ = sale
+    record_deliveries(session, campaign, "A", ["ann", "bob", "cid", "dan"])
+    older = make_campaign(session, "Winter 100% off_promo")
+    older.created_at = T0 - timedelta(days=30)
+    gone = make_campaign(session, "Deleted sale")
+    gone.deleted_at = T0
+    session.flush()
+    rows, count = stats.campaign_list(session)
+    assert count == 2
+    assert [r.name for r in rows] == ["Spring sale", "Winter 100% off_promo"]
+    first = rows[0]
+    assert (first.delivered, first.total, first.unique, first.rate) == (4, 5, 3, 75.0)
+    assert (rows[1].delivered, rows[1].total, rows[1].unique, rows[1].rate) == (0, 0, 0, None)
+
+
+@pytest.mark.parametrize(
+    ("search", "names"),
+    [
+        ("SALE", ["Spring sale"]),
+        ("  spring ", ["Spring sale"]),
+        ("100%", ["Winter 100% off_promo"]),
+        ("%", ["Winter 100% off_promo"]),
+        ("_", ["Winter 100% off_promo"]),
+        ("deleted", []),
+        ("nothing like it", []),
+    ],
+)
+def test_campaign_list_search(session: Session, search: str, names: list[str]) -> None:
+    make_campaign(session, "Spring sale")
+    make_campaign(session, "Winter 100% off_promo")
+    gone = make_campaign(session, "Deleted sale")
+    gone.deleted_at = T0
+    session.flush()
+    rows, count = stats.campaign_list(session, search)
+    assert [r.name for r in rows] == names
+    assert count == len(names)
+
+
+def test_campaign_list_pages(session: Session) -> None:
+    for n in range(5):
+        make_campaign(session, f"Campaign {n}").created_at = T0 + timedelta(days=n)
+    session.flush()
+    rows, count = stats.campaign_list(session, page=2, per_page=2)
+    assert count == 5
+    assert [r.name for r in rows] == ["Campaign 2", "Campaign 1"]
+    assert stats.campaign_list(session, page=4, per_page=2) == ([], 5)
+    with pytest.raises(InvalidInput):
+        stats.campaign_list(session, page=0)
+    with pytest.raises(InvalidInput):
+        stats.campaign_list(session, per_page=0)
+
+
+def test_placement_clicks_newest_first_with_recipient_ids(
+    session: Session, sale: tuple[Campaign, dict[str, int]]
+) -> None:
+    campaign, _ = sale
+    target = placement(campaign, 0)
+    rows, count = stats.placement_clicks(session, campaign.id, target.id, page=1, per_page=2)
+    assert count == 3
+    assert [(r.recipient, r.device) for r in rows] == [("bob", "mobile"), ("ann", "desktop")]
+    assert rows[0].clicked_at == T0 + timedelta(hours=5)
+    assert rows[0].method == "GET"
+    assert rows[0].user_agent == AGENTS["mobile"]
+    rest, _ = stats.placement_clicks(session, campaign.id, target.id, page=2, per_page=2)
+    assert [(r.recipient, r.clicked_at) for r in rest] == [("ann", T0 + timedelta(minutes=5))]
+    streamed = list(stats.iter_placement_clicks(session, campaign.id, target.id))
+    assert streamed == rows + rest
+
+
+def test_placement_clicks_refuses_a_link_of_another_campaign(
+    session: Session, sale: tuple[Campaign, dict[str, int]]
+) -> None:
+    campaign, _ = sale
+    other = make_campaign(session, "Other")
+    foreign = placement(other, 0)
+    with pytest.raises(NotFound):
+        stats.placement_clicks(session, campaign.id, foreign.id)
+    # Refused before streaming starts, so a web view can still answer 404.
+    with pytest.raises(NotFound):
+        stats.iter_placement_clicks(session, campaign.id, foreign.id)
+    with pytest.raises(NotFound):
+        stats.placement_clicks(session, 999_999, foreign.id)
+
+
+def _recount(
+    session: Session, campaign_id: int, variant_id: int | None, part: str | None
+) -> tuple[int, int]:
+    """(total, unique) straight from the raw clicks, the way the aggregates must agree."""
+    query = select(func.count(), func.count(Click.recipient_id.distinct())).where(
+        Click.campaign_id == campaign_id
+    )
+    if variant_id is not None:
+        query = query.where(Click.variant_id == variant_id)
+    if part is not None:
+        query = query.where(Click.part == part)
+    total, unique = session.execute(query).one()
+    return int(total), int(unique)
+
+
+def test_summaries_and_campaign_list_equal_a_recount_of_raw_clicks(session: Session) -> None:
+    """Clickers spread over two variants, both parts and several links (some people in many
+    places): every scope's summary and the campaign list agree with COUNT(DISTINCT)."""
+    campaign = make_campaign(session, variants=("A", "B"))
+    other = make_campaign(session, "Other")
+    people = recipients(session, *(f"p{n}" for n in range(9)))
+    ids = list(people.values())
+    spots = [
+        placement(campaign, position, part, variant)
+        for variant in (0, 1)
+        for position, part in ((0, "html"), (1, "html"), (4, "html"), (0, "amp"))
+    ]
+    for n in range(40):
+        target = spots[(n * 7) % len(spots)]
+        device = list(AGENTS)[n % 4]
+        click(session, target, ids[n % 7], T0 + timedelta(minutes=37 * n), device)
+    click(session, placement(other, 0), ids[8], T0)  # someone who only clicked elsewhere
+    record_deliveries(session, campaign, "A", list(people)[:6])
+    session.flush()
+    variants = [v.id for v in campaign.variants]
+    for variant_id in (None, *variants):
+        for part in (None, "html", "amp"):
+            delivered, total, unique = stats.campaign_summary(
+                session, campaign.id, variant_id, part, None, None, None
+            )
+            assert (total, unique) == _recount(session, campaign.id, variant_id, part), (
+                variant_id,
+                part,
+            )
+            assert delivered == (0 if variant_id == variants[1] else 6)
+    assert _recount(session, campaign.id, None, None)[1] == 7
+    rows, _ = stats.campaign_list(session)
+    found = {row.name: (row.total, row.unique) for row in rows}
+    assert found == {
+        "Spring sale": _recount(session, campaign.id, None, None),
+        "Other": _recount(session, other.id, None, None),
+    }
+    # The charts read per-part buckets: they add up to the same clicks, per device too.
+    for variant_id in (None, *variants):
+        for part in (None, "html", "amp"):
+            points, split = stats.activity(
+                session, campaign.id, variant_id, part, None, None, None, now=T0
+            )
+            total = _recount(session, campaign.id, variant_id, part)[0]
+            assert sum(n for _, n in points) == sum(split.values()) == total
+    mobile = session.scalar(
+        select(func.count()).where(Click.campaign_id == campaign.id, Click.device == "mobile")
+    )
+    assert stats.device_split(session, campaign.id, None, None, None, None, None)["mobile"] == (
+        mobile
+    )

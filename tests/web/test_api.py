@@ -1,0 +1,290 @@
+"""The JSON API, end to end on each database."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.ingest.campaigns import ensure_recipients as ensure
+from app.models import Campaign, Delivery, Placement, Recipient
+from app.tokens import token_codec
+from app.web.auth import create_api_token
+
+HTML = """<!DOCTYPE html>
+<html><body>
+<a href="https://shop.example.com/sale?utm_x=1&amp;b=2#top">Sale</a>
+<a HREF='mailto:help@example.com'>Mail us</a>
+<a href="{{unsubscribe_url}}">Unsubscribe</a>
+<a href="https://shop.example.com/sale?utm_x=1&amp;b=2#top"><img alt="Banner"></a>
+</body></html>"""
+AMP = """<!doctype html><html ⚡4email data-css-strict><head><meta charset="utf-8">
+<script async src="https://cdn.ampproject.org/v0.js"></script>
+<style amp4email-boilerplate>body{visibility:hidden}</style></head>
+<body><a href="https://shop.example.com/amp">AMP link</a></body></html>"""
+
+
+@pytest.fixture
+def auth(app: Flask) -> dict[str, str]:
+    factory = app.extensions["clickmap.sessionmaker"]
+    with factory() as s:
+        token = create_api_token(s, "test")
+        s.commit()
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _create(client: FlaskClient, auth: dict[str, str], **body: Any) -> Any:
+    payload = {"name": "Spring", "variants": [{"name": "A", "html": HTML, "amp": AMP}]}
+    payload.update(body)
+    return client.post("/api/v1/campaigns", json=payload, headers=auth)
+
+
+def test_create_returns_catalog_with_reasons(client: FlaskClient, auth: dict[str, str]) -> None:
+    response = _create(client, auth)
+    assert response.status_code == 201
+    links = response.json["variants"][0]["links"]
+    html = [link for link in links if link["part"] == "html"]
+    assert [(link["tracked"], link["skip_reason"]) for link in html] == [
+        (True, None),
+        (False, "mailto"),
+        (False, "merge_tag"),
+        (True, None),
+    ]
+    assert html[0]["destination"] == "https://shop.example.com/sale?utm_x=1&b=2#top"
+    assert html[3]["text"] == "Banner"
+    amp = [link for link in links if link["part"] == "amp"]
+    assert [link["destination"] for link in amp] == ["https://shop.example.com/amp"]
+
+
+def test_personalize_rewrites_only_tracked_links(
+    app: Flask, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    campaign_id = _create(client, auth).json["id"]
+    response = client.post(
+        f"/api/v1/campaigns/{campaign_id}/variants/A/personalize",
+        json={"recipients": ["alice@example.com", "bob@example.com"]},
+        headers=auth,
+    )
+    assert response.status_code == 200
+    emails = response.json["emails"]
+    assert [e["recipient"] for e in emails] == ["alice@example.com", "bob@example.com"]
+    urls = re.findall(r"https://t\.example\.com/c/[\w.-]+", emails[0]["html"])
+    assert len(urls) == 2
+    assert "mailto:help@example.com" in emails[0]["html"]
+    assert "{{unsubscribe_url}}" in emails[0]["html"]
+    # Only the URLs differ between recipients and from the original.
+    masked = re.sub(r"https://t\.example\.com/c/[\w.-]+", "URL", emails[0]["html"])
+    assert masked == HTML.replace("https://shop.example.com/sale?utm_x=1&amp;b=2#top", "URL")
+    assert emails[0]["html"] != emails[1]["html"]
+    assert "alice" not in emails[0]["html"]
+    assert re.findall(r"https://t\.example\.com/c/[\w.-]+", emails[0]["amp"])
+    # Each token decodes to this recipient's placement.
+    codec = token_codec(app)
+    decoded = codec.decode(urls[1].rsplit("/", 1)[1])
+    assert decoded.part == "html" and decoded.position == 3
+
+
+def test_personalize_amp_links_are_https_even_with_http_base(
+    backends: Any, backend: str, tmp_path: Any
+) -> None:
+    from tests.conftest import make_app
+
+    app = make_app(backends.url(backend), tmp_path, TRACKING_BASE_URL="http://localhost:5000")
+    client = app.test_client()
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        token = create_api_token(s, "t")
+        s.commit()
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        cid = _create(client, headers).json["id"]
+        email = client.post(
+            f"/api/v1/campaigns/{cid}/variants/A/personalize",
+            json={"recipients": ["r1"]},
+            headers=headers,
+        ).json["emails"][0]
+        assert "http://localhost:5000/c/" in email["html"]
+        assert "https://localhost:5000/c/" in email["amp"]
+        assert "http://localhost" not in email["amp"]
+    finally:
+        from app.db import get_engine
+        from tests.conftest import _empty_tables
+
+        _empty_tables(app)
+        get_engine(app).dispose()
+
+
+def test_deliveries_are_idempotent(
+    client: FlaskClient, auth: dict[str, str], session: Session
+) -> None:
+    cid = _create(client, auth).json["id"]
+    for _ in range(2):
+        response = client.post(
+            f"/api/v1/campaigns/{cid}/deliveries",
+            json={"variant": "A", "recipients": ["a", "b", "b", "c"]},
+            headers=auth,
+        )
+        assert response.status_code == 200
+    assert session.scalar(select(func.count()).select_from(Delivery)) == 3
+    assert session.scalar(select(func.count()).select_from(Recipient)) == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"name": "x", "variants": [{"name": "A", "html": ""}]}, 400, "not_html"),
+        ({"name": "x", "variants": [{"name": "A", "html": "just words"}]}, 400, "not_html"),
+        ({"name": "x", "variants": [{"name": "A", "html": "\x00\x01binary<a>"}]}, 400, "not_html"),
+        ({"name": "x", "variants": []}, 400, "invalid_campaign"),
+        ({"name": "", "variants": [{"name": "A", "html": HTML}]}, 400, "invalid_campaign"),
+        (
+            {"name": "x", "variants": [{"name": "A", "html": HTML}, {"name": "A", "html": HTML}]},
+            400,
+            "invalid_variant",
+        ),
+        ({"name": "x", "variants": [{"name": "A", "html": 5}]}, 400, "invalid_variant"),
+        (
+            {"name": "x", "variants": [{"name": "A", "html": HTML}, {"name": "B", "html": ""}]},
+            400,
+            "not_html",
+        ),
+        (
+            {"name": "x", "variants": [{"name": "A", "html": "<p>" + "x" * 6_000_000}]},
+            413,
+            "part_too_large",
+        ),
+    ],
+)
+def test_bad_campaigns_get_clear_errors_and_write_nothing(
+    client: FlaskClient,
+    auth: dict[str, str],
+    session: Session,
+    body: dict[str, Any],
+    status: int,
+    code: str,
+) -> None:
+    response = client.post("/api/v1/campaigns", json=body, headers=auth)
+    assert response.status_code == status
+    assert response.json["error"]["code"] == code
+    assert response.json["error"]["message"]
+    assert session.scalar(select(func.count()).select_from(Campaign)) == 0
+    assert session.scalar(select(func.count()).select_from(Placement)) == 0
+
+
+def test_not_json_body(client: FlaskClient, auth: dict[str, str]) -> None:
+    response = client.post("/api/v1/campaigns", data="<html>", headers=auth)
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [
+        ("/api/v1/campaigns/999999", "campaign_not_found"),
+        ("/api/v1/campaigns/{id}/variants/Z/personalize", "variant_not_found"),
+        ("/api/v1/campaigns/999999/variants/A/personalize", "campaign_not_found"),
+    ],
+)
+def test_unknown_ids_are_404(
+    client: FlaskClient, auth: dict[str, str], path: str, code: str
+) -> None:
+    cid = _create(client, auth).json["id"]
+    url = path.replace("{id}", str(cid))
+    if url.endswith("personalize"):
+        response = client.post(url, json={"recipients": ["a"]}, headers=auth)
+    else:
+        response = client.get(url, headers=auth)
+    assert response.status_code == 404
+    assert response.json["error"]["code"] == code
+
+
+def test_batch_limit(client: FlaskClient, auth: dict[str, str]) -> None:
+    cid = _create(client, auth).json["id"]
+    response = client.post(
+        f"/api/v1/campaigns/{cid}/variants/A/personalize",
+        json={"recipients": [f"r{i}" for i in range(1001)]},
+        headers=auth,
+    )
+    assert response.status_code == 413
+    assert response.json["error"]["code"] == "batch_too_large"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "Bearer", "Bearer nope", "Basic dXNlcjpwYXNz", "Bearer cm_" + "x" * 43],
+)
+def test_api_needs_a_valid_token(client: FlaskClient, header: str | None) -> None:
+    headers = {"Authorization": header} if header else {}
+    for method, url in [("get", "/api/v1/campaigns/1"), ("post", "/api/v1/campaigns")]:
+        response = getattr(client, method)(url, headers=headers, json={})
+        assert response.status_code == 401
+        assert response.json["error"]["code"] == "unauthorized"
+
+
+def test_oversized_body_is_refused(app: Flask, client: FlaskClient, auth: dict[str, str]) -> None:
+    app.config["MAX_CONTENT_LENGTH"] = 1000
+    response = client.post(
+        "/api/v1/campaigns", data="x" * 5000, headers=auth, content_type="application/json"
+    )
+    assert response.status_code == 413
+    assert response.json["error"]["code"]
+
+
+def test_heatmap_json_uses_the_shared_tier_rule(
+    app: Flask, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    from datetime import UTC, datetime
+
+    from app.clicks.recording import ClickEvent, record_clicks
+    from app.reports.heatmap import tier_for
+
+    cid = _create(client, auth).json["id"]
+    factory = app.extensions["clickmap.sessionmaker"]
+    with factory() as s:
+        placements = s.scalars(
+            select(Placement)
+            .where(Placement.campaign_id == cid, Placement.part == "html", Placement.tracked)
+            .order_by(Placement.position)
+        ).all()
+        ids = list(ensure(s, ["r1", "r2", "r3"]).values())
+        events = [
+            ClickEvent(
+                f"c{i}",
+                datetime.now(UTC),
+                cid,
+                p.variant_id,
+                "html",
+                p.id,
+                rid,
+                "GET",
+                "Mozilla/5.0",
+                None,
+            )
+            for i, (p, rid) in enumerate(
+                [
+                    (placements[0], ids[0]),
+                    (placements[0], ids[1]),
+                    (placements[0], ids[1]),
+                    (placements[1], ids[2]),
+                ]
+            )
+        ]
+        record_clicks(s, events)
+        s.commit()
+    response = client.get(f"/api/v1/campaigns/{cid}/heatmap?metric=unique", headers=auth)
+    assert response.status_code == 200
+    body = response.json
+    assert (body["total"], body["unique"]) == (4, 3)
+    by_position = {link["position"]: link for link in body["links"]}
+    first, second = by_position[placements[0].position], by_position[placements[1].position]
+    assert (first["total"], first["unique"], second["unique"]) == (3, 2, 1)
+    assert first["tier"] == tier_for(2, 2) == "red"
+    assert second["tier"] == tier_for(1, 2) == "yellow"
+    assert [link["position"] for link in body["links"]] == [0, 3]
+    assert client.get(f"/api/v1/campaigns/{cid}/heatmap").status_code == 401
+    bad = client.get(f"/api/v1/campaigns/{cid}/heatmap?metric=nope", headers=auth)
+    assert bad.status_code == 400

@@ -1,0 +1,311 @@
+"""Users, logins and the rule that nothing but a few routes is public."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.test import TestResponse
+
+from app.errors import InvalidInput, NotFound
+from app.models import User
+from app.web.auth import (
+    LoginThrottle,
+    authenticate,
+    create_user,
+    current_user,
+    safe_next,
+    set_password,
+)
+
+PASSWORD = "correct horse battery"
+PUBLIC_PATHS = re.compile(r"/c/<[^>]+>|/healthz|/login|/static/<path:filename>")
+
+
+def csrf_from(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "no CSRF field in the page"
+    return found.group(1)
+
+
+def add_user(app: Flask, username: str = "ana", password: str = PASSWORD) -> None:
+    factory = app.extensions["clickmap.sessionmaker"]
+    with factory() as s:
+        create_user(s, username, password)
+        s.commit()
+
+
+def log_in(
+    client: FlaskClient, username: str = "ana", password: str = PASSWORD, **extra: str
+) -> TestResponse:
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    return client.post(
+        "/login", data={"username": username, "password": password, "csrf_token": token, **extra}
+    )
+
+
+# -- users ------------------------------------------------------------------------------------
+
+
+def test_create_user_stores_a_slow_salted_hash(session: Session) -> None:
+    user = create_user(session, "ana", PASSWORD)
+    other = create_user(session, "bo", PASSWORD)
+    assert user.password_hash.startswith(("scrypt:", "pbkdf2:"))
+    assert PASSWORD not in user.password_hash
+    assert user.password_hash != other.password_hash  # salted
+
+
+@pytest.mark.parametrize(
+    "username",
+    ["", " ana", "ana smith", "-ana", "a" * 151, "ana\n", "<script>", "ana/../x", "ana\x00"],
+)
+def test_create_user_refuses_bad_usernames(session: Session, username: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        create_user(session, username, PASSWORD)
+    assert caught.value.code == "invalid_username"
+
+
+@pytest.mark.parametrize("password", ["", "short", "123456789", "x" * 1025])
+def test_create_user_refuses_bad_passwords(session: Session, password: str) -> None:
+    with pytest.raises(InvalidInput):
+        create_user(session, "ana", password)
+
+
+def test_create_user_refuses_a_taken_name(session: Session) -> None:
+    create_user(session, "ana", PASSWORD)
+    with pytest.raises(InvalidInput) as caught:
+        create_user(session, "ana", "another password")
+    assert caught.value.code == "user_exists"
+
+
+def test_authenticate(session: Session) -> None:
+    user = create_user(session, "ana", PASSWORD)
+    assert authenticate(session, "ana", PASSWORD) is user
+    assert authenticate(session, "ana", PASSWORD.upper()) is None
+    assert authenticate(session, "nobody", PASSWORD) is None
+    assert authenticate(session, "ana", "x" * 5000) is None
+
+
+def test_set_password(session: Session) -> None:
+    create_user(session, "ana", PASSWORD)
+    set_password(session, "ana", "a brand new password")
+    assert authenticate(session, "ana", PASSWORD) is None
+    assert authenticate(session, "ana", "a brand new password") is not None
+    with pytest.raises(NotFound):
+        set_password(session, "nobody", "a brand new password")
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+def test_cli_create_from_stdin(runner: FlaskCliRunner, session: Session) -> None:
+    result = runner.invoke(
+        args=["user", "create", "ana", "--password-stdin"], input=PASSWORD + "\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert "user ana created" in result.output
+    user = session.scalars(select(User).where(User.username == "ana")).one()
+    assert authenticate(session, "ana", PASSWORD) is user
+
+
+def test_cli_create_prompts_twice_and_hides_input(runner: FlaskCliRunner, session: Session) -> None:
+    result = runner.invoke(args=["user", "create", "ana"], input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert result.exit_code == 0, result.output
+    assert PASSWORD not in result.output
+    assert authenticate(session, "ana", PASSWORD) is not None
+
+
+def test_cli_create_refuses_mismatch_then_accepts(runner: FlaskCliRunner) -> None:
+    result = runner.invoke(
+        args=["user", "create", "ana"],
+        input=f"{PASSWORD}\nsomething else\n{PASSWORD}\n{PASSWORD}\n",
+    )
+    assert result.exit_code == 0
+    assert "do not match" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["user", "create", "ana", "--password-stdin"], "short\n", "at least"),
+        (["user", "create", "bad name", "--password-stdin"], PASSWORD + "\n", "invalid_username"),
+    ],
+)
+def test_cli_create_errors(
+    runner: FlaskCliRunner, args: list[str], stdin: str, message: str
+) -> None:
+    result = runner.invoke(args=args, input=stdin)
+    assert result.exit_code == 1
+    assert message in result.output
+
+
+def test_cli_duplicate_list_and_set_password(runner: FlaskCliRunner, session: Session) -> None:
+    args = ["user", "create", "ana", "--password-stdin"]
+    assert runner.invoke(args=args, input=PASSWORD + "\n").exit_code == 0
+    again = runner.invoke(args=args, input=PASSWORD + "\n")
+    assert again.exit_code == 1
+    assert "already exists" in again.output
+    listed = runner.invoke(args=["user", "list"])
+    assert listed.output.startswith("ana\t")
+    changed = runner.invoke(
+        args=["user", "set-password", "ana", "--password-stdin"], input="a newer password\n"
+    )
+    assert changed.exit_code == 0
+    assert authenticate(session, "ana", "a newer password") is not None
+
+
+# -- logging in -------------------------------------------------------------------------------
+
+
+def test_login_sets_a_protected_cookie_and_rotates_the_session(
+    app: Flask, client: FlaskClient
+) -> None:
+    add_user(app)
+    before = csrf_from(client.get("/login").get_data(as_text=True))
+    response = log_in(client)
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/campaigns"
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+    assert "Secure" not in cookie  # plain http in tests; https below
+    after = csrf_from(client.get("/").get_data(as_text=True))
+    assert after != before
+
+
+def test_cookie_is_secure_over_https(app: Flask) -> None:
+    add_user(app)
+    client = app.test_client()
+    page = client.get("/login", base_url="https://localhost")
+    assert "Secure" in page.headers["Set-Cookie"]
+
+
+def test_current_user(app: Flask, client: FlaskClient) -> None:
+    add_user(app)
+    log_in(client)
+    with client:
+        client.get("/")
+        user = current_user()
+        assert user is not None
+        assert user.username == "ana"
+
+
+def test_wrong_password_stays_on_the_login_page(app: Flask, client: FlaskClient) -> None:
+    add_user(app)
+    response = log_in(client, password="not the password")
+    assert response.status_code == 401
+    assert "not correct" in response.get_data(as_text=True)
+    assert client.get("/").status_code == 302
+
+
+def test_login_is_throttled_per_username(app: Flask, client: FlaskClient) -> None:
+    add_user(app)
+    for _ in range(5):
+        assert log_in(client, password="wrong password!").status_code == 401
+    blocked = log_in(client)  # even the right password waits now
+    assert blocked.status_code == 429
+    assert "Too many failed attempts" in blocked.get_data(as_text=True)
+    assert int(blocked.headers["Retry-After"]) > 0
+    add_user(app, "bo")
+    assert log_in(client, "bo").status_code == 302  # other names are unaffected
+
+
+def test_throttle_window_slides() -> None:
+    throttle = LoginThrottle(limit=3, window=60)
+    for t in (0, 10, 20):
+        throttle.failed("Ana", now=t)
+    assert throttle.retry_after("ana", now=30) == pytest.approx(30)
+    assert throttle.retry_after("ana", now=61) == 0
+    throttle.failed("ana", now=61)
+    assert throttle.retry_after("ana", now=62) > 0
+    throttle.succeeded("ana")
+    assert throttle.retry_after("ana", now=62) == 0
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/campaigns/3?metric=unique", "/campaigns/3?metric=unique"),
+        ("//evil.example", None),
+        ("/\\evil.example", None),
+        ("https://evil.example/", None),
+        ("javascript:alert(1)", None),
+        ("evil.example", None),
+        ("/\t/evil.example", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_safe_next(target: str | None, expected: str | None) -> None:
+    assert safe_next(target) == expected
+
+
+def test_login_follows_next_only_within_the_site(app: Flask, client: FlaskClient) -> None:
+    add_user(app)
+    first = client.get("/campaigns?q=spring")
+    assert first.status_code == 302
+    assert first.headers["Location"] == "/login?next=/campaigns?q%3Dspring"
+    assert log_in(client, next="/campaigns?q=spring").headers["Location"] == "/campaigns?q=spring"
+    client.post("/logout", data={"csrf_token": csrf_from(client.get("/").get_data(as_text=True))})
+    assert log_in(client, next="//evil.example/").headers["Location"] == "/campaigns"
+
+
+def test_changing_the_password_ends_open_sessions(app: Flask, client: FlaskClient) -> None:
+    add_user(app)
+    log_in(client)
+    assert client.get("/").status_code == 200
+    factory = app.extensions["clickmap.sessionmaker"]
+    with factory() as s:
+        set_password(s, "ana", "a brand new password")
+        s.commit()
+    assert client.get("/").status_code == 302
+
+
+# -- nothing is public but the public routes ----------------------------------------------------
+
+
+def _example_url(rule: str) -> str:
+    # Plausible ids: small integers fit both int and string converters.
+    return re.sub(r"<[^>]+>", "1", rule)
+
+
+def test_every_route_refuses_anonymous_requests(app: Flask) -> None:
+    client = app.test_client()
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        if PUBLIC_PATHS.fullmatch(rule.rule):
+            continue
+        url = _example_url(rule.rule)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            response = client.open(url, method=method)
+            where = f"{method} {url} ({rule.endpoint})"
+            if rule.rule.startswith("/api/"):
+                assert response.status_code == 401, where
+                assert response.json is not None
+                assert response.json["error"]["code"] == "unauthorized", where
+            else:
+                assert response.status_code == 302, where
+                assert response.headers["Location"].startswith("/login?next="), where
+            checked += 1
+    assert checked >= 8
+
+
+def test_public_routes_stay_public(client: FlaskClient) -> None:
+    assert client.get("/login").status_code == 200
+    with client.get("/static/clickmap.css") as stylesheet:
+        assert stylesheet.status_code == 200
+    assert client.get("/c/not-a-token").status_code == 404  # answered, not sent to login
+
+
+def test_a_logged_in_session_does_not_open_the_api(app: Flask, client: FlaskClient) -> None:
+    """The API takes Bearer tokens only: a cookie is sent by any page, a token is not."""
+    add_user(app)
+    log_in(client)
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/api/") and "GET" in (rule.methods or set()):
+            response = client.get(_example_url(rule.rule))
+            assert response.status_code == 401, rule.rule

@@ -1,0 +1,462 @@
+"""The dashboard as a marketer uses it: log in, find a campaign, read its heatmap, drill down."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from bs4 import BeautifulSoup, Tag
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from werkzeug.test import TestResponse
+
+from app.clicks.recording import ClickEvent, record_clicks
+from app.ingest.campaigns import (
+    VariantInput,
+    create_campaign,
+    ensure_recipients,
+    link_rules,
+    record_deliveries,
+)
+from app.models import Placement
+from app.web import dashboard
+from tests.web.test_auth import add_user, csrf_from, log_in
+
+HTML = """<!doctype html>
+<html><head><title>Spring</title></head><body>
+<a href="https://shop.example.com/sale">Shop the sale</a>
+<p><a href="https://shop.example.com/blog">Read the blog</a></p>
+<a href="https://shop.example.com/careers">Careers</a>
+<a href="mailto:help@example.com">Mail us</a>
+<script>alert(1)</script>
+</body></html>"""
+
+# Recipient ids and user agents come from outside, so some look like spreadsheet formulas.
+RECIPIENTS = ['=HYPERLINK("http://evil.example","x")', "+123", "@SUM(A1)", "dan", "eve"]
+RECIPIENTS += [f"r{i}" for i in range(5)]
+
+
+@dataclass
+class Seeded:
+    campaign_id: int
+    placements: list[int]  # tracked placements in email order: sale, blog, careers
+    positions: list[int]
+
+
+def seed(app: Flask, name: str = "Spring sale", clicks: bool = True) -> Seeded:
+    """A campaign delivered to 10 recipients; blog: 5 clicks by 3 people, sale: 2 by 2."""
+    factory = app.extensions["clickmap.sessionmaker"]
+    with factory() as s:
+        created = create_campaign(
+            s,
+            name,
+            [VariantInput("A", HTML)],
+            rules=link_rules(app),
+            max_part_bytes=app.config["MAX_PART_BYTES"],
+        )
+        campaign = created.campaign
+        record_deliveries(s, campaign, "A", RECIPIENTS)
+        tracked = s.scalars(
+            select(Placement)
+            .where(Placement.campaign_id == campaign.id, Placement.tracked.is_(True))
+            .order_by(Placement.position)
+        ).all()
+        sale, blog, _careers = tracked
+        ids = ensure_recipients(s, RECIPIENTS)
+        start = datetime.now(UTC) - timedelta(hours=3)
+        plan = [
+            (blog, RECIPIENTS[0], "-evil agent"),
+            (blog, RECIPIENTS[0], "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0"),
+            (blog, RECIPIENTS[1], "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)"),
+            (blog, RECIPIENTS[2], "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0"),
+            (blog, RECIPIENTS[2], "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0"),
+            (sale, RECIPIENTS[0], "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0"),
+            (sale, RECIPIENTS[3], "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0"),
+        ]
+        if clicks:
+            events = [
+                ClickEvent(
+                    click_id=f"{campaign.id}-{n}",
+                    clicked_at=start + timedelta(minutes=n),
+                    campaign_id=campaign.id,
+                    variant_id=placement.variant_id,
+                    part="html",
+                    placement_id=placement.id,
+                    recipient_id=ids[recipient],
+                    method="GET",
+                    user_agent=agent,
+                    ip_prefix=None,
+                )
+                for n, (placement, recipient, agent) in enumerate(plan)
+            ]
+            record_clicks(s, events)
+        s.commit()
+        return Seeded(campaign.id, [p.id for p in tracked], [p.position for p in tracked])
+
+
+@pytest.fixture
+def user_client(app: Flask, client: FlaskClient) -> FlaskClient:
+    add_user(app)
+    assert log_in(client).status_code == 302
+    return client
+
+
+def soup_of(response: TestResponse) -> BeautifulSoup:
+    return BeautifulSoup(response.get_data(as_text=True), "html.parser")
+
+
+def cells(row: Tag) -> list[str]:
+    return [" ".join(cell.get_text(" ").split()) for cell in row.find_all(["td", "th"])]
+
+
+# -- logging in and out -------------------------------------------------------------------------
+
+
+def test_login_and_logout(app: Flask, client: FlaskClient) -> None:
+    add_user(app)
+    assert client.get("/").headers["Location"] == "/login?next=/"
+    assert log_in(client, next="/").headers["Location"] == "/"
+    home = client.get("/")
+    assert home.status_code == 200
+    assert "ana" in home.get_data(as_text=True)
+    token = csrf_from(home.get_data(as_text=True))
+    out = client.post("/logout", data={"csrf_token": token})
+    assert out.status_code == 302
+    assert out.headers["Location"] == "/login"
+    assert "You have been logged out" in client.get("/login").get_data(as_text=True)
+    assert client.get("/").status_code == 302
+
+
+def test_logout_is_not_a_get(user_client: FlaskClient) -> None:
+    assert user_client.get("/logout").status_code == 405
+    assert user_client.get("/").status_code == 200
+
+
+def test_login_form_needs_its_csrf_token(app: Flask, client: FlaskClient) -> None:
+    add_user(app)
+    client.get("/login")
+    form = {"username": "ana", "password": "correct horse battery"}
+    missing = client.post("/login", data=form)
+    assert missing.status_code == 400
+    assert "expired" in missing.get_data(as_text=True)
+    wrong = client.post("/login", data={**form, "csrf_token": "forged"})
+    assert wrong.status_code == 400
+    assert client.get("/").status_code == 302  # still logged out
+
+
+def test_login_without_a_session_cookie_is_refused(app: Flask) -> None:
+    add_user(app)
+    client = app.test_client(use_cookies=False)
+    response = client.post(
+        "/login", data={"username": "ana", "password": "correct horse battery", "csrf_token": "x"}
+    )
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("token", [None, "", "forged", "A" * 43])
+def test_logout_needs_the_sessions_token(user_client: FlaskClient, token: str | None) -> None:
+    data = {} if token is None else {"csrf_token": token}
+    assert user_client.post("/logout", data=data).status_code == 400
+    assert user_client.get("/").status_code == 200  # still logged in
+
+
+def test_csrf_token_may_come_in_a_header(user_client: FlaskClient) -> None:
+    token = csrf_from(user_client.get("/").get_data(as_text=True))
+    assert user_client.post("/logout", headers={"X-CSRF-Token": token}).status_code == 302
+    assert user_client.get("/").status_code == 302
+
+
+# -- campaign list ------------------------------------------------------------------------------
+
+
+def test_campaign_list_shows_figures(app: Flask, user_client: FlaskClient) -> None:
+    seeded = seed(app)
+    page = soup_of(user_client.get("/campaigns"))
+    rows = page.select("table.campaigns tbody tr")
+    assert len(rows) == 1
+    name, created, *figures = cells(rows[0])
+    assert name == "Spring sale"
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", created)
+    # delivered, clicks, unique clickers (any link), click rate
+    assert figures == ["10", "7", "4", "40.0%"]
+    link = rows[0].find("a")
+    assert link is not None
+    assert link["href"] == f"/campaigns/{seeded.campaign_id}"
+
+
+def test_campaign_list_search_and_paging(
+    app: Flask, user_client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dashboard, "CAMPAIGNS_PER_PAGE", 2)
+    for name in ("Autumn news", "Spring sale", "Summer sale"):
+        seed(app, name, clicks=False)
+
+    def names(url: str) -> list[str]:
+        return [cells(row)[0] for row in soup_of(user_client.get(url)).select("tbody tr")]
+
+    assert names("/campaigns") == ["Summer sale", "Spring sale"]  # newest first
+    assert names("/campaigns?page=2") == ["Autumn news"]
+    first = user_client.get("/campaigns").get_data(as_text=True)
+    assert "Page 1 of 2" in first
+    assert 'href="/campaigns?page=2"' in first
+    assert names("/campaigns?q=SALE") == ["Summer sale", "Spring sale"]
+    assert names("/campaigns?q=news") == ["Autumn news"]
+    assert names("/campaigns?q=%25") == []  # a LIKE wildcard is a plain character
+    searched = user_client.get("/campaigns?q=sale").get_data(as_text=True)
+    assert "Page 1" not in searched  # one page only: no pager
+    empty = user_client.get("/campaigns?q=zzz").get_data(as_text=True)
+    assert "No campaign name contains" in empty
+
+
+@pytest.mark.parametrize("page", ["0", "-1", "x", "1.5", "99999999999"])
+def test_campaign_list_refuses_bad_pages(user_client: FlaskClient, page: str) -> None:
+    response = user_client.get(f"/campaigns?page={page}")
+    assert response.status_code == 400
+    assert response.mimetype == "text/html"
+
+
+def test_search_is_escaped(app: Flask, user_client: FlaskClient) -> None:
+    seed(app, "<b>bold</b>", clicks=False)
+    body = user_client.get("/campaigns?q=<script>").get_data(as_text=True)
+    assert "<script>" not in body.replace('<script src="/static/clickmap.js" defer></script>', "")
+    listed = user_client.get("/campaigns").get_data(as_text=True)
+    assert "&lt;b&gt;bold&lt;/b&gt;" in listed
+
+
+# -- the heatmap page ---------------------------------------------------------------------------
+
+
+def ranked(page: BeautifulSoup) -> list[list[str]]:
+    return [cells(row) for row in page.select("table.ranked tbody tr")]
+
+
+def test_heatmap_ranks_links_by_total(app: Flask, user_client: FlaskClient) -> None:
+    seeded = seed(app)
+    response = user_client.get(f"/campaigns/{seeded.campaign_id}")
+    assert response.status_code == 200
+    page = soup_of(response)
+    rows = ranked(page)
+    # rank, link, total, unique, rate, share (+ percent bar), details
+    assert [row[0] for row in rows] == ["1", "2", "3"]
+    assert [row[1].split(" #")[0] for row in rows] == ["Read the blog", "Shop the sale", "Careers"]
+    assert [row[2:6] for row in rows] == [
+        ["5", "3", "30.0%", "71.4%"],
+        ["2", "2", "20.0%", "28.6%"],
+        ["0", "0", "0.0%", "0.0%"],
+    ]
+    figures = [dd.get_text(strip=True) for dd in page.select(".figures dd")]
+    assert figures == ["10", "7", "4", "40.0%"]
+    assert "https://shop.example.com/blog" in rows[0][1]
+    skipped = page.select(".skipped tbody tr")
+    assert len(skipped) == 1
+    assert "mailto:help@example.com" in cells(skipped[0])[1]
+    assert len(page.select(".legend-items li")) == 6
+    assert len(page.select(".charts svg")) == 2
+
+
+@pytest.mark.parametrize(
+    ("query", "order"),
+    [
+        ("metric=unique", ["Read the blog", "Shop the sale", "Careers"]),
+        ("sort=position", ["Shop the sale", "Read the blog", "Careers"]),
+        ("metric=rate&sort=position", ["Shop the sale", "Read the blog", "Careers"]),
+        ("device=mobile", ["Read the blog", "Shop the sale", "Careers"]),
+    ],
+)
+def test_heatmap_follows_the_query(
+    app: Flask, user_client: FlaskClient, query: str, order: list[str]
+) -> None:
+    seeded = seed(app)
+    page = soup_of(user_client.get(f"/campaigns/{seeded.campaign_id}?{query}"))
+    assert [row[1].split(" #")[0] for row in ranked(page)] == order
+
+
+def test_heatmap_device_filter_changes_the_numbers(app: Flask, user_client: FlaskClient) -> None:
+    seeded = seed(app)
+    page = soup_of(user_client.get(f"/campaigns/{seeded.campaign_id}?device=mobile"))
+    assert ranked(page)[0][2:4] == ["1", "1"]
+    selected = page.select_one('select[name="device"] option[selected]')
+    assert selected is not None
+    assert selected["value"] == "mobile"
+
+
+def test_heatmap_frame_is_sandboxed_and_rows_target_it(
+    app: Flask, user_client: FlaskClient
+) -> None:
+    seeded = seed(app)
+    cid = seeded.campaign_id
+    page = soup_of(user_client.get(f"/campaigns/{cid}?metric=unique&period=7d"))
+    frame = page.find("iframe")
+    assert isinstance(frame, Tag)
+    assert frame.has_attr("sandbox")
+    assert not frame["sandbox"]  # no allow-scripts, no allow-same-origin: nothing at all
+    assert frame["name"] == "heatmap-frame"
+    src = str(frame["src"])
+    assert src.startswith(f"/campaigns/{cid}/email?")
+    assert "metric=unique" in src
+    assert "period=7d" in src
+    row_links = page.select("table.ranked a[target=heatmap-frame]")
+    blog = seeded.positions[1]
+    assert row_links[0]["href"] == f"{src}#cm-{blog}"
+    details = page.select("table.ranked td.actions a")
+    assert str(details[0]["href"]).startswith(f"/campaigns/{cid}/links/{seeded.placements[1]}?")
+    pdf = page.find("a", string=re.compile("Download PDF"))
+    assert isinstance(pdf, Tag)
+    assert pdf["href"] == f"/campaigns/{cid}/report.pdf?" + src.split("?", 1)[1]
+
+
+def test_heatmap_page_has_a_strict_csp(app: Flask, user_client: FlaskClient) -> None:
+    seeded = seed(app)
+    response = user_client.get(f"/campaigns/{seeded.campaign_id}")
+    csp = response.headers["Content-Security-Policy"]
+    for directive in ("default-src 'self'", "script-src 'self'", "frame-ancestors 'none'"):
+        assert directive in csp
+    assert "unsafe-inline" not in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    body = response.get_data(as_text=True)
+    # The charts' own styles run by nonce; their scripts are gone.
+    nonce = re.search(r"'nonce-([^']+)'", csp)
+    assert nonce is not None
+    assert f'<style nonce="{nonce.group(1)}"' in body
+    assert body.count("<script") == 1  # our static file only
+
+
+def test_email_route_is_a_scriptless_sandbox(app: Flask, user_client: FlaskClient) -> None:
+    seeded = seed(app)
+    response = user_client.get(f"/campaigns/{seeded.campaign_id}/email?metric=unique")
+    assert response.status_code == 200
+    csp = response.headers["Content-Security-Policy"]
+    assert csp.startswith("sandbox;")
+    assert "allow-scripts" not in csp
+    assert "allow-same-origin" not in csp
+    assert "default-src 'none'" in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    body = response.get_data(as_text=True)
+    for position in seeded.positions:
+        assert f'id="cm-{position}"' in body
+    assert ":target" in body
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["metric=bogus", "part=pdf", "period=1y", "sort=random", "device=fridge",
+     "period=custom&start=2025-02-30", "period=custom&start=2025-03-02&end=2025-03-01"],
+)  # fmt: skip
+def test_bad_view_parameters_answer_a_400_page(
+    app: Flask, user_client: FlaskClient, query: str
+) -> None:
+    seeded = seed(app, clicks=False)
+    for route in ("", "/email"):
+        response = user_client.get(f"/campaigns/{seeded.campaign_id}{route}?{query}")
+        assert response.status_code == 400
+        assert response.mimetype == "text/html"
+        assert "cannot be shown" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/campaigns/999999", "/campaigns/999999/email", "/campaigns/{cid}?variant=Z",
+     "/campaigns/{cid}?part=amp", "/campaigns/999999/links/1", "/campaigns/{cid}/links/999999",
+     "/campaigns/{cid}/links/999999/clicks.csv"],
+)  # fmt: skip
+def test_unknown_things_answer_a_404_page(app: Flask, user_client: FlaskClient, path: str) -> None:
+    seeded = seed(app, clicks=False)
+    response = user_client.get(path.format(cid=seeded.campaign_id))
+    assert response.status_code == 404
+    assert response.mimetype == "text/html"
+    assert "Not found" in response.get_data(as_text=True)
+
+
+# -- drill-down -----------------------------------------------------------------------------------
+
+
+def test_drill_down_pages_through_clicks(
+    app: Flask, user_client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dashboard, "CLICKS_PER_PAGE", 2)
+    seeded = seed(app)
+    url = f"/campaigns/{seeded.campaign_id}/links/{seeded.placements[1]}?metric=unique"
+    first = soup_of(user_client.get(url))
+    assert "5 clicks" in first.get_text()
+    assert "Page 1 of 3" in first.get_text()
+    rows = [cells(row) for row in first.select("table.clicks tbody tr")]
+    # Newest first: the last two clicks on the blog link were by recipient @SUM(A1).
+    assert [row[0] for row in rows] == ["@SUM(A1)", "@SUM(A1)"]
+    assert rows[0][2:5] == ["Desktop", "—", "GET"]
+    next_link = first.find("a", rel="next")
+    assert isinstance(next_link, Tag)
+    assert "page=2" in str(next_link["href"])
+    assert "metric=unique" in str(next_link["href"])  # the heatmap view is kept
+    back = first.select_one(".crumbs a:nth-of-type(2)")
+    assert back is not None
+    assert back["href"] == f"/campaigns/{seeded.campaign_id}?metric=unique"
+    last = soup_of(user_client.get(url + "&page=3"))
+    assert [cells(row)[0] for row in last.select("table.clicks tbody tr")] == [RECIPIENTS[0]]
+
+
+def test_drill_down_ignores_url_for_specials(app: Flask, user_client: FlaskClient) -> None:
+    seeded = seed(app)
+    url = f"/campaigns/{seeded.campaign_id}/links/{seeded.placements[1]}"
+    response = user_client.get(url + "?_external=1&_scheme=javascript&campaign_id=5")
+    assert response.status_code == 200
+    assert "javascript:" not in response.get_data(as_text=True)
+
+
+def test_clicks_csv_is_streamed_and_formula_safe(app: Flask, user_client: FlaskClient) -> None:
+    seeded = seed(app, name='Spring "sale"/../x')
+    url = f"/campaigns/{seeded.campaign_id}/links/{seeded.placements[1]}/clicks.csv"
+    response = user_client.get(url)
+    assert response.status_code == 200
+    assert response.is_streamed
+    assert response.mimetype == "text/csv"
+    disposition = response.headers["Content-Disposition"]
+    expected = r'attachment; filename="clickmap-\d+-spring-sale-x-link-html-\d+-clicks\.csv"'
+    assert re.fullmatch(expected, disposition)
+    table = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    assert table[0] == ["recipient", "clicked_at", "device", "client", "method", "user_agent"]
+    assert len(table) == 6
+    recipients = [row[0] for row in table[1:]]
+    assert recipients == [
+        "'@SUM(A1)",
+        "'@SUM(A1)",
+        "'+123",
+        "'" + RECIPIENTS[0],
+        "'" + RECIPIENTS[0],
+    ]
+    assert table[-1][5] == "'-evil agent"
+    assert datetime.fromisoformat(table[1][1]) > datetime.fromisoformat(table[-1][1])
+
+
+def test_csv_cell() -> None:
+    assert dashboard.csv_cell("=1+2") == "'=1+2"
+    assert dashboard.csv_cell("\t=x") == "'\t=x"
+    assert dashboard.csv_cell("plain") == "plain"
+    assert dashboard.csv_cell(None) == ""
+
+
+def test_report_partial_renders_for_print_without_a_request(app: Flask) -> None:
+    """The PDF renders _heatmap_report.html on its own: no links, no forms, no request."""
+    from flask import render_template
+
+    from app.db import get_session
+    from app.reports.heatmap import ViewParams, build_view
+
+    seeded = seed(app)
+    with app.app_context():
+        view = build_view(get_session(), seeded.campaign_id, ViewParams(metric="unique"))
+        html = render_template("_heatmap_report.html", view=view, for_print=True)
+    page = BeautifulSoup(html, "html.parser")
+    assert page.find("a") is None
+    assert page.find("form") is None
+    assert page.find("script") is None
+    assert "nonce" not in html
+    assert [row[1].split(" #")[0] for row in ranked(page)] == [
+        "Read the blog", "Shop the sale", "Careers",
+    ]  # fmt: skip
+    assert "Unique clickers" in page.get_text()
