@@ -17,11 +17,11 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
+from app.accounts import create_api_token
 from app.db import get_engine, get_session
 from app.errors import ClickmapError, cli_error
 from app.ingest import campaigns
 from app.ingest.rewriting import decode_html
-from app.web.auth import create_api_token
 
 
 def _create_app() -> Flask:

@@ -342,11 +342,11 @@ def tracked_urls(app: Flask, session: Session, variant: Variant, external_id: st
 @with_appcontext
 def demo_command(port: int, password: str | None, recipients: int, no_serve: bool) -> None:
     """Seed a demo campaign with ten days of clicks, create user 'demo' and serve."""
+    from app.accounts import create_user, set_password
     from app.db import get_engine, get_session
     from app.errors import ClickmapError, cli_error
     from app.ingest.campaigns import link_rules
     from app.ops.migrate import upgrade
-    from app.web.auth import create_user, set_password
 
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     upgrade(get_engine(app))

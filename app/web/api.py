@@ -10,12 +10,12 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
+from app.accounts import check_api_token
 from app.db import get_session
 from app.errors import ClickmapError, InvalidInput, error_response
 from app.ingest import campaigns
 from app.ingest.campaigns import link_rules, personalizer
 from app.reports.heatmap import ViewParams, build_view
-from app.web.auth import check_api_token
 
 bp = Blueprint("api", __name__)
 

@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
+from app.accounts import authenticate, create_user, set_password
 from app.db import get_session
 from app.errors import ClickmapError, InvalidInput, NotFound, cli_error, error_response
 from app.ingest.campaigns import get_campaign
@@ -57,15 +58,12 @@ from app.reports.stats import DEVICES, campaign_list, iter_placement_clicks, pla
 from app.web import csrf
 from app.web.auth import (
     LoginThrottle,
-    authenticate,
     bearer_token,
-    create_user,
     current_user,
     login_user,
     logout_user,
     refuse_anonymous,
     safe_next,
-    set_password,
 )
 
 bp = Blueprint("dashboard", __name__)

@@ -13,11 +13,12 @@ import click
 from flask import Blueprint, Flask, Response, current_app, render_template, request
 from flask.cli import with_appcontext
 
+from app.accounts import check_api_token
 from app.db import get_session
 from app.errors import ClickmapError, cli_error, error_response
 from app.reports.heatmap import ViewParams
 from app.reports.pdf import render_report
-from app.web.auth import check_api_token, login_required
+from app.web.auth import login_required
 
 bp = Blueprint("reports", __name__)
 

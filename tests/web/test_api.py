@@ -11,10 +11,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.accounts import create_api_token
 from app.ingest.campaigns import ensure_recipients as ensure
 from app.models import Campaign, Delivery, Placement, Recipient
 from app.tokens import token_codec
-from app.web.auth import create_api_token
 
 HTML = """<!DOCTYPE html>
 <html><body>

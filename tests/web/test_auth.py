@@ -11,16 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
+from app.accounts import authenticate, create_user, set_password
 from app.errors import InvalidInput, NotFound
 from app.models import User
-from app.web.auth import (
-    LoginThrottle,
-    authenticate,
-    create_user,
-    current_user,
-    safe_next,
-    set_password,
-)
+from app.web.auth import LoginThrottle, current_user, safe_next
 
 PASSWORD = "correct horse battery"
 PUBLIC_PATHS = re.compile(r"/c/<[^>]+>|/healthz|/login|/static/<path:filename>")
