@@ -15,14 +15,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from flask import g, redirect, request, url_for
+from flask import Flask, g, redirect, request, url_for
 from flask import session as web_session
-from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from app.accounts import check_api_token
 from app.db import get_session
-from app.errors import error_response
+from app.errors import Unauthorized, error_response, is_api_request
 from app.models import ApiToken, User
 
 # The login lives in a Flask-signed cookie holding the user's id and a fingerprint of their
@@ -32,12 +31,55 @@ _USER_ID_KEY = "user_id"
 _FINGERPRINT_KEY = "user_fp"
 
 
-def bearer_token(session: Session, authorization: str) -> ApiToken | None:
-    """The stored token an ``Authorization: Bearer <token>`` header carries, or None."""
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+# Endpoints anyone may call: the redirector (recipients are not users), the health check
+# (load balancers), the login page itself, and static files (the login page's stylesheet).
+PUBLIC_ENDPOINTS = frozenset(
+    {"redirector.click", "redirector.healthz", "dashboard.login", "static"}
+)
+
+
+def init_app(app: Flask) -> None:
+    """Install the one guard every request passes (see ``require_user_or_token``)."""
+    app.before_request(require_user_or_token)
+
+
+def require_user_or_token() -> Response | None:
+    """Refuse anonymous requests to anything that is not explicitly public.
+
+    Security is on by default rather than per view, so a route added later cannot be left
+    open by forgetting a decorator. The API (everything under ``/api/``, whichever module
+    adds the route) authenticates with Bearer tokens only, never with the session cookie,
+    so it needs no CSRF token; every other page needs a logged-in user.
+    """
+    if request.url_rule is None:  # no route matched: let the 404 or 405 happen
         return None
-    return check_api_token(session, token.strip())
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    if is_api_request():
+        api_token_from_request()
+        return None
+    if current_user() is None:
+        return refuse_anonymous()
+    return None
+
+
+def api_token_from_request() -> ApiToken:
+    """The API token of this request's ``Authorization: Bearer <token>``, its use recorded.
+
+    The only place the header is read. Raises ``Unauthorized`` (401, code ``unauthorized``)
+    when the header is missing or the token is not valid. The token is kept in
+    ``g.api_token`` for the view.
+    """
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("unauthorized", "send an API token as 'Authorization: Bearer <token>'")
+    session = get_session()
+    found = check_api_token(session, token.strip())
+    if found is None:
+        raise Unauthorized("unauthorized", "the API token is not valid")
+    session.commit()  # keeps the token's last use
+    g.api_token = found
+    return found
 
 
 def _fingerprint(user: User) -> str:
@@ -95,7 +137,7 @@ def safe_next(target: str | None) -> str | None:
 
 def refuse_anonymous() -> Response:
     """The answer to a request that needs a user: 401 JSON under /api/, else the login page."""
-    if request.path.startswith("/api/"):
+    if is_api_request():
         return error_response("unauthorized", "log in or send an API token", 401)
     target = request.full_path if request.query_string else request.path
     return redirect(url_for("dashboard.login", next=target))

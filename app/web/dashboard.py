@@ -1,10 +1,10 @@
 """The marketer's dashboard: log in, list campaigns, read a campaign's heatmap, drill down.
 
 Pages only: every figure comes from ``app.reports``; this module parses the request, calls
-them and renders templates. Security is on by default rather than per view:
-``init_app`` installs one guard that sends every request without a user to the login page,
-except the few public routes listed here, so a view added later cannot be left open by
-forgetting a decorator. The JSON API keeps its own Bearer-token check.
+them and renders templates. Security is on by default rather than per view: one guard
+(``app.web.auth.require_user_or_token``) sends every request without a user to the login
+page, except the few public routes, so a view added later cannot be left open by
+forgetting a decorator.
 
 The email in the heatmap is hostile content as far as we are concerned (it came from a
 sender, and links carry their text). It is served by its own route inside a sandboxed frame
@@ -49,7 +49,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from app.accounts import authenticate, create_user, set_password
 from app.db import get_session
-from app.errors import ClickmapError, InvalidInput, NotFound, cli_error, error_response
+from app.errors import ClickmapError, InvalidInput, NotFound, cli_error
 from app.ingest.campaigns import get_campaign
 from app.models import Campaign, Placement, User
 from app.reports.email_overlay import view_document
@@ -58,11 +58,9 @@ from app.reports.stats import DEVICES, campaign_list, iter_placement_clicks, pla
 from app.web import csrf
 from app.web.auth import (
     LoginThrottle,
-    bearer_token,
     current_user,
     login_user,
     logout_user,
-    refuse_anonymous,
     safe_next,
 )
 
@@ -90,12 +88,6 @@ CAMPAIGNS_PER_PAGE = 25
 CLICKS_PER_PAGE = 50
 MAX_PAGE = 1_000_000
 MAX_SEARCH_LENGTH = 200
-
-# Endpoints anyone may call: the redirector (recipients are not users), the health check
-# (load balancers), the login page itself, and static files (the login page's stylesheet).
-PUBLIC_ENDPOINTS = frozenset(
-    {"redirector.click", "redirector.healthz", "dashboard.login", "static"}
-)
 
 # The dashboard's own pages: nothing inline may run, nothing may frame them. Styles need a
 # per-response nonce because the server-side charts are SVG with embedded <style> elements.
@@ -142,7 +134,7 @@ class _SessionInterface(SecureCookieSessionInterface):
 
 
 def init_app(app: Flask) -> None:
-    """Register the dashboard, its guard, its cookie settings and the ``user`` commands."""
+    """Register the dashboard, its cookie settings and the ``user`` commands."""
     app.config.update(
         SESSION_COOKIE_NAME="clickmap_session",
         SESSION_COOKIE_HTTPONLY=True,
@@ -154,7 +146,6 @@ def init_app(app: Flask) -> None:
     app.extensions["clickmap.login_throttle"] = LoginThrottle(
         app.config["LOGIN_ATTEMPTS"], app.config["LOGIN_WINDOW_SECONDS"]
     )
-    app.before_request(_require_user)
     app.register_blueprint(bp)
     app.cli.add_command(user_group)
     # Globals and filters are app-wide so the PDF renderer can use _heatmap_report.html too.
@@ -172,28 +163,6 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters.update(
         percent=format_percent, number=format_number, when=format_when, nonced=nonced_svg
     )
-
-
-def _require_user() -> BaseResponse | None:
-    """Refuse anonymous requests to anything that is not explicitly public."""
-    if request.url_rule is None:  # no route matched: let the 404 or 405 happen
-        return None
-    if request.endpoint in PUBLIC_ENDPOINTS:
-        return None
-    if request.path.startswith("/api/"):
-        # The API authenticates with Bearer tokens only, never with the session cookie (so
-        # it needs no CSRF token). The API blueprint checks its tokens itself; routes other
-        # modules add under /api/ are checked here too.
-        if request.blueprint == "api" or bearer_token(
-            get_session(), request.headers.get("Authorization", "")
-        ):
-            return None
-        return error_response(
-            "unauthorized", "send an API token as 'Authorization: Bearer <token>'", 401
-        )
-    if current_user() is None:
-        return refuse_anonymous()
-    return None
 
 
 # -- presentation helpers ---------------------------------------------------------------------
