@@ -19,12 +19,10 @@ import io
 import math
 import re
 import secrets
-import sys
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from urllib.parse import urlencode
 
-import click
 from flask import (
     Blueprint,
     Flask,
@@ -39,19 +37,17 @@ from flask import (
     request,
     url_for,
 )
-from flask.cli import with_appcontext
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from markupsafe import Markup
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from app.accounts import authenticate, create_user, set_password
+from app.accounts import authenticate
 from app.db import get_session
-from app.errors import ClickmapError, InvalidInput, NotFound, cli_error
+from app.errors import ClickmapError, InvalidInput, NotFound
 from app.ingest.campaigns import get_campaign
-from app.models import Campaign, Placement, User
+from app.models import Campaign, Placement
 from app.reports.email_overlay import view_document
 from app.reports.heatmap import TIER_COLORS, ViewParams, build_view
 from app.reports.stats import DEVICES, campaign_list, iter_placement_clicks, placement_clicks
@@ -134,7 +130,7 @@ class _SessionInterface(SecureCookieSessionInterface):
 
 
 def init_app(app: Flask) -> None:
-    """Register the dashboard, its cookie settings and the ``user`` commands."""
+    """Register the dashboard and its cookie settings."""
     app.config.update(
         SESSION_COOKIE_NAME="clickmap_session",
         SESSION_COOKIE_HTTPONLY=True,
@@ -147,7 +143,6 @@ def init_app(app: Flask) -> None:
         app.config["LOGIN_ATTEMPTS"], app.config["LOGIN_WINDOW_SECONDS"]
     )
     app.register_blueprint(bp)
-    app.cli.add_command(user_group)
     # Globals and filters are app-wide so the PDF renderer can use _heatmap_report.html too.
     app.jinja_env.globals.update(
         csrf_token=csrf.token,
@@ -444,62 +439,3 @@ def clicks_csv(campaign_id: int, placement_id: int) -> Response:
     filename = _export_filename(campaign, placement)
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
-
-
-# -- the ``clickmap user`` commands -----------------------------------------------------------
-
-
-@click.group("user")
-def user_group() -> None:
-    """Dashboard users."""
-
-
-def _read_password(from_stdin: bool) -> str:
-    if from_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
-    password: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    return password
-
-
-@user_group.command("create")
-@click.argument("username")
-@click.option(
-    "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
-)
-@with_appcontext
-def user_create(username: str, password_stdin: bool) -> None:
-    """Create a dashboard user; the password is asked for twice (hidden)."""
-    password = _read_password(password_stdin)
-    session = get_session()
-    try:
-        create_user(session, username, password)
-    except ClickmapError as exc:
-        raise cli_error(exc) from exc
-    session.commit()
-    click.echo(f"user {username} created")
-
-
-@user_group.command("set-password")
-@click.argument("username")
-@click.option(
-    "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
-)
-@with_appcontext
-def user_set_password(username: str, password_stdin: bool) -> None:
-    """Replace a user's password; the user's open sessions end."""
-    password = _read_password(password_stdin)
-    session = get_session()
-    try:
-        set_password(session, username, password)
-    except ClickmapError as exc:
-        raise cli_error(exc) from exc
-    session.commit()
-    click.echo(f"password of {username} changed")
-
-
-@user_group.command("list")
-@with_appcontext
-def user_list() -> None:
-    """Print every user and when it was created."""
-    for user in get_session().scalars(select(User).order_by(User.username)):
-        click.echo(f"{user.username}\t{format_when(user.created_at)}")
