@@ -1,7 +1,7 @@
 """Who is asking: the request side of accounts (``app.accounts`` holds the domain side).
 
-The dashboard's login session, the guard for pages that need a user, and the API's
-Bearer-token check.
+The dashboard's login session and its cookie, the guard every request passes, and the
+API's Bearer-token check.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from flask import Flask, g, redirect, request, url_for
+from flask import Flask, Request, g, has_request_context, redirect, request, url_for
+from flask import Response as FlaskResponse
 from flask import session as web_session
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from werkzeug.wrappers import Response
 
 from app.accounts import check_api_token
@@ -39,8 +41,43 @@ PUBLIC_ENDPOINTS = frozenset(
 
 
 def init_app(app: Flask) -> None:
-    """Install the one guard every request passes (see ``require_user_or_token``)."""
+    """Install the login cookie's settings and the one guard every request passes."""
+    app.config.update(
+        SESSION_COOKIE_NAME="clickmap_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+    )
+    app.session_interface = SessionInterface()
     app.before_request(require_user_or_token)
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with ``Secure`` set whenever the request is https.
+
+    Setting ``SESSION_COOKIE_SECURE`` (behind a TLS-terminating proxy without ProxyFix, say)
+    still forces it on.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        # Recipients following tracked links carry no cookie at all: hand them an empty
+        # session without parsing cookies or building the serializer (every redirect pays).
+        if "HTTP_COOKIE" not in request.environ or (
+            self.get_cookie_name(app) not in request.cookies
+        ):
+            return None if not app.secret_key else self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: FlaskResponse) -> None:
+        # An empty session nobody changed sets and deletes nothing (as in Flask), so skip
+        # working out the cookie's attributes first.
+        if not session and not session.modified:
+            return
+        super().save_session(app, session, response)
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        if app.config["SESSION_COOKIE_SECURE"]:
+            return True
+        return has_request_context() and request.is_secure
 
 
 def require_user_or_token() -> Response | None:
