@@ -39,7 +39,9 @@ DEFAULTS: dict[str, Any] = {
     "CLICK_WRITER": None,
     # Seconds the writer lets clicks gather before one transaction stores them all.
     "CLICK_BATCH_INTERVAL": 1.0,
-    # Reverse proxies in front of Clickmap whose X-Forwarded-For entries are trusted.
+    # Reverse proxies in front of Clickmap, each appending to X-Forwarded-For and setting
+    # X-Forwarded-Proto: the client's address and scheme are taken from that many entries
+    # from the right (werkzeug's ProxyFix). 0: the headers are ignored.
     "TRUSTED_PROXY_COUNT": 0,
     # At start, cache the links of campaigns created in the last N days (at most M links), so
     # they keep redirecting if the database is unreachable.
