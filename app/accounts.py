@@ -8,23 +8,28 @@ so a leaked database does not leak working tokens. A fast hash is right here (un
 passwords): the token has 256 bits of entropy, so there is nothing to brute-force.
 
 Passwords are slow-hashed (werkzeug's scrypt), unlike API tokens: people choose guessable
-passwords, so a leaked hash must be expensive to attack.
+passwords, so a leaked hash must be expensive to attack, and online guessing is throttled
+in the database (``LoginThrottle``).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import ipaddress
 import re
 import secrets
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select, true
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.errors import InvalidInput, NotFound
-from app.models import ApiToken, User
+from app.models import ApiToken, LoginAttempt, User
 
 TOKEN_PREFIX = "cm_"  # noqa: S105 (a public marker, not a secret)
 
@@ -121,3 +126,94 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
         check_password_hash(_decoy_hash(), password)
         return None
     return user if check_password_hash(user.password_hash, password) else None
+
+
+# -- login throttling -------------------------------------------------------------------------
+
+
+def client_network(address: str | None) -> str:
+    """The network a login comes from: IPv4 /24, IPv6 /64 ("unknown" without an address).
+
+    Throttling per network rather than per address: one machine easily has many addresses
+    in its /64 (or a few in its /24), but rarely many networks.
+    """
+    try:
+        ip = ipaddress.ip_address((address or "").strip())
+    except ValueError:
+        return "unknown"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    prefix = 24 if ip.version == 4 else 64
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+@dataclass(frozen=True)
+class LoginThrottle:
+    """Login attempts per (username, network) and per network, in a sliding window, counted
+    in the database so every worker process and instance shares them.
+
+    Each attempt is stored and committed *before* its password is checked, and only then are
+    the recent attempts counted: of concurrent attempts, the one committed last sees all the
+    others, so no more than ``per_name`` passwords are ever checked for a name from one
+    network within ``window`` seconds, however many arrive at once. A refused attempt's row
+    is deleted again (it checked nothing), a failed one's stays until it ages out, and a
+    successful login forgives its name's attempts from its network.
+
+    Keyed by name *and* network so that guessing wrong on purpose cannot lock the real user
+    out from elsewhere; ``per_network`` bounds how many names one network may try.
+    """
+
+    per_name: int = 5
+    per_network: int = 50
+    window: float = 900.0
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> LoginThrottle:
+        return cls(
+            int(config["LOGIN_ATTEMPTS"]),
+            int(config["LOGIN_NETWORK_ATTEMPTS"]),
+            float(config["LOGIN_WINDOW_SECONDS"]),
+        )
+
+    @staticmethod
+    def key(username: str) -> str:
+        return username.strip().lower()[:150]
+
+    def begin(
+        self, session: Session, username: str, network: str, now: datetime | None = None
+    ) -> float:
+        """Record an attempt and say whether its password may be checked: 0 if so, else the
+        seconds until the oldest counted attempt ages out (for ``Retry-After``).
+
+        Commits ``session`` (the attempt must be visible to the other processes before it is
+        counted).
+        """
+        now = now or datetime.now(UTC)
+        since = now - timedelta(seconds=self.window)
+        name = self.key(username)
+        session.execute(delete(LoginAttempt).where(LoginAttempt.attempted_at <= since))
+        attempt = LoginAttempt(username=name, network=network, attempted_at=now)
+        session.add(attempt)
+        session.commit()
+        recent = (LoginAttempt.network == network, LoginAttempt.attempted_at > since)
+        for condition, limit in (
+            (LoginAttempt.username == name, self.per_name),
+            (true(), self.per_network),
+        ):
+            count, oldest = session.execute(
+                select(func.count(), func.min(LoginAttempt.attempted_at)).where(condition, *recent)
+            ).one()
+            if count > limit:
+                session.delete(attempt)
+                session.commit()
+                return max(1.0, (oldest - since).total_seconds())
+        return 0.0
+
+    def succeeded(self, session: Session, username: str, network: str) -> None:
+        """Forgive the attempts of ``username`` from ``network`` (commits)."""
+        session.execute(
+            delete(LoginAttempt).where(
+                LoginAttempt.username == self.key(username), LoginAttempt.network == network
+            )
+        )
+        session.commit()

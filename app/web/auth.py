@@ -9,8 +9,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import threading
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
@@ -193,56 +191,3 @@ def login_required(view: F) -> F:
         return view(*args, **kwargs)
 
     return cast(F, wrapped)
-
-
-class LoginThrottle:
-    """Failed logins per username in a sliding window, kept in this process's memory.
-
-    After ``limit`` failures within ``window`` seconds the name is refused until the oldest
-    failure ages out. Per process and forgotten on restart: it slows online guessing down,
-    it is not an account lockout (which would let anyone lock anyone out for good).
-    """
-
-    MAX_NAMES = 10_000
-
-    def __init__(self, limit: int = 5, window: float = 900.0) -> None:
-        self.limit = limit
-        self.window = window
-        self._failures: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _key(username: str) -> str:
-        return username.strip().lower()[:150]
-
-    def _recent(self, key: str, now: float) -> list[float]:
-        times = [t for t in self._failures.get(key, []) if now - t < self.window]
-        if times:
-            self._failures[key] = times
-        else:
-            self._failures.pop(key, None)
-        return times
-
-    def retry_after(self, username: str, now: float | None = None) -> float:
-        """Seconds until ``username`` may try again; 0 when it may try now."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            times = self._recent(self._key(username), now)
-            if len(times) < self.limit:
-                return 0.0
-            return max(0.0, times[-self.limit] + self.window - now)
-
-    def failed(self, username: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        key = self._key(username)
-        with self._lock:
-            if len(self._failures) >= self.MAX_NAMES:
-                for name in list(self._failures):
-                    self._recent(name, now)
-            times = self._recent(key, now)
-            times.append(now)
-            self._failures[key] = times[-self.limit :]
-
-    def succeeded(self, username: str) -> None:
-        with self._lock:
-            self._failures.pop(self._key(username), None)

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from app.accounts import authenticate
+from app.accounts import LoginThrottle, authenticate, client_network
 from app.db import get_session
 from app.errors import ClickmapError, InvalidInput, NotFound
 from app.ingest.campaigns import get_campaign
@@ -47,7 +47,6 @@ from app.reports.heatmap import TIER_COLORS, ViewParams, build_view
 from app.reports.stats import DEVICES, campaign_list, iter_placement_clicks, placement_clicks
 from app.web import csrf
 from app.web.auth import (
-    LoginThrottle,
     current_user,
     login_user,
     logout_user,
@@ -97,11 +96,7 @@ EMAIL_CSP = (
 
 def init_app(app: Flask) -> None:
     """Register the dashboard, its login throttle and the templates' globals and filters."""
-    app.config.setdefault("LOGIN_ATTEMPTS", 5)
-    app.config.setdefault("LOGIN_WINDOW_SECONDS", 900)
-    app.extensions["clickmap.login_throttle"] = LoginThrottle(
-        app.config["LOGIN_ATTEMPTS"], app.config["LOGIN_WINDOW_SECONDS"]
-    )
+    app.extensions["clickmap.login_throttle"] = LoginThrottle.from_config(app.config)
     app.register_blueprint(bp)
     # Globals and filters are app-wide so the PDF renderer can use _heatmap_report.html too.
     app.jinja_env.globals.update(
@@ -186,19 +181,21 @@ def login() -> BaseResponse | str | tuple[str, int, dict[str, str]]:
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
     throttle = _throttle()
-    wait = throttle.retry_after(username)
+    # Counted before the password is checked, in the database (see LoginThrottle).
+    network = client_network(request.remote_addr)
+    session = get_session()
+    wait = throttle.begin(session, username, network)
     if wait > 0:
         minutes = max(1, math.ceil(wait / 60))
         error = f"Too many failed attempts. Try again in {minutes} minute(s)."
         page = render_template("login.html", next=next_url, username=username, error=error)
         return page, 429, {"Retry-After": str(math.ceil(wait))}
-    user = authenticate(get_session(), username, password)
+    user = authenticate(session, username, password)
     if user is None:
-        throttle.failed(username)
         error = "The username or password is not correct."
         page = render_template("login.html", next=next_url, username=username, error=error)
         return page, 401, {}
-    throttle.succeeded(username)
+    throttle.succeeded(session, username, network)
     login_user(user)
     return redirect(next_url or url_for(".campaigns"))
 
