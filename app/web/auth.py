@@ -52,8 +52,9 @@ def init_app(app: Flask) -> None:
 class SessionInterface(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, with ``Secure`` set whenever the request is https.
 
-    Setting ``SESSION_COOKIE_SECURE`` (behind a TLS-terminating proxy without ProxyFix, say)
-    still forces it on.
+    Behind TLS-terminating proxies counted in ``TRUSTED_PROXY_COUNT``, ProxyFix makes the
+    request https from their ``X-Forwarded-Proto``; ``SESSION_COOKIE_SECURE`` still forces
+    ``Secure`` on (behind a proxy that does not say, say).
     """
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
