@@ -26,7 +26,7 @@ def main() -> None:
     """Clickmap: link analytics for email campaigns."""
 
 
-# Every ``clickmap`` command, in the order ``clickmap --help`` lists them (alphabetically).
+# Every ``clickmap`` command (``clickmap --help`` lists them alphabetically).
 COMMANDS: tuple[click.Command, ...] = (
     database.db_group,
     accounts.user_group,
