@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import config as config_module
 
@@ -34,14 +35,24 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["SECRET_KEY"] = settings["SECRET_KEYS"][-1]
     app.config["SECRET_KEY_FALLBACKS"] = list(settings["SECRET_KEYS"][:-1])
 
+    proxies = int(settings["TRUSTED_PROXY_COUNT"])
+    if proxies > 0:
+        # The client's address and scheme as the trusted proxies saw them (the address each
+        # one appends to X-Forwarded-For; X-Forwarded-Proto for https), never what the client
+        # wrote itself. Host, port and prefix are not taken from headers: the app knows its
+        # own (TRACKING_BASE_URL), and a forwarded Host could only mislead it. Without
+        # proxies the headers are ignored and requests go straight to the app.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
+
     from app import cli, db, errors
     from app.clicks import redirector, tracking
-    from app.web import api, dashboard, downloads
+    from app.web import api, auth, dashboard, downloads
 
     db.init_app(app)
     errors.init_app(app)
     cli.init_app(app)
     tracking.init_app(app)
+    auth.init_app(app)
     app.register_blueprint(redirector.bp)
     app.register_blueprint(api.bp, url_prefix="/api/v1")
     dashboard.init_app(app)

@@ -39,8 +39,16 @@ DEFAULTS: dict[str, Any] = {
     "CLICK_WRITER": None,
     # Seconds the writer lets clicks gather before one transaction stores them all.
     "CLICK_BATCH_INTERVAL": 1.0,
-    # Reverse proxies in front of Clickmap whose X-Forwarded-For entries are trusted.
+    # Reverse proxies in front of Clickmap, each appending to X-Forwarded-For and setting
+    # X-Forwarded-Proto: the client's address and scheme are taken from that many entries
+    # from the right (werkzeug's ProxyFix). 0: the headers are ignored.
     "TRUSTED_PROXY_COUNT": 0,
+    # Dashboard logins: at most LOGIN_ATTEMPTS password checks per username from one client
+    # network (IPv4 /24, IPv6 /64) and LOGIN_NETWORK_ATTEMPTS per network, in any
+    # LOGIN_WINDOW_SECONDS; a successful login forgives the name's failures from there.
+    "LOGIN_ATTEMPTS": 5,
+    "LOGIN_NETWORK_ATTEMPTS": 50,
+    "LOGIN_WINDOW_SECONDS": 900,
     # At start, cache the links of campaigns created in the last N days (at most M links), so
     # they keep redirecting if the database is unreachable.
     "WARM_CAMPAIGN_DAYS": 180,
@@ -59,6 +67,9 @@ _INT_SETTINGS = {
     "MAX_CONTENT_LENGTH",
     "MAX_PERSONALIZE_BATCH",
     "TRUSTED_PROXY_COUNT",
+    "LOGIN_ATTEMPTS",
+    "LOGIN_NETWORK_ATTEMPTS",
+    "LOGIN_WINDOW_SECONDS",
     "WARM_CAMPAIGN_DAYS",
     "WARM_PLACEMENT_LIMIT",
 }

@@ -38,6 +38,20 @@ class TooLarge(ClickmapError):
     status = 413
 
 
+class Unauthorized(ClickmapError):
+    status = 401
+
+
+# Requests under this path are the JSON API's: Bearer tokens only (never the session
+# cookie), and errors answered as JSON.
+API_PREFIX = "/api/"
+
+
+def is_api_request() -> bool:
+    """Whether this request is for the JSON API (the one test every surface uses)."""
+    return request.path.startswith(API_PREFIX)
+
+
 def cli_error(exc: ClickmapError) -> click.ClickException:
     """The one-line message every ``clickmap`` command prints for a domain error."""
     return click.ClickException(f"{exc.message} [{exc.code}]")
@@ -51,10 +65,6 @@ def error_response(code: str, message: str, status: int, **extra: Any) -> Respon
     return response
 
 
-def _wants_json() -> bool:
-    return request.path.startswith("/api/")
-
-
 def init_app(app: Flask) -> None:
     @app.errorhandler(ClickmapError)
     def _domain_error(exc: ClickmapError) -> Response:
@@ -62,7 +72,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response | HTTPException:
-        if not _wants_json():
+        if not is_api_request():
             return exc
         code = (exc.name or "error").lower().replace(" ", "_")
         return error_response(code, exc.description or exc.name, exc.code or 500)
@@ -70,7 +80,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     def _database_down(exc: OperationalError) -> Response | tuple[str, int]:
         app.logger.error("database unavailable: %s", exc.orig)
-        if _wants_json():
+        if is_api_request():
             return error_response(
                 "database_unavailable", "The database cannot be reached; try again shortly.", 503
             )

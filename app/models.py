@@ -331,3 +331,24 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class LoginAttempt(Base):
+    """A dashboard login attempt that still counts against its name and network.
+
+    Written before the password is checked (``app.accounts.LoginThrottle``), so the limit
+    holds across processes and instances, and under concurrent guesses; a successful login
+    deletes its name's attempts from its network, and rows older than the window are pruned.
+    """
+
+    __tablename__ = "login_attempt"
+    __table_args__ = (
+        Index("ix_login_attempt_username_network", "username", "network", "attempted_at"),
+        Index("ix_login_attempt_network", "network", "attempted_at"),
+        Index("ix_login_attempt_attempted_at", "attempted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    username: Mapped[str] = mapped_column(String(150))
+    network: Mapped[str] = mapped_column(String(64))  # IPv4 /24 or IPv6 /64 of the client
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from flask.testing import FlaskCliRunner
@@ -97,3 +98,17 @@ def test_token_create_and_db_upgrade(runner: FlaskCliRunner) -> None:
     result = runner.invoke(args=["db", "upgrade"])
     assert result.exit_code == 0
     assert "database at revision" in result.output
+
+
+def test_every_command_is_assembled_in_app_cli(runner: FlaskCliRunner) -> None:
+    listed = runner.invoke(args=["--help"]).output
+    for name in ("campaign", "db", "demo", "report", "serve", "token", "user"):
+        assert f"  {name} " in listed, name
+    app_dir = Path(__file__).resolve().parent.parent / "app"
+    outside = [
+        str(path.relative_to(app_dir))
+        for path in app_dir.rglob("*.py")
+        if "cli" not in path.relative_to(app_dir).parts
+        and re.search(r"click\.(command|group)\(|add_command\(", path.read_text(encoding="utf-8"))
+    ]
+    assert outside == []

@@ -22,7 +22,15 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("app.reports",),
     ("app.clicks",),
     ("app.ingest",),
-    ("app.config", "app.db", "app.models", "app.errors", "app.tokens", "app.urls"),
+    (
+        "app.config",
+        "app.db",
+        "app.models",
+        "app.errors",
+        "app.tokens",
+        "app.urls",
+        "app.accounts",
+    ),
 )
 
 
@@ -81,4 +89,5 @@ def test_a_higher_import_is_caught() -> None:
     assert _layer("app.reports.stats") > _layer("app.web.api")
     assert _layer("app.tokens") > _layer("app.ingest.campaigns")
     assert _layer("app.ops.demo") < _layer("app.web.auth")
+    assert _layer("app.accounts") > _layer("app.web.auth")
     assert _layer("app") < _layer("app.web.dashboard")

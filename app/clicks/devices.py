@@ -101,17 +101,3 @@ def truncate_ip(address: str | None) -> str | None:
         ip = ip.ipv4_mapped
     prefix = 24 if ip.version == 4 else 48
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
-
-
-def client_address(remote_addr: str | None, forwarded_for: str | None, proxies: int) -> str | None:
-    """The clicker's address, trusting ``X-Forwarded-For`` only behind ``proxies`` proxies.
-
-    Each trusted proxy appends the address it saw, so the client is the ``proxies``-th entry
-    from the right; anything further left was written by the client and may be forged.
-    """
-    if proxies <= 0 or not forwarded_for:
-        return remote_addr
-    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
-    if len(hops) < proxies:
-        return remote_addr
-    return hops[-proxies]

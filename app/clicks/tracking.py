@@ -33,7 +33,7 @@ from flask import Flask, Request
 from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.clicks.devices import client_address, truncate_ip
+from app.clicks.devices import truncate_ip
 from app.clicks.recording import USER_AGENT_LIMIT, ClickEvent, record_clicks
 from app.clicks.spool import Spool, SpoolError, backlog_bytes
 from app.clicks.writer import ClickWriter, read_status
@@ -77,7 +77,6 @@ class Tracker:
         self.mode: str = app.config.get("CLICK_WRITER") or ("inline" if app.testing else "thread")
         if self.mode not in self.MODES:
             raise ValueError(f"CLICK_WRITER must be one of {self.MODES}, got {self.mode!r}")
-        self.trusted_proxies = int(app.config.get("TRUSTED_PROXY_COUNT", 0))
         self.targets: dict[_Key, Target] = {}
         self.gone: set[int] = set()
         self.lost = 0  # clicks neither spooled nor stored: logged one by one
@@ -379,9 +378,8 @@ def record(app: Flask, token: ClickToken, target: Target, request: Request) -> N
     """Spool the click of this request; only the network prefix of the address is kept."""
     found = tracker(app)
     environ = request.environ  # read directly: the headers wrapper costs more than the rest
-    address = client_address(
-        environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"), found.trusted_proxies
-    )
+    # Behind trusted proxies, ProxyFix (create_app) has put the client's address here.
+    address = environ.get("REMOTE_ADDR")
     # The order of ClickEvent.to_record.
     found.submit(
         [

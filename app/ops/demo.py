@@ -1,4 +1,4 @@
-"""``clickmap demo``: a campaign with ten days of clicks, a user, and the dashboard, at once.
+"""The demo: a campaign with ten days of clicks and a user (``clickmap demo`` serves them).
 
 The demo must show what Clickmap is for within a minute of ``make demo`` on a laptop with
 nothing but SQLite, so it ships its own email (``app/demo_email/``: two variants, each with
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import random
 import re
-import secrets
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,11 +24,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
-from flask import Flask, current_app
-from flask.cli import with_appcontext
+from flask import Flask
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from app.accounts import create_user, set_password
 from app.clicks.recording import ClickEvent, record_clicks
 from app.ingest import campaigns
 from app.ingest.rewriting import LinkRules
@@ -325,72 +324,25 @@ def tracked_urls(app: Flask, session: Session, variant: Variant, external_id: st
     return list(dict.fromkeys(found))
 
 
-# -- the command ------------------------------------------------------------------------------
+def ensure_user(session: Session, password: str) -> None:
+    """Create the demo user, or give it ``password`` if it exists from an earlier run."""
+    if session.scalars(select(User).where(User.username == DEMO_USER)).first() is None:
+        create_user(session, DEMO_USER, password)
+    else:
+        set_password(session, DEMO_USER, password)
 
 
-@click.command("demo")
-@click.option("--port", default=5000, show_default=True, help="Port to serve on (127.0.0.1).")
-@click.option("--password", help="Password of the demo user (default: a new random one).")
-@click.option(
-    "--recipients",
-    default=DemoSettings.recipients,
-    show_default=True,
-    type=click.IntRange(10, 50_000),
-    help="Recipients in the demo campaign.",
-)
-@click.option("--no-serve", is_flag=True, help="Seed and print, but do not start the server.")
-@with_appcontext
-def demo_command(port: int, password: str | None, recipients: int, no_serve: bool) -> None:
-    """Seed a demo campaign with ten days of clicks, create user 'demo' and serve."""
-    from app.db import get_engine, get_session
-    from app.errors import ClickmapError, cli_error
-    from app.ingest.campaigns import link_rules
-    from app.ops.migrate import upgrade
-    from app.web.auth import create_user, set_password
+@dataclass(frozen=True)
+class SampleLink:
+    recipient: str
+    variant: str
+    text: str
+    url: str
 
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    upgrade(get_engine(app))
-    site = f"http://127.0.0.1:{port}"
-    if app.config["TRACKING_BASE_URL"] == DEFAULT_TRACKING_BASE:
-        # Untouched default: make the printed links hit the server this command starts.
-        app.config["TRACKING_BASE_URL"] = site
-    session = get_session()
-    started = datetime.now(UTC)
-    result = seed(
-        session,
-        rules=link_rules(app),
-        max_part_bytes=app.config["MAX_PART_BYTES"],
-        settings=DemoSettings(recipients=recipients),
-        show_progress=sys.stderr.isatty(),
-        commit=session.commit,
-    )
-    session.commit()
-    seconds = (datetime.now(UTC) - started).total_seconds()
-    state = "created" if result.created else "reused"
-    click.echo(
-        f"demo campaign {result.campaign_id} {state}: {result.recipients:,} recipients, "
-        f"{result.clicks:,} clicks ({result.clicks_added:,} new) in {seconds:.1f}s"
-    )
 
-    password = password or secrets.token_urlsafe(12)
-    try:
-        if session.scalars(select(User).where(User.username == DEMO_USER)).first() is None:
-            create_user(session, DEMO_USER, password)
-        else:
-            set_password(session, DEMO_USER, password)
-    except ClickmapError as exc:
-        raise cli_error(exc) from exc
-    session.commit()
-
-    campaign = campaigns.get_campaign(session, result.campaign_id)
-    click.echo("")
-    click.echo(f"  log in:    {site}/login")
-    click.echo(f"  username:  {DEMO_USER}")
-    click.echo(f"  password:  {password}")
-    click.echo(f"  heatmap:   {site}/campaigns/{campaign.id}")
-    click.echo(f"  PDF:       {site}/campaigns/{campaign.id}/report.pdf")
-    click.echo("")
-    click.echo("Tracked links of a few recipients (each click is recorded, then redirected):")
+def sample_links(app: Flask, session: Session, campaign: Campaign) -> list[SampleLink]:
+    """The tracked URLs of the two most popular links, for the first few recipients."""
+    found = []
     for index, external in enumerate(recipient_ids(3)):
         variant = campaigns.get_variant(campaign, "A" if index % 2 == 0 else "B")
         placements = [p for p in variant.placements if p.part == "html" and p.tracked]
@@ -403,13 +355,7 @@ def demo_command(port: int, password: str | None, recipients: int, no_serve: boo
         )
         for placement in placements:
             if any(key in (placement.destination or "") for key, _w in POPULARITY[:2]):
-                click.echo(f"  {external} ({variant.name}) {placement.text!r}:")
-                click.echo(f"    {urls.get(placement.id, '?')}")
-    session.commit()
-    if no_serve:
-        return
-    click.echo("")
-    click.echo(f"Serving on {site} (Ctrl+C to stop)")
-    from werkzeug.serving import run_simple
-
-    run_simple("127.0.0.1", port, app, threaded=True, use_reloader=False)
+                found.append(
+                    SampleLink(external, variant.name, placement.text, urls.get(placement.id, "?"))
+                )
+    return found

@@ -1,4 +1,5 @@
-"""``clickmap serve``: the production server (gunicorn, settings in ``app.ops.gunicorn_conf``)."""
+"""The production server (gunicorn, settings in ``app.ops.gunicorn_conf``) and its click
+writer process; ``clickmap serve`` (``app.cli.serving``) runs it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import signal
 import threading
 from typing import Any
 
-import click
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.dirty.app import DirtyApp
@@ -34,15 +34,6 @@ class ClickmapServer(BaseApplication):  # type: ignore[misc]
         from app import create_app
 
         return create_app()
-
-
-@click.command("serve")
-@click.option("--bind", "-b", help="Address to listen on, e.g. 0.0.0.0:8000.")
-@click.option("--workers", "-w", type=int, help="Worker processes (default: CPU cores).")
-@click.option("--threads", type=int, help="Threads per worker (default: 8).")
-def serve_command(bind: str | None, workers: int | None, threads: int | None) -> None:
-    """Serve Clickmap with gunicorn (redirector, API and dashboard)."""
-    ClickmapServer({"bind": bind, "workers": workers, "threads": threads}).run()
 
 
 class ClickWriterApp(DirtyApp):  # type: ignore[misc]

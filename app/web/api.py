@@ -1,6 +1,7 @@
 """The JSON API under ``/api/v1``, for senders: campaigns in, personalized emails out.
 
-Every route needs ``Authorization: Bearer <token>`` (``clickmap token create``). Errors are
+Every route needs ``Authorization: Bearer <token>`` (``clickmap token create``), checked
+for every ``/api/`` route by ``app.web.auth.require_user_or_token``. Errors are
 ``{"error": {"code", "message"}}`` with a stable code.
 """
 
@@ -8,33 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from app.db import get_session
-from app.errors import ClickmapError, InvalidInput, error_response
+from app.errors import ClickmapError, InvalidInput
 from app.ingest import campaigns
 from app.ingest.campaigns import link_rules, personalizer
 from app.reports.heatmap import ViewParams, build_view
-from app.web.auth import check_api_token
 
 bp = Blueprint("api", __name__)
-
-
-@bp.before_request
-def _require_token() -> Response | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return error_response(
-            "unauthorized", "send an API token as 'Authorization: Bearer <token>'", 401
-        )
-    session = get_session()
-    found = check_api_token(session, token.strip())
-    if found is None:
-        return error_response("unauthorized", "the API token is not valid", 401)
-    session.commit()
-    g.api_token = found
-    return None
 
 
 def _json_body() -> dict[str, Any]:

@@ -1,8 +1,7 @@
-"""Who may see data: API Bearer tokens (and, for the dashboard, users with passwords).
+"""Who is asking: the request side of accounts (``app.accounts`` holds the domain side).
 
-API tokens are random 32-byte strings shown once at creation; only their SHA-256 is stored,
-so a leaked database does not leak working tokens. A fast hash is right here (unlike for
-passwords): the token has 256 bits of entropy, so there is nothing to brute-force.
+The dashboard's login session and its cookie, the guard every request passes, and the
+API's Bearer-token check.
 """
 
 from __future__ import annotations
@@ -10,134 +9,113 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import re
-import secrets
-import threading
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from flask import g, redirect, request, url_for
+from flask import Flask, Request, g, has_request_context, redirect, request, url_for
+from flask import Response as FlaskResponse
 from flask import session as web_session
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-from werkzeug.security import check_password_hash, generate_password_hash
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from werkzeug.wrappers import Response
 
+from app.accounts import check_api_token
 from app.db import get_session
-from app.errors import InvalidInput, NotFound, error_response
+from app.errors import Unauthorized, error_response, is_api_request
 from app.models import ApiToken, User
 
-TOKEN_PREFIX = "cm_"  # noqa: S105 (a public marker, not a secret)
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def create_api_token(session: Session, name: str) -> str:
-    """Store a new token under ``name`` and return the token itself (shown only once)."""
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiToken(name=name, token_hash=_hash(token)))
-    session.flush()
-    return token
-
-
-def check_api_token(session: Session, token: str) -> ApiToken | None:
-    """The stored token matching ``token``, or None. Records when it was last used."""
-    if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
-        return None
-    found = session.scalars(select(ApiToken).where(ApiToken.token_hash == _hash(token))).first()
-    if found is not None:
-        found.last_used_at = datetime.now(UTC)
-    return found
-
-
-def bearer_token(session: Session, authorization: str) -> ApiToken | None:
-    """The stored token an ``Authorization: Bearer <token>`` header carries, or None."""
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return check_api_token(session, token.strip())
-
-
-# -- dashboard users --------------------------------------------------------------------------
-#
-# Passwords are slow-hashed (werkzeug's scrypt), unlike API tokens: people choose guessable
-# passwords, so a leaked hash must be expensive to attack. The login itself lives in a
-# Flask-signed cookie holding the user's id and a fingerprint of their password hash, so
-# changing a password ends every session opened with the old one.
-
-USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,149}")
-MIN_PASSWORD_LENGTH = 10
-MAX_PASSWORD_LENGTH = 1024  # hashing cost grows with length; refuse absurd inputs early
+# The login lives in a Flask-signed cookie holding the user's id and a fingerprint of their
+# password hash, so changing a password ends every session opened with the old one.
 
 _USER_ID_KEY = "user_id"
 _FINGERPRINT_KEY = "user_fp"
 
 
-def _check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidInput(
-            "weak_password", f"a password needs at least {MIN_PASSWORD_LENGTH} characters"
-        )
-    if len(password) > MAX_PASSWORD_LENGTH:
-        raise InvalidInput(
-            "invalid_password", f"a password has at most {MAX_PASSWORD_LENGTH} characters"
-        )
+# Endpoints anyone may call: the redirector (recipients are not users), the health check
+# (load balancers), the login page itself, and static files (the login page's stylesheet).
+PUBLIC_ENDPOINTS = frozenset(
+    {"redirector.click", "redirector.healthz", "dashboard.login", "static"}
+)
 
 
-def _find_user(session: Session, username: str) -> User | None:
-    return session.scalars(select(User).where(User.username == username)).first()
+def init_app(app: Flask) -> None:
+    """Install the login cookie's settings and the one guard every request passes."""
+    app.config.update(
+        SESSION_COOKIE_NAME="clickmap_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+    )
+    app.session_interface = SessionInterface()
+    app.before_request(require_user_or_token)
 
 
-def create_user(session: Session, username: str, password: str) -> User:
-    """Store a new user with a salted, slow hash of ``password``."""
-    if not USERNAME_PATTERN.fullmatch(username):
-        raise InvalidInput(
-            "invalid_username",
-            "a username is 1 to 150 letters, digits or . _ @ + - and starts with a letter or digit",
-        )
-    _check_password(password)
-    if _find_user(session, username) is not None:
-        raise InvalidInput("user_exists", f"a user named {username!r} already exists")
-    user = User(username=username, password_hash=generate_password_hash(password))
-    session.add(user)
-    session.flush()
-    return user
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with ``Secure`` set whenever the request is https.
 
-
-def set_password(session: Session, username: str, password: str) -> User:
-    """Replace a user's password; sessions opened with the old one stop working."""
-    _check_password(password)
-    user = _find_user(session, username)
-    if user is None:
-        raise NotFound("unknown_user", f"there is no user named {username!r}")
-    user.password_hash = generate_password_hash(password)
-    session.flush()
-    return user
-
-
-@functools.cache
-def _decoy_hash() -> str:
-    return generate_password_hash(secrets.token_hex(16))
-
-
-def authenticate(session: Session, username: str, password: str) -> User | None:
-    """The user whose name and password match, or None.
-
-    An unknown name still costs one hash check, so response times do not reveal which
-    usernames exist.
+    Behind TLS-terminating proxies counted in ``TRUSTED_PROXY_COUNT``, ProxyFix makes the
+    request https from their ``X-Forwarded-Proto``; ``SESSION_COOKIE_SECURE`` still forces
+    ``Secure`` on (behind a proxy that does not say, say).
     """
-    if len(password) > MAX_PASSWORD_LENGTH or len(username) > 150:
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        # Recipients following tracked links carry no cookie at all: hand them an empty
+        # session without parsing cookies or building the serializer (every redirect pays).
+        if "HTTP_COOKIE" not in request.environ or (
+            self.get_cookie_name(app) not in request.cookies
+        ):
+            return None if not app.secret_key else self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: FlaskResponse) -> None:
+        # An empty session nobody changed sets and deletes nothing (as in Flask), so skip
+        # working out the cookie's attributes first.
+        if not session and not session.modified:
+            return
+        super().save_session(app, session, response)
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        if app.config["SESSION_COOKIE_SECURE"]:
+            return True
+        return has_request_context() and request.is_secure
+
+
+def require_user_or_token() -> Response | None:
+    """Refuse anonymous requests to anything that is not explicitly public.
+
+    Security is on by default rather than per view, so a route added later cannot be left
+    open by forgetting a decorator. The API (everything under ``/api/``, whichever module
+    adds the route) authenticates with Bearer tokens only, never with the session cookie,
+    so it needs no CSRF token; every other page needs a logged-in user.
+    """
+    if request.url_rule is None:  # no route matched: let the 404 or 405 happen
         return None
-    user = _find_user(session, username)
-    if user is None:
-        check_password_hash(_decoy_hash(), password)
+    if request.endpoint in PUBLIC_ENDPOINTS:
         return None
-    return user if check_password_hash(user.password_hash, password) else None
+    if is_api_request():
+        api_token_from_request()
+        return None
+    if current_user() is None:
+        return refuse_anonymous()
+    return None
+
+
+def api_token_from_request() -> ApiToken:
+    """The API token of this request's ``Authorization: Bearer <token>``, its use recorded.
+
+    The only place the header is read. Raises ``Unauthorized`` (401, code ``unauthorized``)
+    when the header is missing or the token is not valid. The token is kept in
+    ``g.api_token`` for the view.
+    """
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("unauthorized", "send an API token as 'Authorization: Bearer <token>'")
+    session = get_session()
+    found = check_api_token(session, token.strip())
+    if found is None:
+        raise Unauthorized("unauthorized", "the API token is not valid")
+    session.commit()  # keeps the token's last use
+    g.api_token = found
+    return found
 
 
 def _fingerprint(user: User) -> str:
@@ -195,7 +173,7 @@ def safe_next(target: str | None) -> str | None:
 
 def refuse_anonymous() -> Response:
     """The answer to a request that needs a user: 401 JSON under /api/, else the login page."""
-    if request.path.startswith("/api/"):
+    if is_api_request():
         return error_response("unauthorized", "log in or send an API token", 401)
     target = request.full_path if request.query_string else request.path
     return redirect(url_for("dashboard.login", next=target))
@@ -214,56 +192,3 @@ def login_required(view: F) -> F:
         return view(*args, **kwargs)
 
     return cast(F, wrapped)
-
-
-class LoginThrottle:
-    """Failed logins per username in a sliding window, kept in this process's memory.
-
-    After ``limit`` failures within ``window`` seconds the name is refused until the oldest
-    failure ages out. Per process and forgotten on restart: it slows online guessing down,
-    it is not an account lockout (which would let anyone lock anyone out for good).
-    """
-
-    MAX_NAMES = 10_000
-
-    def __init__(self, limit: int = 5, window: float = 900.0) -> None:
-        self.limit = limit
-        self.window = window
-        self._failures: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _key(username: str) -> str:
-        return username.strip().lower()[:150]
-
-    def _recent(self, key: str, now: float) -> list[float]:
-        times = [t for t in self._failures.get(key, []) if now - t < self.window]
-        if times:
-            self._failures[key] = times
-        else:
-            self._failures.pop(key, None)
-        return times
-
-    def retry_after(self, username: str, now: float | None = None) -> float:
-        """Seconds until ``username`` may try again; 0 when it may try now."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            times = self._recent(self._key(username), now)
-            if len(times) < self.limit:
-                return 0.0
-            return max(0.0, times[-self.limit] + self.window - now)
-
-    def failed(self, username: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        key = self._key(username)
-        with self._lock:
-            if len(self._failures) >= self.MAX_NAMES:
-                for name in list(self._failures):
-                    self._recent(name, now)
-            times = self._recent(key, now)
-            times.append(now)
-            self._failures[key] = times[-self.limit :]
-
-    def succeeded(self, username: str) -> None:
-        with self._lock:
-            self._failures.pop(self._key(username), None)

@@ -1,10 +1,10 @@
 """The marketer's dashboard: log in, list campaigns, read a campaign's heatmap, drill down.
 
 Pages only: every figure comes from ``app.reports``; this module parses the request, calls
-them and renders templates. Security is on by default rather than per view:
-``init_app`` installs one guard that sends every request without a user to the login page,
-except the few public routes listed here, so a view added later cannot be left open by
-forgetting a decorator. The JSON API keeps its own Bearer-token check.
+them and renders templates. Security is on by default rather than per view: one guard
+(``app.web.auth.require_user_or_token``) sends every request without a user to the login
+page, except the few public routes, so a view added later cannot be left open by
+forgetting a decorator.
 
 The email in the heatmap is hostile content as far as we are concerned (it came from a
 sender, and links carry their text). It is served by its own route inside a sandboxed frame
@@ -18,55 +18,41 @@ import csv
 import io
 import math
 import re
-import secrets
-import sys
 from collections.abc import Iterator, Mapping
-from datetime import datetime
 from urllib.parse import urlencode
 
-import click
 from flask import (
     Blueprint,
     Flask,
-    Request,
     Response,
     current_app,
     flash,
     g,
-    has_request_context,
     redirect,
     render_template,
     request,
     url_for,
 )
-from flask.cli import with_appcontext
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
-from markupsafe import Markup
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
+from app.accounts import LoginThrottle, authenticate, client_network
 from app.db import get_session
-from app.errors import ClickmapError, InvalidInput, NotFound, cli_error, error_response
+from app.errors import ClickmapError, InvalidInput, NotFound
 from app.ingest.campaigns import get_campaign
-from app.models import Campaign, Placement, User
+from app.models import Campaign, Placement
 from app.reports.email_overlay import view_document
 from app.reports.heatmap import TIER_COLORS, ViewParams, build_view
 from app.reports.stats import DEVICES, campaign_list, iter_placement_clicks, placement_clicks
 from app.web import csrf
 from app.web.auth import (
-    LoginThrottle,
-    authenticate,
-    bearer_token,
-    create_user,
     current_user,
     login_user,
     logout_user,
-    refuse_anonymous,
     safe_next,
-    set_password,
 )
+from app.web.filters import csp_nonce, format_number, format_percent, format_when, nonced_svg
 
 bp = Blueprint("dashboard", __name__)
 csrf.protect(bp)
@@ -93,12 +79,6 @@ CLICKS_PER_PAGE = 50
 MAX_PAGE = 1_000_000
 MAX_SEARCH_LENGTH = 200
 
-# Endpoints anyone may call: the redirector (recipients are not users), the health check
-# (load balancers), the login page itself, and static files (the login page's stylesheet).
-PUBLIC_ENDPOINTS = frozenset(
-    {"redirector.click", "redirector.healthz", "dashboard.login", "static"}
-)
-
 # The dashboard's own pages: nothing inline may run, nothing may frame them. Styles need a
 # per-response nonce because the server-side charts are SVG with embedded <style> elements.
 PAGE_CSP = (
@@ -114,51 +94,10 @@ EMAIL_CSP = (
 )
 
 
-class _SessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions, with ``Secure`` set whenever the request is https.
-
-    Setting ``SESSION_COOKIE_SECURE`` (behind a TLS-terminating proxy without ProxyFix, say)
-    still forces it on.
-    """
-
-    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        # Recipients following tracked links carry no cookie at all: hand them an empty
-        # session without parsing cookies or building the serializer (every redirect pays).
-        if "HTTP_COOKIE" not in request.environ or (
-            self.get_cookie_name(app) not in request.cookies
-        ):
-            return None if not app.secret_key else self.session_class()
-        return super().open_session(app, request)
-
-    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        # An empty session nobody changed sets and deletes nothing (as in Flask), so skip
-        # working out the cookie's attributes first.
-        if not session and not session.modified:
-            return
-        super().save_session(app, session, response)
-
-    def get_cookie_secure(self, app: Flask) -> bool:
-        if app.config["SESSION_COOKIE_SECURE"]:
-            return True
-        return has_request_context() and request.is_secure
-
-
 def init_app(app: Flask) -> None:
-    """Register the dashboard, its guard, its cookie settings and the ``user`` commands."""
-    app.config.update(
-        SESSION_COOKIE_NAME="clickmap_session",
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
-    )
-    app.config.setdefault("LOGIN_ATTEMPTS", 5)
-    app.config.setdefault("LOGIN_WINDOW_SECONDS", 900)
-    app.session_interface = _SessionInterface()
-    app.extensions["clickmap.login_throttle"] = LoginThrottle(
-        app.config["LOGIN_ATTEMPTS"], app.config["LOGIN_WINDOW_SECONDS"]
-    )
-    app.before_request(_require_user)
+    """Register the dashboard, its login throttle and the templates' globals and filters."""
+    app.extensions["clickmap.login_throttle"] = LoginThrottle.from_config(app.config)
     app.register_blueprint(bp)
-    app.cli.add_command(user_group)
     # Globals and filters are app-wide so the PDF renderer can use _heatmap_report.html too.
     app.jinja_env.globals.update(
         csrf_token=csrf.token,
@@ -174,81 +113,6 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters.update(
         percent=format_percent, number=format_number, when=format_when, nonced=nonced_svg
     )
-
-
-def _require_user() -> BaseResponse | None:
-    """Refuse anonymous requests to anything that is not explicitly public."""
-    if request.url_rule is None:  # no route matched: let the 404 or 405 happen
-        return None
-    if request.endpoint in PUBLIC_ENDPOINTS:
-        return None
-    if request.path.startswith("/api/"):
-        # The API authenticates with Bearer tokens only, never with the session cookie (so
-        # it needs no CSRF token). The API blueprint checks its tokens itself; routes other
-        # modules add under /api/ are checked here too.
-        if request.blueprint == "api" or bearer_token(
-            get_session(), request.headers.get("Authorization", "")
-        ):
-            return None
-        return error_response(
-            "unauthorized", "send an API token as 'Authorization: Bearer <token>'", 401
-        )
-    if current_user() is None:
-        return refuse_anonymous()
-    return None
-
-
-# -- presentation helpers ---------------------------------------------------------------------
-
-
-def csp_nonce() -> str:
-    """This response's style nonce ('' outside a request, e.g. when rendering a PDF)."""
-    if not has_request_context():
-        return ""
-    if "csp_nonce" not in g:
-        g.csp_nonce = secrets.token_urlsafe(16)
-    nonce: str = g.csp_nonce
-    return nonce
-
-
-_SVG_SCRIPT = re.compile(r"<script\b.*?</script\s*>", re.IGNORECASE | re.DOTALL)
-_SVG_STYLE = re.compile(r"<style\b", re.IGNORECASE)
-# pygal hides its (unused) tooltip with a style attribute, which no nonce can allow; the
-# equivalent presentation attribute is not CSS, so the CSP lets it through.
-_SVG_HIDDEN = re.compile(r"""\sstyle=(["'])opacity:\s*0;?\1""")
-
-
-def nonced_svg(svg: str) -> Markup:
-    """A server-made chart ready to inline: its scripts dropped, its styles allowed by nonce.
-
-    The SVG comes from pygal, not from users; the script is pygal's tooltip loader, which
-    the page's CSP would block anyway.
-    """
-    cleaned = _SVG_HIDDEN.sub(' opacity="0"', _SVG_SCRIPT.sub("", svg))
-    nonce = csp_nonce()
-    if nonce:
-        cleaned = _SVG_STYLE.sub(f'<style nonce="{nonce}"', cleaned)
-    return Markup(cleaned)  # noqa: S704 (trusted: generated by app.reports.heatmap from numbers)
-
-
-def format_percent(value: float | None, digits: int = 1) -> str:
-    """``12.345`` (already per hundred, as app.reports.stats gives it) -> ``12.3%``.
-
-    None (nothing delivered yet, so no rate) is an em dash rather than a misleading 0%.
-    """
-    if value is None:
-        return "—"
-    return f"{value:.{digits}f}%"
-
-
-def format_number(value: int | None) -> str:
-    return "—" if value is None else f"{value:,}"
-
-
-def format_when(value: datetime | None, with_time: bool = True) -> str:
-    if value is None:
-        return "—"
-    return value.strftime("%Y-%m-%d %H:%M UTC" if with_time else "%Y-%m-%d")
 
 
 def _page_arg() -> int:
@@ -317,19 +181,21 @@ def login() -> BaseResponse | str | tuple[str, int, dict[str, str]]:
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
     throttle = _throttle()
-    wait = throttle.retry_after(username)
+    # Counted before the password is checked, in the database (see LoginThrottle).
+    network = client_network(request.remote_addr)
+    session = get_session()
+    wait = throttle.begin(session, username, network)
     if wait > 0:
         minutes = max(1, math.ceil(wait / 60))
         error = f"Too many failed attempts. Try again in {minutes} minute(s)."
         page = render_template("login.html", next=next_url, username=username, error=error)
         return page, 429, {"Retry-After": str(math.ceil(wait))}
-    user = authenticate(get_session(), username, password)
+    user = authenticate(session, username, password)
     if user is None:
-        throttle.failed(username)
         error = "The username or password is not correct."
         page = render_template("login.html", next=next_url, username=username, error=error)
         return page, 401, {}
-    throttle.succeeded(username)
+    throttle.succeeded(session, username, network)
     login_user(user)
     return redirect(next_url or url_for(".campaigns"))
 
@@ -477,62 +343,3 @@ def clicks_csv(campaign_id: int, placement_id: int) -> Response:
     filename = _export_filename(campaign, placement)
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
-
-
-# -- the ``clickmap user`` commands -----------------------------------------------------------
-
-
-@click.group("user")
-def user_group() -> None:
-    """Dashboard users."""
-
-
-def _read_password(from_stdin: bool) -> str:
-    if from_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
-    password: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    return password
-
-
-@user_group.command("create")
-@click.argument("username")
-@click.option(
-    "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
-)
-@with_appcontext
-def user_create(username: str, password_stdin: bool) -> None:
-    """Create a dashboard user; the password is asked for twice (hidden)."""
-    password = _read_password(password_stdin)
-    session = get_session()
-    try:
-        create_user(session, username, password)
-    except ClickmapError as exc:
-        raise cli_error(exc) from exc
-    session.commit()
-    click.echo(f"user {username} created")
-
-
-@user_group.command("set-password")
-@click.argument("username")
-@click.option(
-    "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
-)
-@with_appcontext
-def user_set_password(username: str, password_stdin: bool) -> None:
-    """Replace a user's password; the user's open sessions end."""
-    password = _read_password(password_stdin)
-    session = get_session()
-    try:
-        set_password(session, username, password)
-    except ClickmapError as exc:
-        raise cli_error(exc) from exc
-    session.commit()
-    click.echo(f"password of {username} changed")
-
-
-@user_group.command("list")
-@with_appcontext
-def user_list() -> None:
-    """Print every user and when it was created."""
-    for user in get_session().scalars(select(User).order_by(User.username)):
-        click.echo(f"{user.username}\t{format_when(user.created_at)}")

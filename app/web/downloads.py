@@ -1,23 +1,19 @@
-"""The heatmap report as a PDF download: dashboard, JSON API and ``clickmap report pdf``.
+"""The heatmap report as a PDF download, from the dashboard and the JSON API.
 
-All three take the heatmap page's view settings (metric, variant, part, period, device,
-sort) and hand them to ``app.reports.pdf``; this module only parses requests and options
-and wraps the bytes.
+Both (and ``clickmap report pdf``, in ``app.cli.reports``) take the heatmap page's view
+settings (metric, variant, part, period, device, sort) and hand them to ``app.reports.pdf``;
+this module only parses requests and wraps the bytes.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import click
 from flask import Blueprint, Flask, Response, current_app, render_template, request
-from flask.cli import with_appcontext
 
 from app.db import get_session
-from app.errors import ClickmapError, cli_error, error_response
+from app.errors import ClickmapError, error_response, is_api_request
 from app.reports.heatmap import ViewParams
 from app.reports.pdf import render_report
-from app.web.auth import check_api_token, login_required
+from app.web.auth import login_required
 
 bp = Blueprint("reports", __name__)
 
@@ -45,69 +41,18 @@ def dashboard_report(campaign_id: int) -> Response:
 
 @bp.get("/api/v1/campaigns/<int:campaign_id>/report.pdf")
 def api_report(campaign_id: int) -> Response:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return error_response(
-            "unauthorized", "send an API token as 'Authorization: Bearer <token>'", 401
-        )
-    session = get_session()
-    if check_api_token(session, token.strip()) is None:
-        return error_response("unauthorized", "the API token is not valid", 401)
-    session.commit()  # keeps the token's last use
+    # The Bearer token was checked by the guard every /api/ route passes (app.web.auth).
     return _pdf_response(campaign_id)
 
 
 @bp.errorhandler(ClickmapError)
 def _domain_error(exc: ClickmapError) -> Response | tuple[str, int]:
     """JSON for the API route, the dashboard's error page for the dashboard route."""
-    if request.path.startswith("/api/"):
+    if is_api_request():
         return error_response(exc.code, exc.message, exc.status)
     return render_template("error.html", status=exc.status, message=exc.message), exc.status
 
 
-# -- ``clickmap report`` ----------------------------------------------------------------------
-
-
-@click.group("report")
-def report_group() -> None:
-    """Heatmap reports."""
-
-
-@report_group.command("pdf")
-@click.argument("campaign_id", type=int)
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the PDF (default: clickmap-campaign-<id>.pdf).",
-)
-@click.option("--metric", help="total, unique, rate or share (default: total).")
-@click.option("--variant", help="Variant name (default: the first).")
-@click.option("--part", help="html or amp (default: html).")
-@click.option("--period", help="all, 24h, 7d, 30d or custom (default: all).")
-@click.option("--start", help="First day of a custom period, YYYY-MM-DD (UTC).")
-@click.option("--end", help="Last day of a custom period, YYYY-MM-DD (UTC).")
-@click.option("--device", help="desktop, mobile, tablet or other (default: all).")
-@click.option("--sort", help="metric or position (default: metric).")
-@with_appcontext
-def report_pdf(campaign_id: int, output: Path | None, **view: str | None) -> None:
-    """Write the heatmap report of a campaign as a PDF, for the same view as the page."""
-    args = {name: value for name, value in view.items() if value}
-    try:
-        params = ViewParams.from_query(args)
-        pdf = render_report(current_app, get_session(), campaign_id, params)
-    except ClickmapError as exc:
-        raise cli_error(exc) from exc
-    target = output or Path(filename(campaign_id))
-    try:
-        target.write_bytes(pdf)
-    except OSError as exc:
-        raise click.ClickException(f"cannot write {target}: {exc.strerror}") from exc
-    click.echo(f"{target} ({len(pdf):,} bytes)")
-
-
 def init_app(app: Flask) -> None:
-    """Register the report routes and the ``report`` command."""
+    """Register the report routes."""
     app.register_blueprint(bp)
-    app.cli.add_command(report_group)

@@ -21,12 +21,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
+from app.accounts import create_user
 from app.ingest import campaigns
 from app.ingest.links import LinkRules
 from app.models import Placement, PlacementStats, Variant
 from app.ops import demo
 from app.reports.heatmap import TIER_COLORS, tier_for
-from app.web.auth import create_user
 
 pytestmark = pytest.mark.browser
 

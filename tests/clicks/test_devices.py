@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.clicks.devices import DEVICES, classify, client_address, truncate_ip
+from app.clicks.devices import DEVICES, classify, truncate_ip
 
 IPHONE = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
@@ -99,19 +99,3 @@ def test_classify(agent: str, device: str, client: str | None) -> None:
 )
 def test_truncate_ip_never_keeps_the_address(address: str | None, prefix: str | None) -> None:
     assert truncate_ip(address) == prefix
-
-
-@pytest.mark.parametrize(
-    ("forwarded", "proxies", "expected"),
-    [
-        (None, 0, "10.0.0.1"),
-        ("1.1.1.1", 0, "10.0.0.1"),  # no trusted proxy: the header is the client's to forge
-        ("1.1.1.1", 1, "1.1.1.1"),
-        ("6.6.6.6, 1.1.1.1", 1, "1.1.1.1"),  # the left entry was written by the client
-        ("6.6.6.6, 1.1.1.1, 2.2.2.2", 2, "1.1.1.1"),
-        ("1.1.1.1", 2, "10.0.0.1"),  # fewer hops than proxies: do not trust it
-        (" , ", 1, "10.0.0.1"),
-    ],
-)
-def test_client_address(forwarded: str | None, proxies: int, expected: str) -> None:
-    assert client_address("10.0.0.1", forwarded, proxies) == expected

@@ -693,8 +693,9 @@ def test_database_outage_keeps_redirecting_and_loses_nothing(tmp_path: Path) -> 
 def test_serve_uses_the_documented_gunicorn_config() -> None:
     from click.testing import CliRunner
 
+    from app.cli.serving import serve_command
     from app.ops import gunicorn_conf
-    from app.ops.serving import ClickmapServer, serve_command
+    from app.ops.serving import ClickmapServer
 
     server = ClickmapServer({"bind": "127.0.0.1:8123", "workers": 3, "threads": None})
     assert server.cfg.bind == ["127.0.0.1:8123"]

@@ -14,6 +14,7 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.clicks import tracking
 from app.clicks import writer as writer_module
@@ -243,23 +244,39 @@ def test_deleted_campaign_is_gone(app: Flask, session: Session) -> None:
     assert clicks(session) == []
 
 
-def test_forwarded_for_is_trusted_only_behind_configured_proxies(
+def test_forwarded_headers_are_trusted_only_behind_configured_proxies(
     backends: Any, backend: str, tmp_path: Path
 ) -> None:
-    for proxies, expected in ((0, "10.9.8.0/24"), (1, "198.51.100.0/24")):
+    """With one proxy, the address it appended (the last entry) and the scheme it saw count;
+    with none, the headers are the client's own and change nothing."""
+    forwarded = {
+        "X-Forwarded-For": "6.6.6.6, 198.51.100.23",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "evil.example",
+    }
+    for proxies, expected, secure in ((0, "10.9.8.0/24", False), (1, "198.51.100.0/24", True)):
         app = make_app(backends.url(backend), tmp_path / str(proxies), TRUSTED_PROXY_COUNT=proxies)
         try:
+            client = app.test_client()
             sent = send(app)
-            app.test_client().get(
-                f"/c/{sent.token(0)}",
-                headers={"X-Forwarded-For": "6.6.6.6, 198.51.100.23"},
-                environ_base={"REMOTE_ADDR": "10.9.8.7"},
+            response = client.get(
+                f"/c/{sent.token(0)}", headers=forwarded, environ_base={"REMOTE_ADDR": "10.9.8.7"}
             )
+            assert response.status_code == 302
             with app.extensions["clickmap.sessionmaker"]() as s:
                 assert [c.ip_prefix for c in clicks(s)] == [expected]
+            login = client.get("/login", headers=forwarded)
+            assert ("Secure" in login.headers["Set-Cookie"]) is secure
+            # The host is never taken from a header.
+            assert "evil.example" not in client.get("/", headers=forwarded).headers["Location"]
         finally:
             _empty_tables(app)
             get_engine(app).dispose()
+
+
+def test_without_proxies_the_app_is_not_wrapped(app: Flask) -> None:
+    assert app.config["TRUSTED_PROXY_COUNT"] == 0
+    assert not isinstance(app.wsgi_app, ProxyFix)
 
 
 def test_health_reports_database_and_waiting_clicks(app: Flask) -> None:

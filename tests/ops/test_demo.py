@@ -12,12 +12,12 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from app.accounts import authenticate
 from app.clicks.recording import ClickEvent
 from app.db import get_engine
 from app.models import Campaign, Click, Delivery, Placement
 from app.ops import demo
 from app.reports.heatmap import TIERS, ViewParams, build_view
-from app.web.auth import authenticate
 from tests.conftest import make_app
 
 

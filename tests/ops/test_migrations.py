@@ -1,6 +1,6 @@
 """The migrations on a fresh database of each kind: the report aggregates added by 0002 are
 backfilled from clicks stored before it, and the click writer carries on exactly from there;
-0003 drops the foreign keys of ``click`` and keeps its rows.
+0003 drops the foreign keys of ``click`` and keeps its rows; 0004 adds ``login_attempt``.
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ def test_click_loses_its_foreign_keys_and_keeps_its_rows(fresh: Engine) -> None:
     _store_clicks_the_old_way(fresh)
     upgrade(fresh, "0002")
     assert _click_keys(fresh) == CLICK_KEYS
-    upgrade(fresh)
+    upgrade(fresh, "0003")
     assert current(fresh) == "0003"
     assert inspect(fresh).get_foreign_keys("click") == []
     assert {ix["name"] for ix in inspect(fresh).get_indexes("click")} >= {
@@ -270,3 +270,24 @@ def test_click_loses_its_foreign_keys_and_keeps_its_rows(fresh: Engine) -> None:
         for fk in inspect(fresh).get_foreign_keys("click")
     )
     assert _click_count(fresh) == 61
+
+
+def test_login_attempts_table_comes_and_goes(fresh: Engine) -> None:
+    upgrade(fresh)
+    assert current(fresh) == "0004"
+    assert {c["name"] for c in inspect(fresh).get_columns("login_attempt")} == {
+        "id",
+        "username",
+        "network",
+        "attempted_at",
+    }
+    assert {ix["name"] for ix in inspect(fresh).get_indexes("login_attempt")} == {
+        "ix_login_attempt_username_network",
+        "ix_login_attempt_network",
+        "ix_login_attempt_attempted_at",
+    }
+    cfg = alembic_config(fresh)
+    with fresh.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0003")
+    assert "login_attempt" not in inspect(fresh).get_table_names()

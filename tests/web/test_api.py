@@ -11,10 +11,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.accounts import create_api_token
 from app.ingest.campaigns import ensure_recipients as ensure
-from app.models import Campaign, Delivery, Placement, Recipient
+from app.models import ApiToken, Campaign, Delivery, Placement, Recipient
 from app.tokens import token_codec
-from app.web.auth import create_api_token
 
 HTML = """<!DOCTYPE html>
 <html><body>
@@ -223,6 +223,21 @@ def test_api_needs_a_valid_token(client: FlaskClient, header: str | None) -> Non
         response = getattr(client, method)(url, headers=headers, json={})
         assert response.status_code == 401
         assert response.json["error"]["code"] == "unauthorized"
+
+
+def test_a_token_records_its_last_use(
+    app: Flask, client: FlaskClient, auth: dict[str, str], session: Session
+) -> None:
+    assert session.scalars(select(ApiToken.last_used_at)).one() is None
+    assert client.get("/api/v1/campaigns/1", headers=auth).status_code == 404
+    assert session.scalars(select(ApiToken.last_used_at)).one() is not None
+
+
+def test_the_401_says_what_is_wrong(client: FlaskClient) -> None:
+    missing = client.get("/api/v1/campaigns/1").json
+    invalid = client.get("/api/v1/campaigns/1", headers={"Authorization": "Bearer cm_no"}).json
+    assert missing["error"]["message"] == "send an API token as 'Authorization: Bearer <token>'"
+    assert invalid["error"]["message"] == "the API token is not valid"
 
 
 def test_oversized_body_is_refused(app: Flask, client: FlaskClient, auth: dict[str, str]) -> None:

@@ -11,16 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
+from app.accounts import authenticate, create_user, set_password
 from app.errors import InvalidInput, NotFound
 from app.models import User
-from app.web.auth import (
-    LoginThrottle,
-    authenticate,
-    create_user,
-    current_user,
-    safe_next,
-    set_password,
-)
+from app.web.auth import current_user, safe_next
 
 PASSWORD = "correct horse battery"
 PUBLIC_PATHS = re.compile(r"/c/<[^>]+>|/healthz|/login|/static/<path:filename>")
@@ -212,18 +206,6 @@ def test_login_is_throttled_per_username(app: Flask, client: FlaskClient) -> Non
     assert int(blocked.headers["Retry-After"]) > 0
     add_user(app, "bo")
     assert log_in(client, "bo").status_code == 302  # other names are unaffected
-
-
-def test_throttle_window_slides() -> None:
-    throttle = LoginThrottle(limit=3, window=60)
-    for t in (0, 10, 20):
-        throttle.failed("Ana", now=t)
-    assert throttle.retry_after("ana", now=30) == pytest.approx(30)
-    assert throttle.retry_after("ana", now=61) == 0
-    throttle.failed("ana", now=61)
-    assert throttle.retry_after("ana", now=62) > 0
-    throttle.succeeded("ana")
-    assert throttle.retry_after("ana", now=62) == 0
 
 
 @pytest.mark.parametrize(

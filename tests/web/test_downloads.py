@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy.orm import Session
 
-from app.web.auth import create_api_token
+from app.accounts import create_api_token
 from tests.reports.test_pdf import email_with_links, pdf_text, seed_campaign
 from tests.web.test_auth import add_user, log_in
 

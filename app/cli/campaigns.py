@@ -1,8 +1,4 @@
-"""The ``clickmap`` command line: database, API tokens, campaigns, demo.
-
-Commands run inside an application context, so they use the same configuration, database
-and domain modules as the web app. Errors print one clear line and exit non-zero.
-"""
+"""``clickmap campaign``: register campaigns, personalize them, record deliveries."""
 
 from __future__ import annotations
 
@@ -14,74 +10,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import click
-from flask import Flask, current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask import current_app
+from flask.cli import with_appcontext
 
-from app.db import get_engine, get_session
+from app.db import get_session
 from app.errors import ClickmapError, cli_error
 from app.ingest import campaigns
 from app.ingest.rewriting import decode_html
-from app.web.auth import create_api_token
-
-
-def _create_app() -> Flask:
-    from app import create_app
-
-    return create_app()
-
-
-@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False)
-def main() -> None:
-    """Clickmap: link analytics for email campaigns."""
-
-
-def init_app(app: Flask) -> None:
-    from app.ops.demo import demo_command
-    from app.ops.serving import serve_command
-
-    for command in (db_group, token_group, campaign_group, serve_command, demo_command):
-        app.cli.add_command(command)
-
-
-# -- database -------------------------------------------------------------------------------
-
-
-@click.group("db")
-def db_group() -> None:
-    """Create and upgrade the database schema."""
-
-
-@db_group.command("upgrade")
-@with_appcontext
-def db_upgrade() -> None:
-    """Create the schema, or bring it up to date (safe to repeat)."""
-    from app.ops.migrate import current, upgrade
-
-    engine = get_engine(current_app)
-    upgrade(engine)
-    click.echo(f"database at revision {current(engine)}")
-
-
-# -- API tokens -----------------------------------------------------------------------------
-
-
-@click.group("token")
-def token_group() -> None:
-    """API tokens for senders."""
-
-
-@token_group.command("create")
-@click.argument("name")
-@with_appcontext
-def token_create(name: str) -> None:
-    """Create an API token; it is printed once and only its hash is kept."""
-    session = get_session()
-    token = create_api_token(session, name)
-    session.commit()
-    click.echo(token)
-
-
-# -- campaigns ------------------------------------------------------------------------------
 
 
 @click.group("campaign")
