@@ -25,7 +25,7 @@ from app.ingest.campaigns import (
 )
 from app.models import Placement
 from app.web import dashboard
-from tests.web.test_auth import add_user, csrf_from, log_in
+from tests.factories import add_user, csrf_from, log_in
 
 HTML = """<!doctype html>
 <html><head><title>Spring</title></head><body>

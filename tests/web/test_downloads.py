@@ -11,8 +11,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy.orm import Session
 
 from app.web.auth import create_api_token
-from tests.reports.test_pdf import email_with_links, pdf_text, seed_campaign
-from tests.web.test_auth import add_user, log_in
+from tests.factories import add_user, email_with_links, log_in, pdf_text, seed_campaign
 
 
 @pytest.fixture
