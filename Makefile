@@ -20,7 +20,7 @@ setup: $(STAMP)  ## Create .venv and install Clickmap with its development tools
 demo: setup  ## Seed a demo campaign on SQLite and serve the dashboard on http://127.0.0.1:5000
 	$(BIN)/clickmap demo
 
-system:  ## Install the system packages tests need (Chromium, poppler) and start PostgreSQL
+system:  ## Install the system packages tests need (Chromium, poppler, PostgreSQL binaries)
 	bash .ci/system-deps
 
 test: system setup  ## Set everything up, then lint, type-check and run the whole test suite
