@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from sqlalchemy import create_engine, text
 
 from tests.prerequisites import missing
@@ -183,12 +184,15 @@ class PgServer:
     def __init__(self) -> None:
         self._url: str | None = os.environ.get("CLICKMAP_TEST_PG") or None
         self._cluster: PgCluster | None = None
-        self._failure: str | None = None
+        self._failure: str | None = None  # nothing to run: skip, or fail under CI
+        self._broken: str | None = None  # installed but would not start: always a failure
 
     def url(self) -> str:
         if self._url is None:
             if self._failure is None:
                 self._start()
+            if self._broken is not None:
+                pytest.fail(self._broken, pytrace=False)
             if self._failure is not None:
                 missing(self._failure)
         assert self._url is not None
@@ -207,7 +211,7 @@ class PgServer:
             cluster.start()
         except Exception as exc:
             cluster.stop()
-            self._failure = f"could not start a PostgreSQL cluster from {bindir}: {exc}"
+            self._broken = f"could not start a PostgreSQL cluster from {bindir}: {exc}"
             return
         self._cluster = cluster
         self._url = cluster.url

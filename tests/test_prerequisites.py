@@ -58,6 +58,15 @@ def test_missing_postgresql_binaries_skip_or_fail_under_ci(no_ci: pytest.MonkeyP
         PgServer().url()
 
 
+def test_installed_binaries_that_do_not_start_fail_even_outside_ci(
+    no_ci: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    no_ci.delenv("CLICKMAP_TEST_PG", raising=False)
+    no_ci.setattr(pgserver, "find_bindir", lambda: tmp_path)  # no initdb in there
+    with pytest.raises(pytest.fail.Exception, match="could not start a PostgreSQL cluster"):
+        PgServer().url()
+
+
 def test_a_configured_server_is_used_as_given(no_ci: pytest.MonkeyPatch) -> None:
     no_ci.setenv("CLICKMAP_TEST_PG", "postgresql+psycopg://someone@db.example:5433/x")
     no_ci.setattr(pgserver, "find_bindir", lambda: pytest.fail("no cluster is started"))
