@@ -20,13 +20,13 @@ setup: $(STAMP)  ## Create .venv and install Clickmap with its development tools
 demo: setup  ## Seed a demo campaign on SQLite and serve the dashboard on http://127.0.0.1:5000
 	$(BIN)/clickmap demo
 
-system:  ## Install the system packages tests need (Chromium, poppler) and start PostgreSQL
+system:  ## Install the system packages tests need (Chromium, poppler, PostgreSQL binaries)
 	bash .ci/system-deps
 
-test: system setup  ## Set everything up, then lint, type-check and run the whole test suite
+test: system setup  ## Set everything up, lint, type-check, run every test and check coverage
 	bash tests/amp/install.sh
 	$(MAKE) --no-print-directory check
-	$(BIN)/pytest
+	$(BIN)/pytest --cov
 
 check: setup  ## Lint, format check and type check
 	$(BIN)/ruff check .
@@ -39,4 +39,4 @@ bench: setup  ## Run the benchmarks (figures are ratios against a baseline of th
 	$(BIN)/python bench/heatmap
 
 clean:  ## Remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -6,6 +6,7 @@ JSON API, dashboard) is a blueprint, and the domain modules beside them know not
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -16,11 +17,27 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app import config as config_module
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the application from the environment, or from ``config`` when given (tests)."""
-    app = Flask(__name__, instance_relative_config=True, template_folder="../templates")
-    settings = config_module.from_environ()
-    if config is not None:
+def create_app(
+    config: Mapping[str, Any] | None = None, *, instance_path: str | os.PathLike[str] | None = None
+) -> Flask:
+    """Build the application.
+
+    With no ``config`` every setting comes from the environment (``CLICKMAP_*``). With a
+    ``config`` mapping (tests, embedders) the environment is not read at all: settings start
+    from the defaults and the mapping wins, so nothing set in the calling shell leaks in.
+    ``instance_path`` moves Flask's instance folder (where the default SQLite file and spool
+    live) out of the checkout.
+    """
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder="../templates",
+        instance_path=os.fspath(instance_path) if instance_path is not None else None,
+    )
+    if config is None:
+        settings = config_module.from_environ()
+    else:
+        settings = copy.deepcopy(config_module.DEFAULTS)
         settings.update(config)
     if settings["DATABASE_URL"] is None:
         os.makedirs(app.instance_path, exist_ok=True)

@@ -1,45 +1,56 @@
 """Shared fixtures: an app on SQLite and the same app on PostgreSQL.
 
-Every test that takes ``app`` (or ``client``, ``session``, ``runner``) runs twice, once per
-backend. Each backend is migrated once per run with the real Alembic migrations (a broken
-migration fails everything); PostgreSQL gets a schema of its own per run, so parallel runs
-and other users of the ``test`` database do not collide. Tables are emptied after each test.
+Every test that takes ``app`` (or ``client``, ``session``, ``runner``, ``auth``) runs twice,
+once per backend. Each backend is migrated once per run with the real Alembic migrations (a
+broken migration fails everything); PostgreSQL gets a schema of its own per run, so parallel
+runs and other users of the server do not collide. Tables are emptied after each test.
+
+PostgreSQL is ``CLICKMAP_TEST_PG`` when set (a server URL); otherwise the session starts a
+throwaway cluster of its own (``tests/pgserver.py``) the first time a test needs it. Test apps
+never read ``CLICKMAP_*`` from the environment and keep everything they write under pytest's
+temporary directories.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from app import create_app
-from app.db import Base, get_engine
+from app.db import get_engine
 from app.ops.migrate import upgrade
+from tests.factories import AuthActions, empty_tables, make_app
+from tests.pgserver import PgServer
+from tests.prerequisites import ROOT, require_shared
 
-PG_SERVER = os.environ.get("CLICKMAP_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-ROOT = Path(__file__).resolve().parent.parent
-CORPUS = Path(os.environ.get("CLICKMAP_CORPUS", ROOT.parent / "shared" / "corpus"))
-TEST_SECRET = "test-secret-key-0123456789abcdef0123456789"
-
-
-def corpus_files(kind: str) -> list[Path]:
-    """The shared corpus files of one kind ("email" or "amp")."""
-    return sorted((CORPUS / kind).glob("*.html"))
+INSTANCE = ROOT / "instance"
 
 
-class _Backends:
+# -- the PostgreSQL server --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """The PostgreSQL server every test of the run uses (``pg_server.url()``)."""
+    server = PgServer()
+    yield server
+    server.stop()
+
+
+# -- migrated databases -----------------------------------------------------------------------
+
+
+class Backends:
     """Migrated databases, created on first use and dropped at the end of the run."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, pg: PgServer) -> None:
         self.tmp = tmp
+        self.pg = pg
         self.urls: dict[str, str] = {}
         self.pg_schema: str | None = None
 
@@ -52,20 +63,7 @@ class _Backends:
         if backend == "sqlite":
             url = f"sqlite:///{self.tmp / 'clickmap-test.sqlite3'}"
         else:
-            schema = f"clickmap_test_{os.getpid()}_{secrets.token_hex(3)}"
-            server = create_engine(PG_SERVER)
-            try:
-                with server.begin() as conn:
-                    conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-            except Exception as exc:
-                message = f"PostgreSQL at {PG_SERVER} is unreachable: {exc}"
-                if os.environ.get("CI"):
-                    pytest.fail(message + " (CI needs it: .ci/run starts it)")
-                pytest.skip(message)
-            finally:
-                server.dispose()
-            self.pg_schema = schema
-            url = f"{PG_SERVER}?options=-csearch_path%3D{schema}"
+            self.pg_schema, url = self.pg.new_schema("clickmap_test")
         engine = create_engine(url)
         upgrade(engine)
         engine.dispose()
@@ -73,36 +71,14 @@ class _Backends:
 
     def drop(self) -> None:
         if self.pg_schema:
-            server = create_engine(PG_SERVER)
-            with server.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{self.pg_schema}" CASCADE'))
-            server.dispose()
+            self.pg.drop_schema(self.pg_schema)
 
 
 @pytest.fixture(scope="session")
-def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Backends]:
-    found = _Backends(tmp_path_factory.mktemp("db"))
+def backends(tmp_path_factory: pytest.TempPathFactory, pg_server: PgServer) -> Iterator[Backends]:
+    found = Backends(tmp_path_factory.mktemp("db"), pg_server)
     yield found
     found.drop()
-
-
-def _empty_tables(app: Flask) -> None:
-    engine = get_engine(app)
-    with engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            conn.execute(table.delete())
-
-
-def make_app(url: str, tmp_path: Path, **overrides: Any) -> Flask:
-    config: dict[str, Any] = {
-        "DATABASE_URL": url,
-        "SECRET_KEYS": [TEST_SECRET],
-        "TRACKING_BASE_URL": "https://t.example.com",
-        "SPOOL_DIR": str(tmp_path / "spool"),
-        "TESTING": True,
-    }
-    config.update(overrides)
-    return create_app(config)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -111,10 +87,10 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def app(backends: _Backends, backend: str, tmp_path: Path) -> Iterator[Flask]:
+def app(backends: Backends, backend: str, tmp_path: Path) -> Iterator[Flask]:
     application = make_app(backends.url(backend), tmp_path)
     yield application
-    _empty_tables(application)
+    empty_tables(application)
     get_engine(application).dispose()
 
 
@@ -133,3 +109,34 @@ def session(app: Flask) -> Iterator[Session]:
     factory = app.extensions["clickmap.sessionmaker"]
     with factory() as s:
         yield s
+
+
+@pytest.fixture
+def auth(app: Flask, client: FlaskClient) -> AuthActions:
+    """Add a user, log in and out through the real login form (``client``'s session)."""
+    return AuthActions(app, client)
+
+
+# -- prerequisites and hygiene ----------------------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "shared(name): needs the reference data folder ../shared/<name> beside the clone",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for marker in item.iter_markers("shared"):
+        require_shared(*marker.args)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _checkout_instance_untouched() -> Iterator[None]:
+    """The suite writes nothing into the checkout's instance/ folder (apps get their own)."""
+    before = sorted(INSTANCE.rglob("*")) if INSTANCE.exists() else None
+    yield
+    after = sorted(INSTANCE.rglob("*")) if INSTANCE.exists() else None
+    assert after == before, f"the test run wrote into {INSTANCE}: {after}"

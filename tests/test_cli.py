@@ -6,29 +6,53 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from flask.testing import FlaskCliRunner
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.models import Delivery
-from tests.conftest import corpus_files
+from tests.factories import AMP
+from tests.prerequisites import corpus_files
 
-EMAIL = next(p for p in corpus_files("email") if "Cerberus__2014-fluid-vml" in p.name)
-AMP = next(p for p in corpus_files("amp") if "leemunroe__amp-email-templates__simple" in p.name)
+# Two Outlook VML buttons (each standing in for the <a> beside it), a plain link, a mailto.
+BUTTON = """<!--[if mso]>
+<v:roundrect xmlns:v="urn:schemas-microsoft-com:vml" href="{href}" style="height:40px;
+  width:200px" arcsize="10%" fillcolor="#222222"><center>{text}</center></v:roundrect>
+<![endif]-->
+<!--[if !mso]><!-- --><a href="{href}" class="button">{text}</a><!--<![endif]-->"""
+EMAIL = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Launch</title></head><body>
+<p><a href="https://shop.example.com/">Our shop</a></p>
+{BUTTON.format(href="https://shop.example.com/launch", text="See the launch")}
+{BUTTON.format(href="https://shop.example.com/preorder", text="Pre-order")}
+<p><a href="mailto:help@example.com">Write to us</a></p>
+</body></html>
+"""
 
 
-def _create(runner: FlaskCliRunner, *extra: str) -> dict:
+@pytest.fixture
+def parts(tmp_path: Path) -> tuple[Path, Path]:
+    """The email's HTML and AMP parts as files, as a sender has them."""
+    html, amp = tmp_path / "launch.html", tmp_path / "launch.amp.html"
+    html.write_text(EMAIL, encoding="utf-8")
+    amp.write_text(AMP, encoding="utf-8")
+    return html, amp
+
+
+def _create(runner: FlaskCliRunner, parts: tuple[Path, Path], *extra: str) -> dict:
+    email, amp = parts
     result = runner.invoke(
         args=[
             "campaign",
             "create",
             "Launch",
             "--html",
-            f"A={EMAIL}",
+            f"A={email}",
             "--amp",
-            f"A={AMP}",
+            f"A={amp}",
             "--html",
-            f"B={EMAIL}",
+            f"B={email}",
             "--json",
             *extra,
         ]
@@ -37,20 +61,23 @@ def _create(runner: FlaskCliRunner, *extra: str) -> dict:
     return json.loads(result.stdout)
 
 
-def test_create_prints_catalog(runner: FlaskCliRunner) -> None:
-    catalog = _create(runner)
+def test_create_prints_catalog(runner: FlaskCliRunner, parts: tuple[Path, Path]) -> None:
+    catalog = _create(runner, parts)
     assert [v["name"] for v in catalog["variants"]] == ["A", "B"]
     html_links = [link for link in catalog["variants"][0]["links"] if link["part"] == "html"]
-    # The fluid Cerberus template has four VML buttons, each paired with its <a>.
-    assert sum(1 for link in html_links if link["kind"] == "vml") == 4
+    # Each VML button is paired with its <a>: one link each, beside the plain one.
+    assert sum(1 for link in html_links if link["kind"] == "vml") == 2
+    assert sum(1 for link in html_links if link["tracked"]) == 3
     human = runner.invoke(args=["campaign", "show", str(catalog["id"])])
     assert human.exit_code == 0
     assert "variant A (html+amp)" in human.output
     assert "tracked" in human.output
 
 
-def test_personalize_streams_json_lines(runner: FlaskCliRunner, tmp_path: Path) -> None:
-    catalog = _create(runner)
+def test_personalize_streams_json_lines(
+    runner: FlaskCliRunner, tmp_path: Path, parts: tuple[Path, Path]
+) -> None:
+    catalog = _create(runner, parts)
     csv_file = tmp_path / "r.csv"
     csv_file.write_text("recipient,name\nann@example.com,Ann\nbo@example.com,Bo\n")
     result = runner.invoke(
@@ -64,8 +91,10 @@ def test_personalize_streams_json_lines(runner: FlaskCliRunner, tmp_path: Path) 
     assert "ann@example.com" not in lines[0]["html"]
 
 
-def test_deliveries_idempotent(runner: FlaskCliRunner, tmp_path: Path, session: Session) -> None:
-    catalog = _create(runner)
+def test_deliveries_idempotent(
+    runner: FlaskCliRunner, tmp_path: Path, session: Session, parts: tuple[Path, Path]
+) -> None:
+    catalog = _create(runner, parts)
     csv_file = tmp_path / "r.csv"
     csv_file.write_text("a\nb\nc\nb\n")
     for _ in range(2):
@@ -112,3 +141,13 @@ def test_every_command_is_assembled_in_app_cli(runner: FlaskCliRunner) -> None:
         and re.search(r"click\.(command|group)\(|add_command\(", path.read_text(encoding="utf-8"))
     ]
     assert outside == []
+
+
+@pytest.mark.shared("corpus")
+def test_create_with_a_real_email_from_the_corpus(runner: FlaskCliRunner) -> None:
+    [email] = [p for p in corpus_files("email") if "Cerberus__2014-fluid-vml" in p.name]
+    [amp] = [p for p in corpus_files("amp") if "leemunroe__amp-email-templates__simple" in p.name]
+    catalog = _create(runner, (email, amp))
+    html_links = [link for link in catalog["variants"][0]["links"] if link["part"] == "html"]
+    # The fluid Cerberus template has four VML buttons, each paired with its <a>.
+    assert sum(1 for link in html_links if link["kind"] == "vml") == 4

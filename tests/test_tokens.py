@@ -1,4 +1,6 @@
 import base64
+import hashlib
+import hmac
 import re
 
 import pytest
@@ -80,10 +82,32 @@ def test_bad_tokens_are_rejected(bad: str) -> None:
         TokenCodec(["k" * 40]).decode(bad)
 
 
-def test_different_salts_per_purpose_do_not_cross() -> None:
-    # A Flask session cookie signed with the same secret is not a click token.
-    from itsdangerous import URLSafeSerializer
+def _signed(payload: str, secret: str, salt: bytes) -> str:
+    """``payload`` signed as click tokens are (HMAC-SHA256 cut to 128 bits), under ``salt``."""
+    from itsdangerous import Signer
+    from itsdangerous.signer import HMACAlgorithm
 
-    cookie = URLSafeSerializer("k" * 40).dumps({"a": 1})
-    with pytest.raises(InvalidToken):
-        TokenCodec(["k" * 40]).decode(cookie)
+    class Truncated(HMACAlgorithm):
+        def get_signature(self, key: bytes, value: bytes) -> bytes:
+            return hmac.new(key, value, hashlib.sha256).digest()[:16]
+
+    signer = Signer(secret, salt=salt, algorithm=Truncated(hashlib.sha256), key_derivation="hmac")
+    return signer.sign(payload).decode("ascii")
+
+
+@pytest.mark.parametrize("salt", [b"cookie-session", b"itsdangerous.Signer", b"clickmap.clicks"])
+def test_different_salts_per_purpose_do_not_cross(salt: bytes) -> None:
+    # A value signed with the same secret for another purpose (Flask's session cookie uses
+    # the salt "cookie-session") is not a click token, even with a valid token's payload.
+    codec = TokenCodec(["k" * 40])
+    payload = GOOD.split(".")[0]
+    # The construction is right: with the click salt it is exactly a valid token ...
+    same = _signed(payload, "k" * 40, TokenCodec.SALT)
+    assert same == GOOD
+    assert codec.decode(same) == TOKEN
+    # ... so only the salt differs here, and a well-formed value is rejected for it alone.
+    other = _signed(payload, "k" * 40, salt)
+    assert len(other) == len(GOOD) and other[22] == "." and other != GOOD
+    assert other[44] in "AQgw"
+    with pytest.raises(InvalidToken, match="bad signature"):
+        codec.decode(other)

@@ -27,6 +27,7 @@ from app.ingest.links import LinkRules
 from app.models import Placement, PlacementStats, Variant
 from app.ops import demo
 from app.reports.heatmap import TIER_COLORS, tier_for
+from tests.prerequisites import missing
 
 pytestmark = pytest.mark.browser
 
@@ -62,17 +63,11 @@ HOSTILE_EMAIL = """<!doctype html>
 
 def _chromium_or_skip() -> None:
     if shutil.which(CHROMIUM) is None and not os.path.exists(CHROMIUM):
-        message = f"Chromium is not installed at {CHROMIUM} (make system installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"Chromium is not installed at {CHROMIUM} (make system installs it)")
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        message = "the playwright package is not installed (pip install -e '.[dev]')"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("the playwright package is not installed (pip install -e '.[dev]')")
 
 
 @dataclass

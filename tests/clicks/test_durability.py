@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine, delete, func, select, text
+from sqlalchemy import create_engine, delete, func, make_url, select
 from sqlalchemy.orm import Session
 
 from app.clicks import spool as spool_module
@@ -39,8 +39,9 @@ from app.ingest import campaigns
 from app.models import Click, Placement, PlacementRecipient, PlacementStats
 from app.ops.migrate import upgrade
 from app.tokens import token_codec
-from tests.clicks.test_redirector import Sent, send
-from tests.conftest import PG_SERVER, ROOT, TEST_SECRET, _empty_tables, make_app
+from tests.factories import TEST_SECRET, Sent, empty_tables, make_app, send
+from tests.pgserver import PgServer
+from tests.prerequisites import ROOT
 
 # -- the spool ---------------------------------------------------------------------------
 
@@ -267,7 +268,7 @@ def test_unwritable_spool_still_redirects_and_stores_directly(
         assert _count(app) == 1
         assert tracking.tracker(app).health()["lost_clicks"] == 0
     finally:
-        _empty_tables(app)
+        empty_tables(app)
         get_engine(app).dispose()
 
 
@@ -281,22 +282,14 @@ def _free_port() -> int:
 
 
 @contextmanager
-def own_database(backend: str, tmp_path: Path) -> Iterator[str]:
+def own_database(backend: str, tmp_path: Path, pg: PgServer | None = None) -> Iterator[str]:
     """A migrated database nobody else uses: a SQLite file, or a PostgreSQL schema."""
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'server.sqlite3'}"
         schema = None
     else:
-        schema = f"clickmap_srv_{os.getpid()}_{secrets.token_hex(3)}"
-        server = create_engine(PG_SERVER)
-        try:
-            with server.begin() as conn:
-                conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        except Exception as exc:
-            pytest.skip(f"PostgreSQL unreachable: {exc}")
-        finally:
-            server.dispose()
-        url = f"{PG_SERVER}?options=-csearch_path%3D{schema}"
+        assert pg is not None
+        schema, url = pg.new_schema("clickmap_srv")
     engine = create_engine(url)
     upgrade(engine)
     engine.dispose()
@@ -304,10 +297,8 @@ def own_database(backend: str, tmp_path: Path) -> Iterator[str]:
         yield url
     finally:
         if schema is not None:
-            server = create_engine(PG_SERVER)
-            with server.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            server.dispose()
+            assert pg is not None
+            pg.drop_schema(schema)
 
 
 def seed(url: str, tmp_path: Path, recipients: int) -> list[str]:
@@ -335,16 +326,29 @@ class Server:
 
     def start(self) -> None:
         self.port = _free_port()
-        env = {
-            **os.environ,
-            "CLICKMAP_DATABASE_URL": self.url,
-            "CLICKMAP_SECRET_KEYS": TEST_SECRET,
-            "CLICKMAP_SPOOL_DIR": str(self.spool),
-            "CLICKMAP_BIND": f"127.0.0.1:{self.port}",
-            "CLICKMAP_WORKERS": "2",
-            "CLICKMAP_THREADS": "4",
+        # The writer process builds its app from the environment, the workers from the
+        # mapping below (which reads no environment): both get the same settings, and no
+        # CLICKMAP_* of the shell running the tests reaches either.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKMAP_")}
+        env.update(
+            {
+                "CLICKMAP_DATABASE_URL": self.url,
+                "CLICKMAP_SECRET_KEYS": TEST_SECRET,
+                "CLICKMAP_SPOOL_DIR": str(self.spool),
+                "CLICKMAP_BIND": f"127.0.0.1:{self.port}",
+                "CLICKMAP_WORKERS": "2",
+                "CLICKMAP_THREADS": "4",
+            }
+        )
+        settings = {
+            "DATABASE_URL": self.url,
+            "SECRET_KEYS": [TEST_SECRET],
+            "SPOOL_DIR": str(self.spool),
+            **self.settings,
         }
-        factory = f"app:create_app({self.settings!r})"
+        if "CLICK_BATCH_INTERVAL" in self.settings:
+            env["CLICKMAP_CLICK_BATCH_INTERVAL"] = str(self.settings["CLICK_BATCH_INTERVAL"])
+        factory = f"app:create_app({settings!r})"
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "-c", "python:app.ops.gunicorn_conf", factory],
@@ -513,8 +517,10 @@ def _recipient_ids(url: str, count: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_sigkill_under_load_loses_no_redirected_click(backend: str, tmp_path: Path) -> None:
-    with own_database(backend, tmp_path) as url:
+def test_sigkill_under_load_loses_no_redirected_click(
+    backend: str, tmp_path: Path, pg_server: PgServer
+) -> None:
+    with own_database(backend, tmp_path, pg_server) as url:
         tokens = seed(url, tmp_path, 3000)
         recipients = _recipient_ids(url, len(tokens))
         # Clicks gather for a second before each write, so the kill surely finds some
@@ -647,14 +653,21 @@ class Proxy:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_database_outage_keeps_redirecting_and_loses_nothing(tmp_path: Path) -> None:
-    with own_database("postgresql", tmp_path) as url:
+def test_database_outage_keeps_redirecting_and_loses_nothing(
+    tmp_path: Path, pg_server: PgServer
+) -> None:
+    with own_database("postgresql", tmp_path, pg_server) as url:
         # Enough tokens to keep clicking until the writer has met the outage and after.
         tokens = seed(url, tmp_path, 12000)
         recipients = _recipient_ids(url, len(tokens))
-        proxy = Proxy(("127.0.0.1", 5432))
+        database = make_url(url)
+        assert database.host and database.port, "the PostgreSQL URL must name a TCP host and port"
+        proxy = Proxy((database.host, database.port))
         proxy.start()
-        proxied = url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}") + "&connect_timeout=3"
+        proxied = (
+            database.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+            + "&connect_timeout=3"
+        )
         server = Server(proxied, tmp_path / "spool", tmp_path / "server.log")
         server.start()
         try:

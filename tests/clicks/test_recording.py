@@ -9,27 +9,23 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import Executable, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.clicks.recording import ClickEvent, known_only, record_clicks
 from app.models import (
     Campaign,
-    CampaignClicker,
-    CampaignStats,
     Click,
     ClickHourly,
-    PartClicker,
     PartHourly,
-    PartStats,
     Placement,
     PlacementRecipient,
     PlacementStats,
     Recipient,
     Variant,
 )
+from tests.factories import DESKTOP, part_and_campaign_aggregates
 
-DESKTOP = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120 Safari/537.36"
 PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
 NOON = datetime(2026, 5, 4, 12, 30, tzinfo=UTC)
 
@@ -145,65 +141,6 @@ def aggregates(session: Session) -> dict[str, Any]:
     assert hourly == raw_devices
     found = part_and_campaign_aggregates(session)
     return {"stats": stats, "pairs": pairs, **found}
-
-
-def _rows(session: Session, query: Executable) -> set[tuple[Any, ...]]:
-    return {tuple(row) for row in session.execute(query)}
-
-
-def part_and_campaign_aggregates(session: Session) -> dict[str, Any]:
-    """The per-part and per-campaign aggregates, checked against a from-scratch recomputation
-    over raw clicks (COUNT and COUNT(DISTINCT)); returns them for further assertions."""
-    part = (Click.campaign_id, Click.variant_id, Click.part)
-    raw_parts = {
-        (c, v, p): (n, u)
-        for c, v, p, n, u in session.execute(
-            select(*part, func.count(), func.count(func.distinct(Click.recipient_id))).group_by(
-                *part
-            )
-        )
-    }
-    parts = {
-        (s.campaign_id, s.variant_id, s.part): (s.total, s.unique)
-        for s in session.scalars(select(PartStats))
-    }
-    assert parts == raw_parts
-    raw_campaigns = {
-        c: (n, u)
-        for c, n, u in session.execute(
-            select(
-                Click.campaign_id, func.count(), func.count(func.distinct(Click.recipient_id))
-            ).group_by(Click.campaign_id)
-        )
-    }
-    campaigns = {s.campaign_id: (s.total, s.unique) for s in session.scalars(select(CampaignStats))}
-    assert campaigns == raw_campaigns
-    part_clickers = _rows(
-        session,
-        select(
-            PartClicker.campaign_id,
-            PartClicker.variant_id,
-            PartClicker.part,
-            PartClicker.recipient_id,
-        ),
-    )
-    assert part_clickers == _rows(session, select(*part, Click.recipient_id))
-    campaign_clickers = _rows(
-        session, select(CampaignClicker.campaign_id, CampaignClicker.recipient_id)
-    )
-    assert campaign_clickers == _rows(session, select(Click.campaign_id, Click.recipient_id))
-    part_hours: dict[tuple[int, int, str, datetime, str], int] = {}
-    for h in session.scalars(select(PartHourly)):
-        part_hours[(h.campaign_id, h.variant_id, h.part, h.hour.astimezone(UTC), h.device)] = (
-            h.total
-        )
-    raw_hours: dict[tuple[int, int, str, datetime, str], int] = {}
-    for c in session.scalars(select(Click)):
-        hour = c.clicked_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        key = (c.campaign_id, c.variant_id, c.part, hour, c.device)
-        raw_hours[key] = raw_hours.get(key, 0) + 1
-    assert part_hours == raw_hours
-    return {"parts": parts, "campaigns": campaigns}
 
 
 def test_clicks_and_aggregates(session: Session, world: World) -> None:

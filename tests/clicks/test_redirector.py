@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,54 +18,14 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app.clicks import tracking
 from app.clicks import writer as writer_module
 from app.db import get_engine
-from app.ingest import campaigns
-from app.ingest.campaigns import link_rules, token_codec
 from app.models import Campaign, Click, ClickHourly, Placement, PlacementRecipient, PlacementStats
 from app.tokens import ClickToken, TokenCodec
-from tests.conftest import _empty_tables, make_app
+from tests.factories import Sent, empty_tables, make_app, send
 
 IPHONE = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
     "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1"
 )
-HTML = """<!DOCTYPE html><html><body>
-<a href="https://shop.example.com/sale?b=2#top">Sale</a>
-<a href="mailto:help@example.com">Mail us</a>
-<a href="https://bücher.example/straße?q=ü">Books</a>
-</body></html>"""
-
-
-@dataclass
-class Sent:
-    """A stored campaign and what is needed to click its links."""
-
-    campaign_id: int
-    variant_id: int
-    recipients: list[int]
-    codec: TokenCodec
-
-    def token(self, position: int, recipient: int = 0, part: str = "html") -> str:
-        return self.codec.encode(
-            ClickToken(
-                self.campaign_id, self.variant_id, part, position, self.recipients[recipient]
-            )
-        )
-
-
-def send(app: Flask, html: str = HTML, utm: dict[str, str] | None = None) -> Sent:
-    with app.extensions["clickmap.sessionmaker"]() as s:
-        created = campaigns.create_campaign(
-            s,
-            "Spring",
-            [campaigns.VariantInput("A", html)],
-            rules=link_rules(app),
-            max_part_bytes=app.config["MAX_PART_BYTES"],
-            utm=utm,
-        )
-        ids = campaigns.ensure_recipients(s, ["alice", "bob"])
-        s.commit()
-        variant = created.campaign.variants[0]
-        return Sent(created.campaign.id, variant.id, [ids["alice"], ids["bob"]], token_codec(app))
 
 
 def send_raw(app: Flask, destinations: list[str]) -> Sent:
@@ -270,7 +229,7 @@ def test_forwarded_headers_are_trusted_only_behind_configured_proxies(
             # The host is never taken from a header.
             assert "evil.example" not in client.get("/", headers=forwarded).headers["Location"]
         finally:
-            _empty_tables(app)
+            empty_tables(app)
             get_engine(app).dispose()
 
 
@@ -333,7 +292,7 @@ def writer_apps(backends: Any, backend: str, tmp_path: Path) -> Iterator[list[Fl
     yield apps
     for app in apps:
         tracking.stop(app)
-    _empty_tables(apps[0])
+    empty_tables(apps[0])
     for app in apps:
         get_engine(app).dispose()
 

@@ -14,37 +14,21 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from tests import ampvalidator
 from tests.ampvalidator import ValidationError
+from tests.prerequisites import corpus_files, missing, shared_path, shared_reason
 
-
-def _corpus_root() -> Path | None:
-    # CLICKMAP_CORPUS names the corpus root (the folder holding amp/ and SOURCES.md), as
-    # in tests/conftest.py; by default the shared corpus next to the repository is used.
-    candidates = []
-    if os.environ.get("CLICKMAP_CORPUS"):
-        candidates.append(Path(os.environ["CLICKMAP_CORPUS"]))
-    candidates.append(Path(__file__).resolve().parents[3] / "shared" / "corpus")
-    for root in candidates:
-        if (root / "amp").is_dir():
-            return root
-        if root.name == "amp" and root.is_dir():
-            return root.parent
-    return None
-
-
-CORPUS_ROOT = _corpus_root()
+CORPUS_ROOT = shared_path("corpus")
 AMP_DIR = CORPUS_ROOT / "amp" if CORPUS_ROOT else None
-AMP_NAMES = sorted(p.name for p in AMP_DIR.glob("*.html")) if AMP_DIR else []
-IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+AMP_NAMES = [path.name for path in corpus_files("amp")]
+# Parameters over the corpus files; without the corpus, one that skips (fails under CI).
+AMP_PARAMS = AMP_NAMES or [pytest.param("", id="no-corpus", marks=pytest.mark.shared("corpus"))]
 
 TRACKING_PREFIX = "https://t.example.com/c/"
 
@@ -66,13 +50,6 @@ MINIMAL = """<!doctype html>
 
 def _minimal(href: str = "https://example.com/", extra: str = "") -> str:
     return MINIMAL.format(href=href, extra=extra)
-
-
-def _cannot_run(reason: str) -> None:
-    """Skip on a developer's machine; in CI a test that cannot run is a failure."""
-    if IN_CI:
-        pytest.fail(f"{reason} (CI=true, so this is an error, not a skip)", pytrace=False)
-    pytest.skip(reason)
 
 
 def _tracking_url(name: str, position: int) -> str:
@@ -100,17 +77,14 @@ class Rewrite:
 def validator():
     reason = ampvalidator.unavailable_reason()
     if reason is not None:
-        _cannot_run(f"AMP validator not installed: {reason}")
+        missing(f"AMP validator not installed: {reason}")
     return ampvalidator
 
 
 @pytest.fixture(scope="module")
 def corpus() -> dict[str, str]:
     if not AMP_NAMES:
-        _cannot_run(
-            "AMP corpus not found: expected shared/corpus/amp/*.html next to the "
-            "repository, or CLICKMAP_CORPUS set to the corpus folder"
-        )
+        missing(shared_reason("corpus"))
     assert AMP_DIR is not None
     # bytes, so that line endings reach the rewriter and the validator unchanged
     return {name: (AMP_DIR / name).read_bytes().decode("utf-8") for name in AMP_NAMES}
@@ -249,7 +223,7 @@ def test_corpus_is_present_and_documented(corpus):
     assert sorted(expected) == sorted(corpus), "SOURCES.md and amp/ list different files"
 
 
-@pytest.mark.parametrize("name", AMP_NAMES)
+@pytest.mark.parametrize("name", AMP_PARAMS)
 def test_shipped_file_validates_as_sources_says(shipped, name):
     expected = _expected_from_sources()[name]
     errors = [e for e in shipped[name] if e.is_error]
@@ -263,7 +237,7 @@ def test_corpus_has_tracked_links(rewrites):
     assert sum(len(r.tracked) for r in rewrites.values()) > 0
 
 
-@pytest.mark.parametrize("name", AMP_NAMES)
+@pytest.mark.parametrize("name", AMP_PARAMS)
 def test_rewrite_adds_no_validator_errors(shipped, rewrites, rewritten, validator, name):
     rewrite = rewrites[name]
     for position, url in rewrite.tracked.items():

@@ -18,7 +18,7 @@ from app.db import get_engine
 from app.models import Campaign, Click, Delivery, Placement
 from app.ops import demo
 from app.reports.heatmap import TIERS, ViewParams, build_view
-from tests.conftest import make_app
+from tests.factories import make_app
 
 
 @pytest.fixture

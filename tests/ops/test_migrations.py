@@ -5,7 +5,6 @@ backfilled from clicks stored before it, and the click writer carries on exactly
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,15 +12,15 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, bindparam, create_engine, func, inspect, select, text
+from sqlalchemy import Engine, bindparam, func, inspect, select, text
 from sqlalchemy.orm import Session
 
 from app.clicks.recording import ClickEvent, record_clicks
 from app.db import make_engine
 from app.models import CampaignStats, PartHourly, PartStats, UTCDateTime
 from app.ops.migrate import alembic_config, current, upgrade
-from tests.clicks.test_recording import DESKTOP, part_and_campaign_aggregates
-from tests.conftest import PG_SERVER
+from tests.factories import DESKTOP, part_and_campaign_aggregates
+from tests.pgserver import PgServer
 
 NEW_TABLES = {"part_clicker", "campaign_clicker", "part_stats", "campaign_stats", "part_hourly"}
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -29,29 +28,20 @@ DEVICES = ("desktop", "mobile", "tablet", "other")
 
 
 @pytest.fixture
-def fresh(backend: str, tmp_path: Path) -> Iterator[Engine]:
+def fresh(backend: str, tmp_path: Path, pg_server: PgServer) -> Iterator[Engine]:
     """An empty database (a new SQLite file, or a new PostgreSQL schema dropped after)."""
     if backend == "sqlite":
         engine = make_engine(f"sqlite:///{tmp_path / 'migrate.sqlite3'}")
         yield engine
         engine.dispose()
         return
-    schema = f"clickmap_migrate_{os.getpid()}_{secrets.token_hex(3)}"
-    server = create_engine(PG_SERVER)
-    try:
-        with server.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:
-        server.dispose()
-        pytest.skip(f"PostgreSQL at {PG_SERVER} is unreachable: {exc}")
-    engine = make_engine(f"{PG_SERVER}?options=-csearch_path%3D{schema}")
+    schema, url = pg_server.new_schema("clickmap_migrate")
+    engine = make_engine(url)
     try:
         yield engine
     finally:
         engine.dispose()
-        with server.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        server.dispose()
+        pg_server.drop_schema(schema)
 
 
 def _store_clicks_the_old_way(engine: Engine) -> None:

@@ -6,6 +6,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import weasyprint
 from lxml import etree
 
 from app.reports import charts
@@ -88,7 +89,6 @@ def test_no_clicks_yet(svg: str) -> None:
 
 
 def test_weasyprint_draws_them_without_complaint(caplog: pytest.LogCaptureFixture) -> None:
-    weasyprint = pytest.importorskip("weasyprint")
     body = "".join(
         [
             charts.time_chart(HOURS),

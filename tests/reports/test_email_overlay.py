@@ -11,8 +11,8 @@ from lxml import html as lxml_html
 from app.ingest.rewriting import scan
 from app.reports.email_overlay import email_document
 from app.reports.heatmap import TIER_COLORS, LinkStat
-from tests.conftest import corpus_files
-from tests.reports.test_stats import AMP, EMAIL
+from tests.factories import AMP, EMAIL
+from tests.prerequisites import corpus_params
 
 
 def stat(position: int, value: int, tier: str, label: str | None = None) -> LinkStat:
@@ -130,7 +130,7 @@ def test_overlay_placement_keeps_standards_mode(text: str, before: str) -> None:
     assert undo(document) == expected(text, "html", [0])
 
 
-@pytest.mark.parametrize("path", corpus_files("email") + corpus_files("amp"), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", corpus_params("email", "amp"))
 def test_real_emails_survive(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     part = "amp" if path.parent.name == "amp" else "html"

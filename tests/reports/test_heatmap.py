@@ -16,7 +16,7 @@ from app.models import Campaign
 from app.reports import heatmap
 from app.reports.email_overlay import view_document
 from app.reports.heatmap import ViewParams, build_view, tier_for
-from tests.reports.test_stats import T0, click, make_campaign, placement, recipients
+from tests.factories import T0, click, make_campaign, placement, recipients
 
 NOW = T0 + timedelta(days=2, hours=3, minutes=10)
 

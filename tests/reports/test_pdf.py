@@ -5,13 +5,11 @@ from __future__ import annotations
 import http.server
 import logging
 import re
-import shutil
 import socket
 import subprocess
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,90 +17,17 @@ from flask import Flask
 from PIL import Image
 from sqlalchemy.orm import Session
 
-from app.clicks.recording import ClickEvent, record_clicks
 from app.ingest import campaigns
 from app.ingest.links import LinkRules
 from app.reports import pdf
 from app.reports.heatmap import ViewParams
+from tests.factories import SENT, email_with_links, pdf_text, seed_campaign
+from tests.prerequisites import require_programs
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("pdftotext") is None or shutil.which("pdftoppm") is None,
-    reason="poppler-utils (pdftotext, pdftoppm) is not installed",
-)
-
-SENT = datetime(2025, 3, 3, 9, tzinfo=UTC)
 NOW = SENT + timedelta(days=10)
 
 
 # -- building a campaign with known figures ---------------------------------------------------
-
-
-def email_with_links(count: int, extra: str = "") -> str:
-    rows = "\n".join(
-        f'<tr><td style="padding:6px 0"><a href="https://shop.example.com/item/{n}">'
-        f"Item number {n:02d}</a></td></tr>"
-        for n in range(1, count + 1)
-    )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>Test email</title></head>"
-        f"<body style='background:#f4f4f4'>{extra}<table width='600' align='center'"
-        f" style='background:#fff;font:15px Arial'>{rows}</table></body></html>"
-    )
-
-
-@dataclass
-class Seeded:
-    campaign_id: int
-    delivered: int
-    # placement position -> (text, total, unique)
-    links: dict[int, tuple[str, int, int]]
-
-
-def seed_campaign(session: Session, html: str, *, recipients: int = 40) -> Seeded:
-    """A one-variant campaign whose link n (1-based) has n clicks from ceil(n/2) people."""
-    created = campaigns.create_campaign(
-        session, "Spring <sale> & \"friends\"", [campaigns.VariantInput("A", html)],
-        rules=LinkRules(), max_part_bytes=10_000_000,
-    )  # fmt: skip
-    campaign = created.campaign
-    campaign.created_at = SENT
-    ids = [f"r{n}@example.org" for n in range(recipients)]
-    campaigns.record_deliveries(session, campaign, "A", ids)
-    mapping = campaigns.ensure_recipients(session, ids)
-    events: list[ClickEvent] = []
-    links: dict[int, tuple[str, int, int]] = {}
-    tracked = [p for p in campaign.variants[0].placements if p.tracked]
-    for number, placement in enumerate(tracked, 1):
-        clickers = [mapping[ids[i % recipients]] for i in range((number + 1) // 2)]
-        for i in range(number):
-            events.append(
-                ClickEvent(
-                    click_id=f"t{placement.id}-{i}",
-                    clicked_at=SENT + timedelta(hours=i % 30),
-                    campaign_id=campaign.id,
-                    variant_id=placement.variant_id,
-                    part="html",
-                    placement_id=placement.id,
-                    recipient_id=clickers[i % len(clickers)],
-                    method="GET",
-                    user_agent="Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X)",
-                    ip_prefix=None,
-                )
-            )
-        links[placement.position] = (placement.text, number, len(clickers))
-    record_clicks(session, events)
-    session.commit()
-    return Seeded(campaign.id, recipients, links)
-
-
-def pdf_text(data: bytes, tmp_path: Path, first: int | None = None, last: int | None = None) -> str:
-    path = tmp_path / "report.pdf"
-    path.write_bytes(data)
-    pages = [*(["-f", str(first)] if first else []), *(["-l", str(last)] if last else [])]
-    return subprocess.run(
-        ["pdftotext", "-layout", *pages, str(path), "-"],
-        check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
 
 
 # -- what the reader sees ---------------------------------------------------------------------
@@ -206,6 +131,7 @@ def test_pages_render_and_are_not_blank(app: Flask, session: Session, tmp_path: 
     seeded = seed_campaign(session, email_with_links(20))
     result = pdf.render(app, session, seeded.campaign_id, ViewParams(sort="position"), now=NOW)
     (tmp_path / "r.pdf").write_bytes(result.pdf)
+    require_programs("pdftoppm")
     subprocess.run(
         ["pdftoppm", "-png", "-r", "50", str(tmp_path / "r.pdf"), str(tmp_path / "page")],
         check=True,

@@ -6,105 +6,17 @@ step, so these tests also catch the two sides drifting apart.
 
 from __future__ import annotations
 
-import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.clicks.recording import ClickEvent, record_clicks
 from app.errors import InvalidInput, NotFound
-from app.ingest.campaigns import VariantInput, create_campaign, ensure_recipients, record_deliveries
-from app.ingest.rewriting import LinkRules
-from app.models import Campaign, Click, Placement
+from app.ingest.campaigns import record_deliveries
+from app.models import Campaign, Click
 from app.reports import stats
-
-T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
-AGENTS = {
-    "desktop": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
-    "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
-    "mobile": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
-    "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
-    "tablet": "Mozilla/5.0 (iPad; CPU OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
-    "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
-    "other": "curl/8.0",
-}
-# Positions: 0 and 2 lead to the same page, 3 is skipped (mailto), 4 has an onclick.
-EMAIL = """<!doctype html>
-<html><head><meta charset="utf-8"><title>Spring sale</title></head>
-<body>
-<p><a href="https://shop.example.com/sale">Shop the sale</a></p>
-<p><a href='https://shop.example.com/new'>New arrivals</a></p>
-<p><a href=https://shop.example.com/sale>Sale again</a></p>
-<p><a href="mailto:help@example.com">Write to us</a></p>
-<p><a href="https://shop.example.com/x" onclick="alert(1)">Odd one</a></p>
-<script>document.title = "pwned"</script>
-</body></html>
-"""
-AMP = """<!doctype html>
-<html ⚡4email><head><meta charset="utf-8">
-<script async src="https://cdn.ampproject.org/v0.js"></script>
-<style amp4email-boilerplate>body{visibility:hidden}</style>
-</head><body>
-<amp-img src="https://img.example.com/a.png" alt="Hero" width="600" height="300"
-  layout="responsive"></amp-img>
-<a href="https://shop.example.com/amp">AMP link</a>
-</body></html>
-"""
-_ids = itertools.count()
-
-
-def make_campaign(
-    session: Session, name: str = "Spring sale", variants: tuple[str, ...] = ("A",)
-) -> Campaign:
-    created = create_campaign(
-        session,
-        name,
-        [VariantInput(v, EMAIL, AMP) for v in variants],
-        rules=LinkRules(),
-        max_part_bytes=5_000_000,
-    )
-    campaign = created.campaign
-    campaign.created_at = T0
-    session.flush()
-    return campaign
-
-
-def placement(campaign: Campaign, position: int, part: str = "html", variant: int = 0) -> Placement:
-    found = [
-        p
-        for p in campaign.variants[variant].placements
-        if p.part == part and p.position == position
-    ]
-    return found[0]
-
-
-def recipients(session: Session, *names: str) -> dict[str, int]:
-    return ensure_recipients(session, names)
-
-
-def click(
-    session: Session,
-    target: Placement,
-    recipient: int,
-    at: datetime,
-    device: str = "desktop",
-) -> None:
-    """Record one click through the real writer (which derives the device from the agent)."""
-    event = ClickEvent(
-        click_id=f"test{next(_ids):028d}",
-        clicked_at=at,
-        campaign_id=target.campaign_id,
-        variant_id=target.variant_id,
-        part=target.part,
-        placement_id=target.id,
-        recipient_id=recipient,
-        method="GET",
-        user_agent=AGENTS[device],
-        ip_prefix=None,
-    )
-    assert record_clicks(session, [event]) == 1
+from tests.factories import AGENTS, T0, click, make_campaign, placement, recipients
 
 
 @pytest.fixture

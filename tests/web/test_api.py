@@ -15,6 +15,7 @@ from app.accounts import create_api_token
 from app.ingest.campaigns import ensure_recipients as ensure
 from app.models import ApiToken, Campaign, Delivery, Placement, Recipient
 from app.tokens import token_codec
+from tests.factories import empty_tables, make_app
 
 HTML = """<!DOCTYPE html>
 <html><body>
@@ -92,8 +93,6 @@ def test_personalize_rewrites_only_tracked_links(
 def test_personalize_amp_links_are_https_even_with_http_base(
     backends: Any, backend: str, tmp_path: Any
 ) -> None:
-    from tests.conftest import make_app
-
     app = make_app(backends.url(backend), tmp_path, TRACKING_BASE_URL="http://localhost:5000")
     client = app.test_client()
     with app.extensions["clickmap.sessionmaker"]() as s:
@@ -112,9 +111,8 @@ def test_personalize_amp_links_are_https_even_with_http_base(
         assert "http://localhost" not in email["amp"]
     finally:
         from app.db import get_engine
-        from tests.conftest import _empty_tables
 
-        _empty_tables(app)
+        empty_tables(app)
         get_engine(app).dispose()
 
 

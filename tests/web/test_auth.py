@@ -9,37 +9,14 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from werkzeug.test import TestResponse
 
 from app.accounts import authenticate, create_user, set_password
 from app.errors import InvalidInput, NotFound
 from app.models import User
 from app.web.auth import current_user, safe_next
+from tests.factories import PASSWORD, add_user, csrf_from, log_in
 
-PASSWORD = "correct horse battery"
 PUBLIC_PATHS = re.compile(r"/c/<[^>]+>|/healthz|/login|/static/<path:filename>")
-
-
-def csrf_from(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, "no CSRF field in the page"
-    return found.group(1)
-
-
-def add_user(app: Flask, username: str = "ana", password: str = PASSWORD) -> None:
-    factory = app.extensions["clickmap.sessionmaker"]
-    with factory() as s:
-        create_user(s, username, password)
-        s.commit()
-
-
-def log_in(
-    client: FlaskClient, username: str = "ana", password: str = PASSWORD, **extra: str
-) -> TestResponse:
-    token = csrf_from(client.get("/login").get_data(as_text=True))
-    return client.post(
-        "/login", data={"username": username, "password": password, "csrf_token": token, **extra}
-    )
 
 
 # -- users ------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from app.ingest.campaigns import (
 )
 from app.models import Placement
 from app.web import dashboard
-from tests.web.test_auth import add_user, csrf_from, log_in
+from tests.factories import AuthActions, add_user, csrf_from, log_in
 
 HTML = """<!doctype html>
 <html><head><title>Spring</title></head><body>
@@ -117,15 +117,14 @@ def cells(row: Tag) -> list[str]:
 # -- logging in and out -------------------------------------------------------------------------
 
 
-def test_login_and_logout(app: Flask, client: FlaskClient) -> None:
-    add_user(app)
+def test_login_and_logout(auth: AuthActions, client: FlaskClient) -> None:
+    auth.add_user()
     assert client.get("/").headers["Location"] == "/login?next=/"
-    assert log_in(client, next="/").headers["Location"] == "/"
+    assert auth.login(next="/").headers["Location"] == "/"
     home = client.get("/")
     assert home.status_code == 200
     assert "ana" in home.get_data(as_text=True)
-    token = csrf_from(home.get_data(as_text=True))
-    out = client.post("/logout", data={"csrf_token": token})
+    out = auth.logout()
     assert out.status_code == 302
     assert out.headers["Location"] == "/login"
     assert "You have been logged out" in client.get("/login").get_data(as_text=True)

@@ -6,13 +6,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy.orm import Session
 
 from app.accounts import create_api_token
-from tests.reports.test_pdf import email_with_links, pdf_text, seed_campaign
-from tests.web.test_auth import add_user, log_in
+from tests.factories import AuthActions, email_with_links, pdf_text, seed_campaign
 
 
 @pytest.fixture
@@ -56,10 +54,10 @@ def test_dashboard_report_needs_a_login(client: FlaskClient, campaign_id: int) -
 
 
 def test_dashboard_report_for_a_user(
-    app: Flask, client: FlaskClient, campaign_id: int, tmp_path: Path
+    auth: AuthActions, client: FlaskClient, campaign_id: int, tmp_path: Path
 ) -> None:
-    add_user(app)
-    log_in(client)
+    auth.add_user()
+    auth.login()
     data = assert_pdf(client.get(dashboard_url(campaign_id, "?metric=unique")), campaign_id)
     # The legend heading is set in capitals by the stylesheet.
     assert "unique clickers, relative to the top link" in pdf_text(data, tmp_path, last=1).lower()
@@ -99,10 +97,10 @@ def test_api_report_errors_are_json(client: FlaskClient, campaign_id: int, token
 
 
 def test_dashboard_report_errors_are_pages(
-    app: Flask, client: FlaskClient, campaign_id: int
+    auth: AuthActions, client: FlaskClient, campaign_id: int
 ) -> None:
-    add_user(app)
-    log_in(client)
+    auth.add_user()
+    auth.login()
     response = client.get(dashboard_url(campaign_id, "?variant=Z"))
     assert response.status_code == 404
     assert response.mimetype == "text/html"

@@ -17,8 +17,7 @@ from sqlalchemy.orm import Session
 from app.accounts import LoginThrottle, client_network
 from app.db import get_engine
 from app.models import LoginAttempt
-from tests.conftest import _empty_tables, make_app
-from tests.web.test_auth import add_user, csrf_from, log_in
+from tests.factories import add_user, csrf_from, empty_tables, log_in, make_app
 
 WRONG = "not the password"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -106,7 +105,7 @@ def test_the_network_limit_covers_every_name(backends: Any, backend: str, tmp_pa
         assert log_in(client).status_code == 429
         assert log_in(_client(app, "198.51.100.5")).status_code == 302
     finally:
-        _empty_tables(app)
+        empty_tables(app)
         get_engine(app).dispose()
 
 
@@ -120,7 +119,7 @@ def test_the_limit_holds_across_instances(backends: Any, backend: str, tmp_path:
         assert statuses == [401] * 5 + [429] * 3
         assert log_in(clients[1]).status_code == 429
     finally:
-        _empty_tables(apps[0])
+        empty_tables(apps[0])
         for app in apps:
             get_engine(app).dispose()
 
@@ -156,7 +155,7 @@ def test_concurrent_guesses_never_exceed_the_limit(backends: Any, tmp_path: Path
         with app.extensions["clickmap.sessionmaker"]() as s:
             assert s.scalar(select(func.count()).select_from(LoginAttempt)) == statuses.count(401)
     finally:
-        _empty_tables(app)
+        empty_tables(app)
         get_engine(app).dispose()
 
 

@@ -1,0 +1,385 @@
+"""Builders the tests share: apps, users and logins, campaigns, recipients, clicks, emails.
+
+Test modules import helpers from here (and fixtures from conftest), never from each other.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import Executable, func, select
+from sqlalchemy.orm import Session
+from werkzeug.test import TestResponse
+
+from app import create_app
+from app.accounts import create_user
+from app.clicks.recording import ClickEvent, record_clicks
+from app.db import Base, get_engine
+from app.ingest import campaigns
+from app.ingest.campaigns import (
+    VariantInput,
+    create_campaign,
+    ensure_recipients,
+    link_rules,
+    token_codec,
+)
+from app.ingest.rewriting import LinkRules
+from app.models import (
+    Campaign,
+    CampaignClicker,
+    CampaignStats,
+    Click,
+    PartClicker,
+    PartHourly,
+    PartStats,
+    Placement,
+)
+from app.tokens import ClickToken, TokenCodec
+from tests.prerequisites import require_programs
+
+# -- apps -------------------------------------------------------------------------------------
+
+TEST_SECRET = "test-secret-key-0123456789abcdef0123456789"
+
+
+def make_app(url: str, tmp_path: Path, **overrides: Any) -> Flask:
+    """A test app on database ``url``; everything it writes (spool, instance folder) goes
+    under ``tmp_path``, and nothing is read from the environment."""
+    config: dict[str, Any] = {
+        "DATABASE_URL": url,
+        "SECRET_KEYS": [TEST_SECRET],
+        "TRACKING_BASE_URL": "https://t.example.com",
+        "SPOOL_DIR": str(tmp_path / "spool"),
+        "TESTING": True,
+    }
+    config.update(overrides)
+    return create_app(config, instance_path=tmp_path / "instance")
+
+
+def empty_tables(app: Flask) -> None:
+    """Delete every row (the schema stays, migrated once per run)."""
+    engine = get_engine(app)
+    with engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+# -- users and logins -------------------------------------------------------------------------
+
+PASSWORD = "correct horse battery"
+
+
+def csrf_from(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "no CSRF field in the page"
+    return found.group(1)
+
+
+def add_user(app: Flask, username: str = "ana", password: str = PASSWORD) -> None:
+    factory = app.extensions["clickmap.sessionmaker"]
+    with factory() as s:
+        create_user(s, username, password)
+        s.commit()
+
+
+def log_in(
+    client: FlaskClient, username: str = "ana", password: str = PASSWORD, **extra: str
+) -> TestResponse:
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    return client.post(
+        "/login", data={"username": username, "password": password, "csrf_token": token, **extra}
+    )
+
+
+class AuthActions:
+    """What a user does to get in and out (the ``auth`` fixture)."""
+
+    def __init__(self, app: Flask, client: FlaskClient) -> None:
+        self.app, self.client = app, client
+
+    def add_user(self, username: str = "ana", password: str = PASSWORD) -> None:
+        add_user(self.app, username, password)
+
+    def login(self, username: str = "ana", password: str = PASSWORD, **extra: str) -> TestResponse:
+        return log_in(self.client, username, password, **extra)
+
+    def logout(self) -> TestResponse:
+        token = csrf_from(self.client.get("/").get_data(as_text=True))
+        return self.client.post("/logout", data={"csrf_token": token})
+
+
+# -- a campaign with clicks, built through the real writer --------------------------------------
+
+T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
+AGENTS = {
+    "desktop": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+    "mobile": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
+    "tablet": "Mozilla/5.0 (iPad; CPU OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
+    "other": "curl/8.0",
+}
+DESKTOP = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120 Safari/537.36"
+# Positions: 0 and 2 lead to the same page, 3 is skipped (mailto), 4 has an onclick.
+EMAIL = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Spring sale</title></head>
+<body>
+<p><a href="https://shop.example.com/sale">Shop the sale</a></p>
+<p><a href='https://shop.example.com/new'>New arrivals</a></p>
+<p><a href=https://shop.example.com/sale>Sale again</a></p>
+<p><a href="mailto:help@example.com">Write to us</a></p>
+<p><a href="https://shop.example.com/x" onclick="alert(1)">Odd one</a></p>
+<script>document.title = "pwned"</script>
+</body></html>
+"""
+AMP = """<!doctype html>
+<html ⚡4email><head><meta charset="utf-8">
+<script async src="https://cdn.ampproject.org/v0.js"></script>
+<style amp4email-boilerplate>body{visibility:hidden}</style>
+</head><body>
+<amp-img src="https://img.example.com/a.png" alt="Hero" width="600" height="300"
+  layout="responsive"></amp-img>
+<a href="https://shop.example.com/amp">AMP link</a>
+</body></html>
+"""
+_ids = itertools.count()
+
+
+def make_campaign(
+    session: Session, name: str = "Spring sale", variants: tuple[str, ...] = ("A",)
+) -> Campaign:
+    created = create_campaign(
+        session,
+        name,
+        [VariantInput(v, EMAIL, AMP) for v in variants],
+        rules=LinkRules(),
+        max_part_bytes=5_000_000,
+    )
+    campaign = created.campaign
+    campaign.created_at = T0
+    session.flush()
+    return campaign
+
+
+def placement(campaign: Campaign, position: int, part: str = "html", variant: int = 0) -> Placement:
+    found = [
+        p
+        for p in campaign.variants[variant].placements
+        if p.part == part and p.position == position
+    ]
+    return found[0]
+
+
+def recipients(session: Session, *names: str) -> dict[str, int]:
+    return ensure_recipients(session, names)
+
+
+def click(
+    session: Session,
+    target: Placement,
+    recipient: int,
+    at: datetime,
+    device: str = "desktop",
+) -> None:
+    """Record one click through the real writer (which derives the device from the agent)."""
+    event = ClickEvent(
+        click_id=f"test{next(_ids):028d}",
+        clicked_at=at,
+        campaign_id=target.campaign_id,
+        variant_id=target.variant_id,
+        part=target.part,
+        placement_id=target.id,
+        recipient_id=recipient,
+        method="GET",
+        user_agent=AGENTS[device],
+        ip_prefix=None,
+    )
+    assert record_clicks(session, [event]) == 1
+
+
+# -- a sent campaign and its tokens (the redirector's view) ------------------------------------
+
+HTML = """<!DOCTYPE html><html><body>
+<a href="https://shop.example.com/sale?b=2#top">Sale</a>
+<a href="mailto:help@example.com">Mail us</a>
+<a href="https://bücher.example/straße?q=ü">Books</a>
+</body></html>"""
+
+
+@dataclass
+class Sent:
+    """A stored campaign and what is needed to click its links."""
+
+    campaign_id: int
+    variant_id: int
+    recipients: list[int]
+    codec: TokenCodec
+
+    def token(self, position: int, recipient: int = 0, part: str = "html") -> str:
+        return self.codec.encode(
+            ClickToken(
+                self.campaign_id, self.variant_id, part, position, self.recipients[recipient]
+            )
+        )
+
+
+def send(app: Flask, html: str = HTML, utm: dict[str, str] | None = None) -> Sent:
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        created = campaigns.create_campaign(
+            s,
+            "Spring",
+            [campaigns.VariantInput("A", html)],
+            rules=link_rules(app),
+            max_part_bytes=app.config["MAX_PART_BYTES"],
+            utm=utm,
+        )
+        ids = campaigns.ensure_recipients(s, ["alice", "bob"])
+        s.commit()
+        variant = created.campaign.variants[0]
+        return Sent(created.campaign.id, variant.id, [ids["alice"], ids["bob"]], token_codec(app))
+
+
+# -- a campaign whose link n has n clicks (the PDF report's view) -----------------------------
+
+SENT = datetime(2025, 3, 3, 9, tzinfo=UTC)
+
+
+def email_with_links(count: int, extra: str = "") -> str:
+    rows = "\n".join(
+        f'<tr><td style="padding:6px 0"><a href="https://shop.example.com/item/{n}">'
+        f"Item number {n:02d}</a></td></tr>"
+        for n in range(1, count + 1)
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Test email</title></head>"
+        f"<body style='background:#f4f4f4'>{extra}<table width='600' align='center'"
+        f" style='background:#fff;font:15px Arial'>{rows}</table></body></html>"
+    )
+
+
+@dataclass
+class Seeded:
+    campaign_id: int
+    delivered: int
+    # placement position -> (text, total, unique)
+    links: dict[int, tuple[str, int, int]]
+
+
+def seed_campaign(session: Session, html: str, *, recipients: int = 40) -> Seeded:
+    """A one-variant campaign whose link n (1-based) has n clicks from ceil(n/2) people."""
+    created = campaigns.create_campaign(
+        session, "Spring <sale> & \"friends\"", [campaigns.VariantInput("A", html)],
+        rules=LinkRules(), max_part_bytes=10_000_000,
+    )  # fmt: skip
+    campaign = created.campaign
+    campaign.created_at = SENT
+    ids = [f"r{n}@example.org" for n in range(recipients)]
+    campaigns.record_deliveries(session, campaign, "A", ids)
+    mapping = campaigns.ensure_recipients(session, ids)
+    events: list[ClickEvent] = []
+    links: dict[int, tuple[str, int, int]] = {}
+    tracked = [p for p in campaign.variants[0].placements if p.tracked]
+    for number, placement in enumerate(tracked, 1):
+        clickers = [mapping[ids[i % recipients]] for i in range((number + 1) // 2)]
+        for i in range(number):
+            events.append(
+                ClickEvent(
+                    click_id=f"t{placement.id}-{i}",
+                    clicked_at=SENT + timedelta(hours=i % 30),
+                    campaign_id=campaign.id,
+                    variant_id=placement.variant_id,
+                    part="html",
+                    placement_id=placement.id,
+                    recipient_id=clickers[i % len(clickers)],
+                    method="GET",
+                    user_agent="Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X)",
+                    ip_prefix=None,
+                )
+            )
+        links[placement.position] = (placement.text, number, len(clickers))
+    record_clicks(session, events)
+    session.commit()
+    return Seeded(campaign.id, recipients, links)
+
+
+def pdf_text(data: bytes, tmp_path: Path, first: int | None = None, last: int | None = None) -> str:
+    """The PDF's text as poppler's ``pdftotext`` lays it out (skips without poppler)."""
+    require_programs("pdftotext")
+    path = tmp_path / "report.pdf"
+    path.write_bytes(data)
+    pages = [*(["-f", str(first)] if first else []), *(["-l", str(last)] if last else [])]
+    return subprocess.run(
+        ["pdftotext", "-layout", *pages, str(path), "-"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+
+
+# -- checks -----------------------------------------------------------------------------------
+
+
+def rows(session: Session, query: Executable) -> set[tuple[Any, ...]]:
+    return {tuple(row) for row in session.execute(query)}
+
+
+def part_and_campaign_aggregates(session: Session) -> dict[str, Any]:
+    """The per-part and per-campaign aggregates, checked against a from-scratch recomputation
+    over raw clicks (COUNT and COUNT(DISTINCT)); returns them for further assertions."""
+    part = (Click.campaign_id, Click.variant_id, Click.part)
+    raw_parts = {
+        (c, v, p): (n, u)
+        for c, v, p, n, u in session.execute(
+            select(*part, func.count(), func.count(func.distinct(Click.recipient_id))).group_by(
+                *part
+            )
+        )
+    }
+    parts = {
+        (s.campaign_id, s.variant_id, s.part): (s.total, s.unique)
+        for s in session.scalars(select(PartStats))
+    }
+    assert parts == raw_parts
+    raw_campaigns = {
+        c: (n, u)
+        for c, n, u in session.execute(
+            select(
+                Click.campaign_id, func.count(), func.count(func.distinct(Click.recipient_id))
+            ).group_by(Click.campaign_id)
+        )
+    }
+    campaigns = {s.campaign_id: (s.total, s.unique) for s in session.scalars(select(CampaignStats))}
+    assert campaigns == raw_campaigns
+    part_clickers = rows(
+        session,
+        select(
+            PartClicker.campaign_id,
+            PartClicker.variant_id,
+            PartClicker.part,
+            PartClicker.recipient_id,
+        ),
+    )
+    assert part_clickers == rows(session, select(*part, Click.recipient_id))
+    campaign_clickers = rows(
+        session, select(CampaignClicker.campaign_id, CampaignClicker.recipient_id)
+    )
+    assert campaign_clickers == rows(session, select(Click.campaign_id, Click.recipient_id))
+    part_hours: dict[tuple[int, int, str, datetime, str], int] = {}
+    for h in session.scalars(select(PartHourly)):
+        part_hours[(h.campaign_id, h.variant_id, h.part, h.hour.astimezone(UTC), h.device)] = (
+            h.total
+        )
+    raw_hours: dict[tuple[int, int, str, datetime, str], int] = {}
+    for c in session.scalars(select(Click)):
+        hour = c.clicked_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        key = (c.campaign_id, c.variant_id, c.part, hour, c.device)
+        raw_hours[key] = raw_hours.get(key, 0) + 1
+    assert part_hours == raw_hours
+    return {"parts": parts, "campaigns": campaigns}
