@@ -22,7 +22,15 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("app.reports",),
     ("app.clicks",),
     ("app.ingest",),
-    ("app.config", "app.db", "app.models", "app.errors", "app.tokens", "app.urls"),
+    (
+        "app.config",
+        "app.db",
+        "app.models",
+        "app.errors",
+        "app.tokens",
+        "app.urls",
+        "app.vocabulary",
+    ),
 )
 
 

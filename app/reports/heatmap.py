@@ -21,6 +21,7 @@ from app.ingest.campaigns import get_campaign
 from app.ingest.links import SKIP_REASONS
 from app.models import Placement, Variant
 from app.reports import charts, stats
+from app.vocabulary import DEVICES, PARTS
 
 TIERS = ("red", "orange", "yellow", "green", "blue", "gray")
 # Lower bounds of each colored tier as a share of the top link's value, highest first.
@@ -46,7 +47,6 @@ LEGEND_LABELS: dict[str, str] = {
 _TOLERANCE = 1e-9
 
 METRICS = ("total", "unique", "rate", "share")
-PARTS = ("html", "amp")
 PERIODS = ("all", "24h", "7d", "30d", "custom")
 SORTS = ("metric", "position")
 _PERIOD_HOURS = {"24h": 24, "7d": 7 * 24, "30d": 30 * 24}
@@ -122,7 +122,7 @@ class ViewParams:
         _choice("period", self.period, PERIODS)
         _choice("sort", self.sort, SORTS)
         if self.device is not None:
-            _choice("device", self.device, stats.DEVICES)
+            _choice("device", self.device, DEVICES)
         if self.variant is not None and not self.variant.strip():
             raise InvalidInput("invalid_view", "variant must not be empty")
         if self.period == "custom":
@@ -277,7 +277,7 @@ def build_view(
             f"campaign {campaign_id} has no variant {params.variant!r} ({names})",
         )
     variant_id, variant_name, has_amp = chosen
-    parts = ["html", "amp"] if has_amp else ["html"]
+    parts: list[str] = list(PARTS) if has_amp else ["html"]
     if params.part not in parts:
         raise NotFound("part_not_found", f"variant {variant_name!r} has no {params.part} part")
     since, until = period_bounds(params, now)

@@ -41,8 +41,8 @@ from app.models import (
     PlacementStats,
     Recipient,
 )
+from app.vocabulary import DEVICES
 
-DEVICES = ("desktop", "mobile", "tablet", "other")
 # Up to this span the time series uses hourly buckets; beyond it, daily ones (UTC days).
 HOURLY_SPAN = timedelta(hours=72)
 MAX_PER_PAGE = 500

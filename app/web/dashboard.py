@@ -53,7 +53,8 @@ from app.ingest.campaigns import get_campaign
 from app.models import Campaign, Placement, User
 from app.reports.email_overlay import view_document
 from app.reports.heatmap import TIER_COLORS, ViewParams, build_view
-from app.reports.stats import DEVICES, campaign_list, iter_placement_clicks, placement_clicks
+from app.reports.stats import campaign_list, iter_placement_clicks, placement_clicks
+from app.vocabulary import DEVICES
 from app.web import csrf
 from app.web.auth import (
     LoginThrottle,

@@ -19,6 +19,7 @@ from app.ingest.campaigns import VariantInput, create_campaign, ensure_recipient
 from app.ingest.rewriting import LinkRules
 from app.models import Campaign, Click, Placement
 from app.reports import stats
+from app.vocabulary import DEVICES
 
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 AGENTS = {
@@ -277,7 +278,7 @@ def test_device_split_lists_every_class(
     campaign, _ = sale
     split = stats.device_split(session, campaign.id, None, None, None, None, None)
     assert split == {"desktop": 3, "mobile": 1, "tablet": 1, "other": 0}
-    assert list(split) == list(stats.DEVICES)
+    assert list(split) == list(DEVICES)
     later = stats.device_split(
         session, campaign.id, None, "html", T0 + timedelta(hours=3), None, None
     )
