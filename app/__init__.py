@@ -36,12 +36,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from app import cli, db, errors
     from app.clicks import redirector, tracking
+    from app.reports import labels
     from app.web import api, dashboard, downloads
 
     db.init_app(app)
     errors.init_app(app)
     cli.init_app(app)
     tracking.init_app(app)
+    labels.init_app(app)  # the heatmap report's template helpers, page and PDF alike
     app.register_blueprint(redirector.bp)
     app.register_blueprint(api.bp, url_prefix="/api/v1")
     dashboard.init_app(app)

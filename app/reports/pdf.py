@@ -48,8 +48,10 @@ from weasyprint import CSS, HTML
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 from werkzeug.security import safe_join
 
+from app.reports import labels
 from app.reports.email_overlay import view_document
 from app.reports.heatmap import HeatmapView, ViewParams, build_view
+from app.reports.labels import PART_LABELS
 
 logger = logging.getLogger(__name__)
 
@@ -313,8 +315,6 @@ class RestrictedFetcher(URLFetcher):  # type: ignore[misc]
 
 # -- the report ---------------------------------------------------------------------------
 
-PART_NAMES = {"html": "HTML", "amp": "AMP"}
-
 
 def fetch_policy(app: Flask) -> FetchPolicy:
     """The fetch rules for ``app``: its static folder, and remote resources unless
@@ -339,7 +339,7 @@ def page_css(view: HeatmapView, where: str, first_page: int, details_gap: int = 
     the report is also told how many pages (the email's) go in front of its details.
     """
     muted = "font: 8pt 'Liberation Sans', 'DejaVu Sans', sans-serif; color: #64748b;"
-    footer = f"Clickmap heatmap report: variant {view.variant}, {PART_NAMES[view.params.part]}"
+    footer = f"Clickmap heatmap report: variant {view.variant}, {PART_LABELS[view.params.part]}"
     rules = [
         "@page {",
         "  size: A4; margin: 17mm 12mm 16mm;",
@@ -424,7 +424,7 @@ def _strip_attachments(document: Any) -> None:
 def _email_document(
     view: HeatmapView, text: str, fetcher: RestrictedFetcher, first_page: int
 ) -> Any:
-    where = f"The email as sent: variant {view.variant}, {PART_NAMES[view.params.part]} part"
+    where = f"The email as sent: variant {view.variant}, {PART_LABELS[view.params.part]} part"
     pages = CSS(string=page_css(view, where, first_page), url_fetcher=fetcher)
     # "screen", and the HTML attributes emails are built with (width, align, bgcolor):
     # the email is shown as a mail client shows it, not as a browser would print it.
@@ -443,6 +443,7 @@ def _report_document(
 ) -> Any:
     """The report, overview and details in one document (see report_pdf.html); the details'
     page numbers leave room for the ``email_pages`` that go in front of them."""
+    labels.init_app(app)  # the template's helpers, whether or not the dashboard is installed
     with app.app_context():
         source = render_template(
             "report_pdf.html",

@@ -24,6 +24,7 @@ from app.ingest import campaigns
 from app.ingest.links import LinkRules
 from app.reports import pdf
 from app.reports.heatmap import ViewParams
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.skipif(
     shutil.which("pdftotext") is None or shutil.which("pdftoppm") is None,
@@ -232,6 +233,33 @@ def test_report_of_a_campaign_without_clicks(app: Flask, session: Session, tmp_p
     text = pdf_text(result.pdf, tmp_path)
     assert "No clicks yet" in text
     assert "Item number 03" in text
+
+
+def test_the_report_renders_without_the_dashboard(
+    session: Session, tmp_path: Path, weasyprint_log: pytest.LogCaptureFixture
+) -> None:
+    """The reports package installs what its template needs: a bare Flask app with the
+    templates and no dashboard (nor anything else create_app adds) renders the same report."""
+    seeded = seed_campaign(session, email_with_links(3))
+    bare = Flask("app", template_folder=str(ROOT / "templates"))
+    assert not bare.blueprints and "metric_labels" not in bare.jinja_env.globals
+    result = pdf.render(bare, session, seeded.campaign_id, ViewParams(metric="unique"), now=NOW)
+    assert result.refused == []
+    assert unexpected(weasyprint_log.records) == []
+    text = pdf_text(result.pdf, tmp_path)
+    for expected in (
+        "Unique clickers, relative to the top link",  # metric_labels
+        "HTML part",  # part_labels
+        "All devices",  # device_labels
+        "All time",  # period_labels
+        f"Created {SENT:%Y-%m-%d}",  # the when filter
+        f"{seeded.delivered:,}",  # the number filter
+        "Clicks over time",  # the charts, through the nonced filter
+    ):
+        assert expected.lower() in text.lower(), expected  # headings are set in capitals
+    for link_text, _total, link_unique in seeded.links.values():
+        rate = f"{link_unique / seeded.delivered * 100:.1f}%"  # the percent filter
+        assert re.search(rf"{re.escape(link_text)}.*?{re.escape(rate)}", text, re.DOTALL)
 
 
 # -- what rendering may fetch -----------------------------------------------------------------
