@@ -174,6 +174,11 @@ class ViewParams:
             query[f.name] = value.isoformat() if isinstance(value, date) else str(value)
         return query
 
+    def click_filter(self, campaign_id: int, variant_id: int, now: datetime) -> stats.ClickFilter:
+        """The clicks this view counts: the chosen variant's part, period and device."""
+        since, until = period_bounds(self, now)
+        return stats.ClickFilter(campaign_id, variant_id, self.part, since, until, self.device)
+
 
 def period_bounds(params: ViewParams, now: datetime) -> tuple[datetime | None, datetime | None]:
     """``(since, until)`` of the chosen period; until is exclusive, None means open.
@@ -280,17 +285,14 @@ def build_view(
     parts: list[str] = list(PARTS) if has_amp else ["html"]
     if params.part not in parts:
         raise NotFound("part_not_found", f"variant {variant_name!r} has no {params.part} part")
-    since, until = period_bounds(params, now)
-    filters = (since, until, params.device)
+    where = params.click_filter(campaign_id, variant_id, now)
     placements = session.scalars(
         select(Placement)
         .where(Placement.variant_id == variant_id, Placement.part == params.part)
         .order_by(Placement.position)
     ).all()
-    counts = stats.link_counts(session, campaign_id, variant_id, params.part, *filters)
-    delivered, total, unique = stats.campaign_summary(
-        session, campaign_id, variant_id, params.part, *filters
-    )
+    counts = stats.link_counts(session, where)
+    delivered, total, unique = stats.campaign_summary(session, where)
     tracked = [p for p in placements if p.tracked]
     all_links = sum(counts.get(p.id, (0, 0))[0] for p in tracked)
     metric = params.metric
@@ -320,7 +322,7 @@ def build_view(
         for p in placements
         if not p.tracked
     ]  # fmt: skip
-    points, split = stats.activity(session, campaign_id, variant_id, params.part, *filters, now=now)
+    points, split = stats.activity(session, where, now=now)
     return HeatmapView(
         campaign_id=campaign.id,
         campaign_name=campaign.name,

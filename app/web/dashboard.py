@@ -53,7 +53,7 @@ from app.models import Campaign, Placement, User
 from app.reports.email_overlay import view_document
 from app.reports.heatmap import ViewParams, build_view
 from app.reports.labels import format_when, printable_svg
-from app.reports.stats import campaign_list, iter_placement_clicks, placement_clicks
+from app.reports.listings import campaign_list, iter_placement_clicks, placement_clicks
 from app.web import csrf
 from app.web.auth import (
     LoginThrottle,
