@@ -63,6 +63,7 @@ def create_app(
 
     from app import cli, db, errors
     from app.clicks import redirector, tracking
+    from app.reports import labels
     from app.web import api, auth, dashboard, downloads
 
     db.init_app(app)
@@ -70,6 +71,7 @@ def create_app(
     cli.init_app(app)
     tracking.init_app(app)
     auth.init_app(app)
+    labels.init_app(app)  # the heatmap report's template helpers, page and PDF alike
     app.register_blueprint(redirector.bp)
     app.register_blueprint(api.bp, url_prefix="/api/v1")
     dashboard.init_app(app)

@@ -26,10 +26,11 @@ from itsdangerous import BadData, Signer
 from itsdangerous.encoding import base64_decode, base64_encode
 from itsdangerous.signer import HMACAlgorithm
 
+from app.vocabulary import PARTS
+
 if TYPE_CHECKING:
     from flask import Flask
 
-PARTS = ("html", "amp")
 _VERSION = 1
 # version, campaign, variant, part, position, recipient: exactly one AES block
 _LAYOUT = struct.Struct(">BIIBHI")

@@ -5,6 +5,7 @@ Test modules import helpers from here (and fixtures from conftest), never from e
 
 from __future__ import annotations
 
+import http.server
 import itertools
 import re
 import subprocess
@@ -383,3 +384,60 @@ def part_and_campaign_aggregates(session: Session) -> dict[str, Any]:
         raw_hours[key] = raw_hours.get(key, 0) + 1
     assert part_hours == raw_hours
     return {"parts": parts, "campaigns": campaigns}
+
+
+# -- addresses a PDF must never load ----------------------------------------------------------
+
+
+def hostile_urls(port: int) -> list[str]:
+    """Local, private and non-web addresses, some on ``port`` where a test server listens."""
+    return [
+        "file:///etc/passwd",
+        "FILE:///etc/passwd",
+        "file://localhost/etc/passwd",
+        "/etc/passwd",
+        f"http://127.0.0.1:{port}/pwned.png",
+        f"http://localhost:{port}/pwned.png",
+        f"http://[::1]:{port}/pwned.png",
+        f"http://[::ffff:127.0.0.1]:{port}/pwned.png",
+        f"http://2130706433:{port}/pwned.png",
+        f"http://127.1:{port}/pwned.png",
+        "http://127.0.0.1/pwned.png",
+        "https://127.0.0.1/pwned.png",
+        "http://localhost/",
+        "http://[::1]/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fe80::1]/",
+        "http://0.0.0.0/",
+        "http://10.0.0.1/",
+        "http://172.16.0.1/",
+        "http://192.168.1.1/",
+        "http://100.64.0.1/",
+        "http://224.0.0.1/",
+        "http://240.0.0.1/",
+        "http://255.255.255.255/",
+        f"ftp://127.0.0.1:{port}/",
+        f"gopher://127.0.0.1:{port}/",
+        "https://clickmap.invalid/static/../../app/config.py",
+        "https://clickmap.invalid/static/%2e%2e/%2e%2e/app/config.py",
+        "https://clickmap.invalid/etc/passwd",
+    ]
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """A local web server's handler that answers every GET with one image and notes it."""
+
+    hits: list[str]
+    body = b"<svg xmlns='http://www.w3.org/2000/svg' width='4' height='4'/>"
+    content_type = "image/svg+xml"
+
+    def do_GET(self) -> None:
+        self.hits.append(f"{self.headers.get('Host')} {self.path}")
+        self.send_response(200)
+        self.send_header("Content-Type", self.content_type)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass

@@ -30,6 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "app.tokens",
         "app.urls",
         "app.accounts",
+        "app.vocabulary",
     ),
 )
 

@@ -14,8 +14,6 @@ from functools import lru_cache
 
 import ua_parser
 
-DEVICES = ("desktop", "mobile", "tablet", "other")
-
 # Email clients that name themselves in the user agent, first match wins. Image proxies are
 # listed because a proxy fetching a link is the mailbox provider, not a person.
 _CLIENTS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
@@ -57,7 +55,8 @@ _MOBILE_OS = {"iOS", "Android", "Windows Phone", "BlackBerry OS", "KaiOS", "Harm
 
 @lru_cache(maxsize=4096)
 def classify(user_agent: str) -> tuple[str, str | None]:
-    """``(device, client)``: device is one of ``DEVICES``; client is an email client or None."""
+    """``(device, client)``: device is one of ``app.vocabulary.DEVICES``; client is an email
+    client or None."""
     client = next((name for pattern, name in _CLIENTS if pattern.search(user_agent)), None)
     if not user_agent or client in ("Gmail image proxy", "Yahoo Mail proxy"):
         return "other", client

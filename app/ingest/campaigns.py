@@ -17,9 +17,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput, NotFound, TooLarge
-from app.ingest.rewriting import CompiledPart, LinkRules, NotHTMLError, Part, check_html, scan
+from app.ingest.rewriting import CompiledPart, LinkRules, NotHTMLError, check_html, scan
 from app.models import Campaign, Delivery, Placement, Recipient, Variant
 from app.tokens import TokenCodec, token_codec
+from app.vocabulary import PARTS, Part
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -281,7 +282,7 @@ class Personalizer:
         return compiled
 
     def render(self, compiled: _CompiledVariant, recipient_id: int) -> dict[str, str | None]:
-        out: dict[str, str | None] = {"html": None, "amp": None}
+        out: dict[str, str | None] = dict.fromkeys(PARTS)
         for part, (template, positions) in compiled.parts.items():
             urls: list[str] = [""] * (max(template.slots, default=-1) + 1)
             tokens = self.codec.encode_many(

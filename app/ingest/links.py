@@ -21,13 +21,12 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html.entities import html5 as _HTML5_ENTITIES
-from typing import Literal
 from urllib.parse import urljoin, urlsplit
 
 from bs4 import BeautifulSoup, Comment, Tag
 from bs4.element import NavigableString, PreformattedString
 
-Part = Literal["html", "amp"]
+from app.vocabulary import Part
 
 TEXT_LIMIT = 200
 

@@ -27,7 +27,6 @@ from app.ingest.links import (
     SKIP_REASONS,
     FoundLink,
     LinkRules,
-    Part,
     Verdict,
     base_url,
     catalog,
@@ -36,6 +35,7 @@ from app.ingest.links import (
     decode_attribute,
     parse_html,
 )
+from app.vocabulary import PARTS, Part
 
 __all__ = [
     "SKIP_REASONS",
@@ -43,7 +43,6 @@ __all__ = [
     "Link",
     "LinkRules",
     "NotHTMLError",
-    "Part",
     "ScanResult",
     "check_html",
     "decode_html",
@@ -295,8 +294,8 @@ def _groups(found: list[FoundLink]) -> list[list[int]]:
 
 def scan(text: str, part: Part = "html", rules: LinkRules = _DEFAULT_RULES) -> ScanResult:
     """Find every link of one email part, decide which are tracked, and compile the part."""
-    if part not in ("html", "amp"):
-        raise ValueError(f"unknown part {part!r}; expected 'html' or 'amp'")
+    if part not in PARTS:
+        raise ValueError(f"unknown part {part!r}; expected one of {', '.join(PARTS)}")
     soup = parse_html(text)
     found = list(catalog(soup, part, rules))
     base = base_url(soup, part)

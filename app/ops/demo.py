@@ -33,6 +33,7 @@ from app.clicks.recording import ClickEvent, record_clicks
 from app.ingest import campaigns
 from app.ingest.rewriting import LinkRules
 from app.models import Campaign, Click, Delivery, Placement, User, Variant
+from app.vocabulary import PARTS
 
 EMAIL_DIR = Path(__file__).resolve().parent / "demo_email"
 DEMO_NAME = "Northwind Outfitters: spring sale (demo)"
@@ -197,7 +198,7 @@ def plan_clicks(
     by_variant = {v.name: v for v in campaign.variants}
     tracked: dict[tuple[str, str], list[Placement]] = {}
     for variant in campaign.variants:
-        for part in ("html", "amp"):
+        for part in PARTS:
             tracked[(variant.name, part)] = [
                 p for p in variant.placements if p.part == part and p.tracked
             ]

@@ -19,7 +19,8 @@ from app.errors import NotFound
 from app.ingest.links import LinkRules
 from app.ingest.rewriting import scan
 from app.models import Variant
-from app.reports.heatmap import PARTS, TIER_COLORS, TIERS, HeatmapView, LinkStat, format_value
+from app.reports.heatmap import TIER_COLORS, TIERS, HeatmapView, LinkStat, format_value
+from app.vocabulary import PARTS
 
 # Find every link an installation could have tracked: no do-not-track domains, and an
 # opt-out attribute name no tag can carry (names never contain spaces). Which of them are
@@ -170,7 +171,7 @@ def email_document(
     stop its scripts). Links not in ``links`` keep their real address.
     """
     if part not in PARTS:
-        raise ValueError(f"unknown part {part!r}; expected 'html' or 'amp'")
+        raise ValueError(f"unknown part {part!r}; expected one of {', '.join(PARTS)}")
     document = _splice(variant_part_text, part, {link.position for link in links})
     if part == "amp":
         document = _static_amp(document)

@@ -21,6 +21,7 @@ from app.ingest.campaigns import get_campaign
 from app.ingest.links import SKIP_REASONS
 from app.models import Placement, Variant
 from app.reports import charts, stats
+from app.vocabulary import DEVICES, PARTS
 
 TIERS = ("red", "orange", "yellow", "green", "blue", "gray")
 # Lower bounds of each colored tier as a share of the top link's value, highest first.
@@ -46,7 +47,6 @@ LEGEND_LABELS: dict[str, str] = {
 _TOLERANCE = 1e-9
 
 METRICS = ("total", "unique", "rate", "share")
-PARTS = ("html", "amp")
 PERIODS = ("all", "24h", "7d", "30d", "custom")
 SORTS = ("metric", "position")
 _PERIOD_HOURS = {"24h": 24, "7d": 7 * 24, "30d": 30 * 24}
@@ -122,7 +122,7 @@ class ViewParams:
         _choice("period", self.period, PERIODS)
         _choice("sort", self.sort, SORTS)
         if self.device is not None:
-            _choice("device", self.device, stats.DEVICES)
+            _choice("device", self.device, DEVICES)
         if self.variant is not None and not self.variant.strip():
             raise InvalidInput("invalid_view", "variant must not be empty")
         if self.period == "custom":
@@ -173,6 +173,11 @@ class ViewParams:
                 continue
             query[f.name] = value.isoformat() if isinstance(value, date) else str(value)
         return query
+
+    def click_filter(self, campaign_id: int, variant_id: int, now: datetime) -> stats.ClickFilter:
+        """The clicks this view counts: the chosen variant's part, period and device."""
+        since, until = period_bounds(self, now)
+        return stats.ClickFilter(campaign_id, variant_id, self.part, since, until, self.device)
 
 
 def period_bounds(params: ViewParams, now: datetime) -> tuple[datetime | None, datetime | None]:
@@ -277,20 +282,17 @@ def build_view(
             f"campaign {campaign_id} has no variant {params.variant!r} ({names})",
         )
     variant_id, variant_name, has_amp = chosen
-    parts = ["html", "amp"] if has_amp else ["html"]
+    parts: list[str] = list(PARTS) if has_amp else ["html"]
     if params.part not in parts:
         raise NotFound("part_not_found", f"variant {variant_name!r} has no {params.part} part")
-    since, until = period_bounds(params, now)
-    filters = (since, until, params.device)
+    where = params.click_filter(campaign_id, variant_id, now)
     placements = session.scalars(
         select(Placement)
         .where(Placement.variant_id == variant_id, Placement.part == params.part)
         .order_by(Placement.position)
     ).all()
-    counts = stats.link_counts(session, campaign_id, variant_id, params.part, *filters)
-    delivered, total, unique = stats.campaign_summary(
-        session, campaign_id, variant_id, params.part, *filters
-    )
+    counts = stats.link_counts(session, where)
+    delivered, total, unique = stats.campaign_summary(session, where)
     tracked = [p for p in placements if p.tracked]
     all_links = sum(counts.get(p.id, (0, 0))[0] for p in tracked)
     metric = params.metric
@@ -320,7 +322,7 @@ def build_view(
         for p in placements
         if not p.tracked
     ]  # fmt: skip
-    points, split = stats.activity(session, campaign_id, variant_id, params.part, *filters, now=now)
+    points, split = stats.activity(session, where, now=now)
     return HeatmapView(
         campaign_id=campaign.id,
         campaign_name=campaign.name,

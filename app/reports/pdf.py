@@ -12,318 +12,30 @@ across all of it.
 Rendering time goes mostly into CSS: the stylesheets that do not depend on the campaign
 are parsed once per process (``_stylesheet``) and handed to each render already parsed.
 
-Everything either document loads goes through ``RestrictedFetcher``. The email is written
-by whoever created the campaign, so it may point anywhere (``file:///etc/passwd``, a cloud
-metadata address, a service on localhost); the fetcher answers only with our own static
-files, ``data:`` URIs and, when ``PDF_REMOTE_IMAGES`` is on, resources on public addresses.
-Anything else gets an invisible placeholder, so a refused fetch never shows up as an error
-page or a broken image in the PDF, and is logged at info.
+Everything either document loads goes through ``app.reports.fetcher.RestrictedFetcher``:
+the email is the sender's, and may point anywhere.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import functools
-import http.client
-import ipaddress
-import logging
-import mimetypes
-import socket
-import ssl
 import time
-import urllib.request
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, unquote_to_bytes, urljoin, urlsplit
 
 from flask import Flask, render_template
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 from weasyprint import CSS, HTML
-from weasyprint.urls import URLFetcher, URLFetcherResponse
-from werkzeug.security import safe_join
 
+from app.reports import labels
 from app.reports.email_overlay import view_document
+from app.reports.fetcher import OWN_ORIGIN, FetchPolicy, RestrictedFetcher, fetch_policy
 from app.reports.heatmap import HeatmapView, ViewParams, build_view
-
-logger = logging.getLogger(__name__)
-
-# The origin our own pages pretend to be served from while WeasyPrint renders them. The
-# ``.invalid`` top-level domain is reserved (RFC 2606): it never resolves, so a URL on it
-# can only ever be answered from disk by the fetcher.
-OWN_ORIGIN = "https://clickmap.invalid"
-
-REMOTE_TIMEOUT = 5.0  # seconds for one remote resource, connection and body together
-REMOTE_MAX_BYTES = 5 * 1024 * 1024
-DATA_MAX_BYTES = 10 * 1024 * 1024
-MAX_REDIRECTS = 3
-REMOTE_PORTS = frozenset({80, 443})
-# What a remote answer may be; anything else (HTML error pages, scripts) is refused.
-REMOTE_TYPES = ("image/", "font/", "application/font-", "application/x-font-", "text/css")
-
-# The answer to every refused fetch. It is at once a valid, empty SVG image (for <img>,
-# CSS backgrounds, <object>) and an empty stylesheet: CSS skips "<!--" and "-->" at the top
-# level and the rest is inside a /* comment */, while XML sees two comments around <svg/>.
-# Labelled text/css so a <link rel=stylesheet> takes it quietly; images are sniffed.
-PLACEHOLDER = (
-    b'<!-- /* --><svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"/><!-- */ -->'
-)
-
-Resolver = Callable[..., Sequence[tuple[Any, ...]]]
-
-
-class Refused(Exception):
-    """A fetch the report may not make; the message says why (it is logged)."""
-
-
-def _placeholder(url: str) -> Any:
-    return URLFetcherResponse(url, PLACEHOLDER, {"Content-Type": "text/css"})
-
-
-def is_public_address(address: str) -> bool:
-    """Whether ``address`` (an IP literal) is on the public internet.
-
-    ``is_global`` alone lets multicast through, and IPv4-mapped IPv6 addresses must be
-    judged as the IPv4 address they carry.
-    """
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return bool(
-        ip.is_global
-        and not (
-            ip.is_loopback
-            or ip.is_private
-            or ip.is_link_local
-            or ip.is_multicast
-            or ip.is_reserved
-            or ip.is_unspecified
-        )
-    )
-
-
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """Connects to an address checked in advance, whatever the host name resolves to now."""
-
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self.pinned_address = address
-
-    def connect(self) -> None:
-        self.sock = socket.create_connection((self.pinned_address, self.port), self.timeout)
-
-
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    """HTTPS to a pinned address; the certificate is still checked against the host name."""
-
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
-        self.tls = ssl.create_default_context()
-        super().__init__(host, port, timeout=timeout, context=self.tls)
-        self.pinned_address = address
-
-    def connect(self) -> None:
-        sock = socket.create_connection((self.pinned_address, self.port), self.timeout)
-        self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
-
-
-@dataclass(frozen=True)
-class FetchPolicy:
-    """What the fetcher may load: the static folder, and public remote resources or not."""
-
-    static_folder: Path | None
-    static_url_path: str = "/static"
-    remote: bool = True
-    timeout: float = REMOTE_TIMEOUT
-    max_bytes: int = REMOTE_MAX_BYTES
-    # Web ports only: a public host's other services (SSH, databases) are not images.
-    ports: frozenset[int] = REMOTE_PORTS
-
-
-class RestrictedFetcher(URLFetcher):  # type: ignore[misc]
-    """The one URL fetcher of every PDF we render (see the module docstring).
-
-    A subclass of WeasyPrint's fetcher only for its interface: none of its urllib handlers
-    (``file:``, ``ftp:``, proxies) is ever installed or called.
-    """
-
-    def __init__(self, policy: FetchPolicy, resolver: Resolver = socket.getaddrinfo) -> None:
-        urllib.request.OpenerDirector.__init__(self)
-        self.policy = policy
-        self.resolver = resolver
-        # The attributes WeasyPrint reads on its fetchers.
-        self._timeout = policy.timeout
-        self._http_headers: dict[str, str] = {}
-        self._allowed_protocols = None
-        self._fail_on_errors = False
-        self._request = None
-        self.refused: list[tuple[str, str]] = []
-
-    def fetch(self, url: str, headers: Any = None) -> Any:
-        """Answer ``url`` from disk, from the URI itself or from a public host; never fail."""
-        try:
-            scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-            if scheme == "data":
-                return self._data(url)
-            if url.startswith(OWN_ORIGIN + "/"):
-                return self._static(url)
-            if scheme in ("http", "https"):
-                if not self.policy.remote:
-                    raise Refused("remote resources are turned off (PDF_REMOTE_IMAGES)")
-                return self._remote(url)
-            raise Refused(f"the {scheme or 'relative'} scheme is not allowed")
-        except Refused as exc:
-            return self._refuse(url, str(exc))
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            return self._refuse(url, f"{type(exc).__name__}: {exc}")
-
-    def _refuse(self, url: str, reason: str) -> Any:
-        shown = url if len(url) <= 200 else url[:200] + "..."
-        logger.info("PDF: not loading %s: %s", shown, reason)
-        self.refused.append((url, reason))
-        return _placeholder(url)
-
-    def _data(self, url: str) -> Any:
-        header, comma, payload = url[len("data:") :].partition(",")
-        if not comma:
-            raise Refused("malformed data: URI")
-        if len(payload) > DATA_MAX_BYTES * 2:
-            raise Refused("data: URI too large")
-        params = [p.strip() for p in header.split(";")]
-        encoded = params[-1].lower() == "base64"
-        if encoded:
-            params = params[:-1]
-        content_type = params[0].lower() or "text/plain"
-        body = unquote_to_bytes(payload)
-        if encoded:
-            try:
-                body = base64.b64decode(body + b"=" * (-len(body) % 4))
-            except binascii.Error as exc:
-                raise Refused("malformed base64 in data: URI") from exc
-        if len(body) > DATA_MAX_BYTES:
-            raise Refused("data: URI too large")
-        return URLFetcherResponse(url, body, {"Content-Type": content_type})
-
-    def _static(self, url: str) -> Any:
-        path = unquote(urlsplit(url).path)
-        prefix = self.policy.static_url_path.rstrip("/") + "/"
-        folder = self.policy.static_folder
-        if folder is None or not path.startswith(prefix):
-            raise Refused("not one of our static files")
-        found = safe_join(str(folder), path[len(prefix) :])
-        if found is None or not Path(found).is_file():
-            raise Refused("no such static file")
-        content_type = mimetypes.guess_type(found)[0] or "application/octet-stream"
-        return URLFetcherResponse(url, Path(found).read_bytes(), {"Content-Type": content_type})
-
-    def _remote(self, url: str) -> Any:
-        deadline = time.monotonic() + self.policy.timeout
-        for _hop in range(MAX_REDIRECTS + 1):
-            status, location, content_type, body = self._get(url, deadline)
-            if status in (301, 302, 303, 307, 308) and location:
-                url = urljoin(url, location)
-                if urlsplit(url).scheme not in ("http", "https"):
-                    raise Refused("redirected away from http(s)")
-                continue
-            if status != 200:
-                raise Refused(f"HTTP status {status}")
-            if not content_type.startswith(REMOTE_TYPES):
-                raise Refused(f"unexpected content type {content_type or 'none'}")
-            return URLFetcherResponse(url, body, {"Content-Type": content_type})
-        raise Refused("too many redirects")
-
-    def _address_for(self, host: str, port: int) -> str:
-        """A checked address for ``host``: every address it resolves to must be public."""
-        try:
-            ascii_host = host.encode("idna").decode("ascii")
-        except UnicodeError as exc:
-            raise Refused("host name cannot be encoded") from exc
-        try:
-            infos = self.resolver(ascii_host, port, 0, socket.SOCK_STREAM)
-        except OSError as exc:
-            raise Refused(f"cannot resolve {host}: {exc}") from exc
-        addresses = [str(info[4][0]) for info in infos]
-        if not addresses:
-            raise Refused(f"{host} has no address")
-        bad = [a for a in addresses if not is_public_address(a)]
-        if bad:
-            raise Refused(f"{host} resolves to a non-public address ({bad[0]})")
-        return addresses[0]
-
-    def _get(self, url: str, deadline: float) -> tuple[int, str | None, str, bytes]:
-        parts = urlsplit(url)
-        host = parts.hostname
-        if not host:
-            raise Refused("no host")
-        if parts.username is not None or parts.password is not None:
-            raise Refused("credentials in the URL")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        if port not in self.policy.ports:
-            raise Refused(f"port {port} is not allowed")
-        address = self._address_for(host, port)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise Refused("timed out")
-        connection: http.client.HTTPConnection
-        if parts.scheme == "https":
-            connection = _PinnedHTTPSConnection(host, port, address, remaining)
-        else:
-            connection = _PinnedHTTPConnection(host, port, address, remaining)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        try:
-            connection.request(
-                "GET",
-                target,
-                headers={
-                    "User-Agent": "Clickmap PDF report",
-                    "Accept": "image/*, font/*, text/css;q=0.5",
-                    "Accept-Encoding": "identity",
-                },
-            )
-            response = connection.getresponse()
-            location = response.getheader("Location")
-            content_type = (response.getheader("Content-Type") or "").split(";")[0]
-            content_type = content_type.strip().lower()
-            declared = response.getheader("Content-Length")
-            if declared and declared.isdigit() and int(declared) > self.policy.max_bytes:
-                raise Refused(f"larger than {self.policy.max_bytes} bytes")
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                if time.monotonic() > deadline:
-                    raise Refused("timed out")
-                chunk = response.read1(65536)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > self.policy.max_bytes:
-                    raise Refused(f"larger than {self.policy.max_bytes} bytes")
-                chunks.append(chunk)
-            return response.status, location, content_type, b"".join(chunks)
-        finally:
-            connection.close()
-
-
-# -- the report ---------------------------------------------------------------------------
-
-PART_NAMES = {"html": "HTML", "amp": "AMP"}
-
-
-def fetch_policy(app: Flask) -> FetchPolicy:
-    """The fetch rules for ``app``: its static folder, and remote resources unless
-    ``PDF_REMOTE_IMAGES`` is off."""
-    return FetchPolicy(
-        static_folder=Path(app.static_folder) if app.static_folder else None,
-        static_url_path=app.static_url_path or "/static",
-        remote=bool(app.config.get("PDF_REMOTE_IMAGES", True)),
-    )
+from app.reports.labels import PART_LABELS
 
 
 def css_string(text: str) -> str:
@@ -339,7 +51,7 @@ def page_css(view: HeatmapView, where: str, first_page: int, details_gap: int = 
     the report is also told how many pages (the email's) go in front of its details.
     """
     muted = "font: 8pt 'Liberation Sans', 'DejaVu Sans', sans-serif; color: #64748b;"
-    footer = f"Clickmap heatmap report: variant {view.variant}, {PART_NAMES[view.params.part]}"
+    footer = f"Clickmap heatmap report: variant {view.variant}, {PART_LABELS[view.params.part]}"
     rules = [
         "@page {",
         "  size: A4; margin: 17mm 12mm 16mm;",
@@ -424,7 +136,7 @@ def _strip_attachments(document: Any) -> None:
 def _email_document(
     view: HeatmapView, text: str, fetcher: RestrictedFetcher, first_page: int
 ) -> Any:
-    where = f"The email as sent: variant {view.variant}, {PART_NAMES[view.params.part]} part"
+    where = f"The email as sent: variant {view.variant}, {PART_LABELS[view.params.part]} part"
     pages = CSS(string=page_css(view, where, first_page), url_fetcher=fetcher)
     # "screen", and the HTML attributes emails are built with (width, align, bgcolor):
     # the email is shown as a mail client shows it, not as a browser would print it.
@@ -443,6 +155,7 @@ def _report_document(
 ) -> Any:
     """The report, overview and details in one document (see report_pdf.html); the details'
     page numbers leave room for the ``email_pages`` that go in front of them."""
+    labels.init_app(app)  # the template's helpers, whether or not the dashboard is installed
     with app.app_context():
         source = render_template(
             "report_pdf.html",

@@ -43,8 +43,8 @@ from app.errors import ClickmapError, InvalidInput, NotFound
 from app.ingest.campaigns import get_campaign
 from app.models import Campaign, Placement
 from app.reports.email_overlay import view_document
-from app.reports.heatmap import TIER_COLORS, ViewParams, build_view
-from app.reports.stats import DEVICES, campaign_list, iter_placement_clicks, placement_clicks
+from app.reports.heatmap import ViewParams, build_view
+from app.reports.listings import campaign_list, iter_placement_clicks, placement_clicks
 from app.web import csrf
 from app.web.auth import (
     current_user,
@@ -52,27 +52,10 @@ from app.web.auth import (
     logout_user,
     safe_next,
 )
-from app.web.filters import csp_nonce, format_number, format_percent, format_when, nonced_svg
+from app.web.filters import csp_nonce, nonced_svg
 
 bp = Blueprint("dashboard", __name__)
 csrf.protect(bp)
-
-# How the heatmap's choices read on screen and on paper (the PDF uses them too).
-METRIC_LABELS = {
-    "total": "Total clicks",
-    "unique": "Unique clickers",
-    "rate": "Click rate",
-    "share": "Share of clicks",
-}
-PART_LABELS = {"html": "HTML", "amp": "AMP"}
-PERIOD_LABELS = {
-    "all": "All time",
-    "24h": "Last 24 hours",
-    "7d": "Last 7 days",
-    "30d": "Last 30 days",
-    "custom": "Custom dates",
-}
-DEVICE_LABELS = {"": "All devices", **{d: d.capitalize() for d in DEVICES}}
 
 CAMPAIGNS_PER_PAGE = 25
 CLICKS_PER_PAGE = 50
@@ -98,21 +81,15 @@ def init_app(app: Flask) -> None:
     """Register the dashboard, its login throttle and the templates' globals and filters."""
     app.extensions["clickmap.login_throttle"] = LoginThrottle.from_config(app.config)
     app.register_blueprint(bp)
-    # Globals and filters are app-wide so the PDF renderer can use _heatmap_report.html too.
+    # The heatmap report's labels and figure filters are app.reports.labels' (create_app
+    # installs them); the page's charts get the nonced filter instead of the PDF's.
     app.jinja_env.globals.update(
         csrf_token=csrf.token,
         csrf_field_name=csrf.FIELD_NAME,
         csp_nonce=csp_nonce,
         current_user=current_user,
-        tier_colors=TIER_COLORS,
-        metric_labels=METRIC_LABELS,
-        part_labels=PART_LABELS,
-        period_labels=PERIOD_LABELS,
-        device_labels=DEVICE_LABELS,
     )
-    app.jinja_env.filters.update(
-        percent=format_percent, number=format_number, when=format_when, nonced=nonced_svg
-    )
+    app.jinja_env.filters.update(nonced=nonced_svg)
 
 
 def _page_arg() -> int:

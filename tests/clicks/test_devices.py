@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.clicks.devices import DEVICES, classify, truncate_ip
+from app.clicks.devices import classify, truncate_ip
+from app.vocabulary import DEVICES
 
 IPHONE = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "

@@ -12,7 +12,7 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.clicks.recording import ClickEvent, known_only, record_clicks
+from app.clicks.recording import RECORD_FIELDS, ClickEvent, known_only, record_clicks
 from app.models import (
     Campaign,
     Click,
@@ -213,7 +213,17 @@ def test_known_only_drops_clicks_of_removed_placements(session: Session, world: 
 
 def test_spool_record_round_trip(world: World) -> None:
     event = world.click(agent='Mozilla ☃ "quoted"')
-    assert ClickEvent.from_record(event.to_record()) == event
+    record = event.to_record()
+    assert ClickEvent.from_record(record) == event
+    assert tuple(ClickEvent.__dataclass_fields__) == RECORD_FIELDS
+    assert record[RECORD_FIELDS.index("clicked_at")] == event.clicked_at.timestamp()
+    assert record[RECORD_FIELDS.index("ip_prefix")] == event.ip_prefix
+
+
+@pytest.mark.parametrize("record", [[], ["id", 1.0], [None] * 11, "not a record", 42])
+def test_a_malformed_record_is_refused(record: Any) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        ClickEvent.from_record(record)
 
 
 def test_concurrent_writers_and_replays_stay_consistent(app: Flask, world: World) -> None:

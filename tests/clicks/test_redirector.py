@@ -17,6 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.clicks import tracking
 from app.clicks import writer as writer_module
+from app.clicks.recording import RECORD_FIELDS, ClickEvent
 from app.db import get_engine
 from app.models import Campaign, Click, ClickHourly, Placement, PlacementRecipient, PlacementStats
 from app.tokens import ClickToken, TokenCodec
@@ -80,6 +81,41 @@ def test_click_redirects_and_is_recorded(app: Flask, session: Session) -> None:
     assert abs((datetime.now(UTC) - clicked_at).total_seconds()) < 60
     stats = session.scalars(select(PlacementStats)).one()
     assert (stats.placement_id, stats.total, stats.unique) == (click.placement_id, 1, 1)
+
+
+def test_the_spooled_record_follows_record_fields(
+    app: Flask, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The redirect path builds the spool record by hand; its order must be RECORD_FIELDS,
+    the order ``ClickEvent.to_record`` writes and the writer decodes."""
+    sent = send(app)
+    spooled: list[list[Any]] = []
+    monkeypatch.setattr(tracking.Tracker, "submit", lambda self, record: spooled.append(record))
+    response = app.test_client().get(
+        f"/c/{sent.token(0, recipient=1)}",
+        headers={"User-Agent": IPHONE},
+        environ_base={"REMOTE_ADDR": "203.0.113.77"},
+    )
+    assert response.status_code == 302
+    [record] = spooled
+    fields = dict(zip(RECORD_FIELDS, record, strict=True))
+    placement_id = session.scalar(
+        select(Placement.id).where(Placement.variant_id == sent.variant_id, Placement.position == 0)
+    )
+    assert {k: v for k, v in fields.items() if k not in ("click_id", "clicked_at")} == {
+        "campaign_id": sent.campaign_id,
+        "variant_id": sent.variant_id,
+        "part": "html",
+        "placement_id": placement_id,
+        "recipient_id": sent.recipients[1],
+        "method": "GET",
+        "user_agent": IPHONE,
+        "ip_prefix": "203.0.113.0/24",
+    }
+    assert abs(fields["clicked_at"] - datetime.now(UTC).timestamp()) < 60
+    event = ClickEvent.from_record(record)
+    assert (event.click_id, event.placement_id) == (fields["click_id"], placement_id)
+    assert abs(event.clicked_at.timestamp() - fields["clicked_at"]) < 1e-5
 
 
 def test_head_is_counted_as_head(app: Flask, session: Session) -> None:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import http.server
 import logging
 import re
-import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -21,8 +18,8 @@ from app.ingest import campaigns
 from app.ingest.links import LinkRules
 from app.reports import pdf
 from app.reports.heatmap import ViewParams
-from tests.factories import SENT, email_with_links, pdf_text, seed_campaign
-from tests.prerequisites import require_programs
+from tests.factories import SENT, email_with_links, hostile_urls, pdf_text, seed_campaign
+from tests.prerequisites import ROOT, require_programs
 
 NOW = SENT + timedelta(days=10)
 
@@ -160,72 +157,34 @@ def test_report_of_a_campaign_without_clicks(app: Flask, session: Session, tmp_p
     assert "Item number 03" in text
 
 
+def test_the_report_renders_without_the_dashboard(
+    session: Session, tmp_path: Path, weasyprint_log: pytest.LogCaptureFixture
+) -> None:
+    """The reports package installs what its template needs: a bare Flask app with the
+    templates and no dashboard (nor anything else create_app adds) renders the same report."""
+    seeded = seed_campaign(session, email_with_links(3))
+    bare = Flask("app", template_folder=str(ROOT / "templates"))
+    assert not bare.blueprints and "metric_labels" not in bare.jinja_env.globals
+    result = pdf.render(bare, session, seeded.campaign_id, ViewParams(metric="unique"), now=NOW)
+    assert result.refused == []
+    assert unexpected(weasyprint_log.records) == []
+    text = pdf_text(result.pdf, tmp_path)
+    for expected in (
+        "Unique clickers, relative to the top link",  # metric_labels
+        "HTML part",  # part_labels
+        "All devices",  # device_labels
+        "All time",  # period_labels
+        f"Created {SENT:%Y-%m-%d}",  # the when filter
+        f"{seeded.delivered:,}",  # the number filter
+        "Clicks over time",  # the charts, through the nonced filter
+    ):
+        assert expected.lower() in text.lower(), expected  # headings are set in capitals
+    for link_text, _total, link_unique in seeded.links.values():
+        rate = f"{link_unique / seeded.delivered * 100:.1f}%"  # the percent filter
+        assert re.search(rf"{re.escape(link_text)}.*?{re.escape(rate)}", text, re.DOTALL)
+
+
 # -- what rendering may fetch -----------------------------------------------------------------
-
-
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    hits: list[str]
-    body = b"<svg xmlns='http://www.w3.org/2000/svg' width='4' height='4'/>"
-    content_type = "image/svg+xml"
-
-    def do_GET(self) -> None:
-        self.hits.append(f"{self.headers.get('Host')} {self.path}")
-        self.send_response(200)
-        self.send_header("Content-Type", self.content_type)
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        self.wfile.write(self.body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def local_server() -> Iterator[tuple[int, list[str]]]:
-    """An HTTP server on 127.0.0.1 that records every request made to it."""
-    hits: list[str] = []
-    handler = type("Handler", (_Recorder,), {"hits": hits})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1], hits
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
-
-def hostile_urls(port: int) -> list[str]:
-    return [
-        "file:///etc/passwd",
-        "FILE:///etc/passwd",
-        "file://localhost/etc/passwd",
-        "/etc/passwd",
-        f"http://127.0.0.1:{port}/pwned.png",
-        f"http://localhost:{port}/pwned.png",
-        f"http://[::1]:{port}/pwned.png",
-        f"http://[::ffff:127.0.0.1]:{port}/pwned.png",
-        f"http://2130706433:{port}/pwned.png",
-        f"http://127.1:{port}/pwned.png",
-        "http://127.0.0.1/pwned.png",
-        "https://127.0.0.1/pwned.png",
-        "http://localhost/",
-        "http://[::1]/",
-        "http://169.254.169.254/latest/meta-data/",
-        "http://[fe80::1]/",
-        "http://0.0.0.0/",
-        "http://10.0.0.1/",
-        "http://172.16.0.1/",
-        "http://192.168.1.1/",
-        "http://100.64.0.1/",
-        "http://224.0.0.1/",
-        "http://240.0.0.1/",
-        "http://255.255.255.255/",
-        f"ftp://127.0.0.1:{port}/",
-        f"gopher://127.0.0.1:{port}/",
-        "https://clickmap.invalid/static/../../app/config.py",
-        "https://clickmap.invalid/static/%2e%2e/%2e%2e/app/config.py",
-        "https://clickmap.invalid/etc/passwd",
-    ]
 
 
 HOSTILE_TEMPLATES = [
@@ -265,7 +224,7 @@ def test_hostile_email_fetches_nothing(
     assert not [
         r
         for r in weasyprint_log.records
-        if r.name == "app.reports.pdf" and r.levelno > logging.INFO
+        if r.name == "app.reports.fetcher" and r.levelno > logging.INFO
     ]
     # A refused font is the one thing WeasyPrint mentions: it falls back to another font.
     assert {m for m in unexpected(weasyprint_log.records) if "Font-face 'X'" not in m} == set()
@@ -276,162 +235,3 @@ def test_hostile_email_fetches_nothing(
     assert "root:" not in text
     assert "DEV_SECRET" not in text
     assert "Item number 03" in text
-
-
-def test_remote_images_can_be_turned_off(
-    app: Flask, session: Session, local_server: tuple[int, list[str]]
-) -> None:
-    app.config["PDF_REMOTE_IMAGES"] = False
-    fetcher = pdf.RestrictedFetcher(pdf.fetch_policy(app))
-    response = fetcher.fetch("https://images.example.com/logo.png")
-    assert response.read() == pdf.PLACEHOLDER
-    assert "turned off" in fetcher.refused[0][1]
-
-
-# -- the fetcher on its own -------------------------------------------------------------------
-
-
-def _fetcher(**policy: object) -> pdf.RestrictedFetcher:
-    static = Path(__file__).resolve().parents[2] / "app" / "static"
-    return pdf.RestrictedFetcher(pdf.FetchPolicy(static_folder=static, **policy))  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("index", range(len(hostile_urls(1))))
-def test_fetcher_refuses(
-    index: int, local_server: tuple[int, list[str]], caplog: pytest.LogCaptureFixture
-) -> None:
-    port, hits = local_server
-    url = hostile_urls(port)[index]
-    fetcher = _fetcher()
-    with caplog.at_level(logging.INFO, logger="app.reports.pdf"):
-        response = fetcher.fetch(url)
-    assert response.read() == pdf.PLACEHOLDER
-    assert response.content_type == "text/css"
-    assert [u for u, _reason in fetcher.refused] == [url]
-    assert [r.levelno for r in caplog.records if r.name == "app.reports.pdf"] == [logging.INFO]
-    assert hits == []
-
-
-def test_placeholder_is_an_empty_image_and_an_empty_stylesheet() -> None:
-    from weasyprint import CSS, HTML
-
-    fetcher = _fetcher()
-    html = HTML(
-        string='<link rel=stylesheet href="file:///x.css"><img src="file:///x.png" width=5>'
-        "<p>ok</p>",
-        url_fetcher=fetcher,
-    )
-    imported = CSS(string="@import url('file:///y.css');", url_fetcher=fetcher)
-    document = html.render(stylesheets=[imported])
-    assert len(document.pages) == 1
-    assert len(fetcher.refused) == 3
-
-
-def test_fetcher_serves_static_files_from_disk() -> None:
-    fetcher = _fetcher(remote=False)
-    response = fetcher.fetch(pdf.OWN_ORIGIN + "/static/clickmap.css")
-    assert response.content_type == "text/css"
-    assert b":root" in response.read()
-    assert fetcher.refused == []
-
-
-@pytest.mark.parametrize(
-    ("url", "content_type", "body"),
-    [
-        ("data:image/png;base64,iVBORw0KGgo=", "image/png", b"\x89PNG\r\n\x1a\n"),
-        ("data:text/css,p%7Bcolor:red%7D", "text/css", b"p{color:red}"),
-        ("data:,hello", "text/plain", b"hello"),
-    ],
-)
-def test_fetcher_decodes_data_uris(url: str, content_type: str, body: bytes) -> None:
-    response = _fetcher(remote=False).fetch(url)
-    assert response.content_type == content_type
-    assert response.read() == body
-
-
-def _resolver(address: str) -> pdf.Resolver:
-    def resolve(host: str, port: int, *_args: object) -> list[tuple[object, ...]]:
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        return [(family, socket.SOCK_STREAM, 6, "", (address, port))]
-
-    return resolve
-
-
-def test_fetcher_pins_the_checked_address(
-    local_server: tuple[int, list[str]], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The connection goes to the address that was checked, with the original Host."""
-    port, hits = local_server
-    # Pretend 127.0.0.1 is public, so the test server can stand in for a remote host.
-    monkeypatch.setattr(pdf, "is_public_address", lambda address: address == "127.0.0.1")
-    fetcher = pdf.RestrictedFetcher(
-        pdf.FetchPolicy(static_folder=None, ports=frozenset({port})),
-        resolver=_resolver("127.0.0.1"),
-    )
-    response = fetcher.fetch(f"http://images.example.com:{port}/logo.svg?v=2")
-    assert response.content_type == "image/svg+xml"
-    assert response.read().startswith(b"<svg")
-    assert hits == [f"images.example.com:{port} /logo.svg?v=2"]
-
-
-@pytest.mark.parametrize(
-    "addresses",
-    [["10.1.2.3"], ["93.184.216.34", "127.0.0.1"], ["::1"], ["::ffff:169.254.169.254"]],
-)
-def test_fetcher_refuses_names_resolving_to_private_addresses(addresses: list[str]) -> None:
-    def resolve(host: str, port: int, *_args: object) -> list[tuple[object, ...]]:
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses]
-
-    fetcher = pdf.RestrictedFetcher(pdf.FetchPolicy(static_folder=None), resolver=resolve)
-    assert fetcher.fetch("https://rebind.example.com/a.png").read() == pdf.PLACEHOLDER
-    assert "non-public" in fetcher.refused[0][1]
-
-
-@pytest.mark.parametrize(
-    ("content_type", "body", "reason"),
-    [
-        ("text/html", b"<h1>Error</h1>", "content type"),
-        ("image/png", b"x" * 5000, "larger than"),
-    ],
-)
-def test_fetcher_refuses_unwanted_answers(
-    local_server: tuple[int, list[str]],
-    monkeypatch: pytest.MonkeyPatch,
-    content_type: str,
-    body: bytes,
-    reason: str,
-) -> None:
-    port, _hits = local_server
-    monkeypatch.setattr(pdf, "is_public_address", lambda address: address == "127.0.0.1")
-    monkeypatch.setattr(_Recorder, "content_type", content_type)
-    monkeypatch.setattr(_Recorder, "body", body)
-    fetcher = pdf.RestrictedFetcher(
-        pdf.FetchPolicy(static_folder=None, ports=frozenset({port}), max_bytes=4096),
-        resolver=_resolver("127.0.0.1"),
-    )
-    assert fetcher.fetch(f"http://img.example.com:{port}/x").read() == pdf.PLACEHOLDER
-    assert reason in fetcher.refused[0][1]
-
-
-@pytest.mark.parametrize(
-    ("address", "public"),
-    [
-        ("93.184.216.34", True),
-        ("2606:2800:220:1:248:1893:25c8:1946", True),
-        ("127.0.0.1", False),
-        ("10.0.0.1", False),
-        ("169.254.169.254", False),
-        ("100.64.0.1", False),
-        ("224.0.0.1", False),
-        ("0.0.0.0", False),
-        ("::", False),
-        ("::1", False),
-        ("fe80::1%eth0", False),
-        ("fc00::1", False),
-        ("ff02::1", False),
-        ("::ffff:10.0.0.1", False),
-        ("not an address", False),
-    ],
-)
-def test_is_public_address(address: str, public: bool) -> None:
-    assert pdf.is_public_address(address) is public

@@ -1,0 +1,317 @@
+"""Keeping the report aggregates exactly in step with the clicks ``record_clicks`` stores.
+
+``add_clicks`` adds the clicks an insert actually stored (never a replay) to every
+aggregate, in the transaction that stored them: per link (``placement_recipient``,
+``click_hourly``, ``placement_stats``), per variant part (``part_clicker``, ``part_hourly``,
+``part_stats``) and per campaign (``campaign_clicker``, ``campaign_stats``).
+
+Distinct clickers of a part or a campaign are counted the way distinct clickers of a link
+are: a row per recipient, and the counter grows by the rows an insert actually created.
+Only a (link, recipient) pair created by this batch can bring a new clicker, so a batch of
+repeat clicks adds no clicker work at all. Rows are touched in one global order (table by
+table, key by key) so concurrent writers never deadlock. docs/heatmap.md has the tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import bindparam, case, text, update
+from sqlalchemy.engine import Connection
+
+from app.clicks.statements import as_json, insert_ignoring_conflicts, memo, table_of
+from app.models import (
+    CampaignClicker,
+    CampaignStats,
+    ClickHourly,
+    PartClicker,
+    PartHourly,
+    PartStats,
+    PlacementRecipient,
+    PlacementStats,
+)
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def add_clicks(
+    connection: Connection, insert: Callable[..., Any], clicks: list[dict[str, Any]]
+) -> None:
+    """Add newly stored ``clicks`` (in time order) to every aggregate.
+
+    Tables are written in one global order, each batch's rows sorted by key:
+    placement_recipient, part_clicker, campaign_clicker, click_hourly, part_hourly,
+    placement_stats, part_stats, campaign_stats. The one-row-per-campaign counters come last
+    so their (hot) row locks are held for the shortest time before the commit.
+    """
+    # Per (placement, recipient): campaign, clicks, first, last, device of the first click.
+    pairs: dict[tuple[int, int], dict[str, Any]] = {}
+    # Where each placement lives: (campaign, variant, part).
+    parts_of: dict[int, tuple[int, int, str]] = {}
+    hourly: dict[tuple[int, datetime, str], int] = {}
+    part_hourly: dict[tuple[int, int, str, datetime, str], int] = {}
+    placement_totals: dict[int, int] = {}
+    part_totals: dict[tuple[int, int, str], int] = {}
+    campaign_totals: dict[int, int] = {}
+    for c in clicks:  # in time order, so the first seen is the first click
+        placement_id = c["placement_id"]
+        key = (placement_id, c["recipient_id"])
+        pair = pairs.get(key)
+        if pair is None:
+            pairs[key] = {
+                "placement_id": key[0],
+                "recipient_id": key[1],
+                "campaign_id": c["campaign_id"],
+                "first_clicked_at": c["clicked_at"],
+                "last_clicked_at": c["clicked_at"],
+                "clicks": 1,
+                "device": c["device"],
+            }
+        else:
+            pair["clicks"] += 1
+            pair["last_clicked_at"] = c["clicked_at"]
+        part = (c["campaign_id"], c["variant_id"], c["part"])
+        parts_of[placement_id] = part
+        hour = _hour(c["clicked_at"])
+        hour_key = (placement_id, hour, c["device"])
+        hourly[hour_key] = hourly.get(hour_key, 0) + 1
+        part_hour_key = (*part, hour, c["device"])
+        part_hourly[part_hour_key] = part_hourly.get(part_hour_key, 0) + 1
+        placement_totals[placement_id] = placement_totals.get(placement_id, 0) + 1
+        part_totals[part] = part_totals.get(part, 0) + 1
+        campaign_totals[part[0]] = campaign_totals.get(part[0], 0) + 1
+
+    ordered = [pairs[key] for key in sorted(pairs)]
+    if connection.dialect.name == "postgresql":
+        first_time = _upsert_pairs_postgresql(connection, ordered)
+    else:
+        first_time = {
+            (row[0], row[1])
+            for row in insert_ignoring_conflicts(connection, insert, PlacementRecipient, ordered)
+        }
+        again = [p for p in ordered if (p["placement_id"], p["recipient_id"]) not in first_time]
+        if again:
+            _bump_pairs(connection, again)
+
+    # Clickers. A recipient already counted for a part (or the campaign) clicked some link of
+    # it before, so only a (placement, recipient) pair created just now can bring a new one:
+    # the other clicks of the batch cost nothing here. Whether a clicker is new is decided by
+    # the insert that won the row, as for the pairs.
+    placement_unique: dict[int, int] = {}
+    for placement_id, _recipient in first_time:
+        placement_unique[placement_id] = placement_unique.get(placement_id, 0) + 1
+    candidates = sorted({(*parts_of[p], r) for p, r in first_time})
+    new_part_clickers = insert_ignoring_conflicts(
+        connection,
+        insert,
+        PartClicker,
+        [
+            {"campaign_id": c, "variant_id": v, "part": part, "recipient_id": r}
+            for c, v, part, r in candidates
+        ],
+    )
+    part_unique: dict[tuple[int, int, str], int] = {}
+    for c, v, part, _r in new_part_clickers:
+        part_unique[(c, v, part)] = part_unique.get((c, v, part), 0) + 1
+    campaign_candidates = sorted({(c, r) for c, _v, _part, r in new_part_clickers})
+    new_campaign_clickers = insert_ignoring_conflicts(
+        connection,
+        insert,
+        CampaignClicker,
+        [{"campaign_id": c, "recipient_id": r} for c, r in campaign_candidates],
+    )
+    campaign_unique: dict[int, int] = {}
+    for c, _r in new_campaign_clickers:
+        campaign_unique[c] = campaign_unique.get(c, 0) + 1
+
+    _add_up(
+        connection,
+        insert,
+        ClickHourly,
+        [
+            {
+                "placement_id": p,
+                "hour": hour,
+                "device": device,
+                "campaign_id": parts_of[p][0],
+                "total": hourly[(p, hour, device)],
+            }
+            for p, hour, device in sorted(hourly)
+        ],
+    )
+    _add_up(
+        connection,
+        insert,
+        PartHourly,
+        [
+            {
+                "campaign_id": c,
+                "variant_id": v,
+                "part": part,
+                "hour": hour,
+                "device": device,
+                "total": total,
+            }
+            for (c, v, part, hour, device), total in sorted(part_hourly.items())
+        ],
+    )
+    _add_up(
+        connection,
+        insert,
+        PlacementStats,
+        [
+            {
+                "placement_id": p,
+                "campaign_id": parts_of[p][0],
+                "total": total,
+                "unique": placement_unique.get(p, 0),
+            }
+            for p, total in sorted(placement_totals.items())
+        ],
+    )
+    _add_up(
+        connection,
+        insert,
+        PartStats,
+        [
+            {
+                "campaign_id": c,
+                "variant_id": v,
+                "part": part,
+                "total": total,
+                "unique": part_unique.get((c, v, part), 0),
+            }
+            for (c, v, part), total in sorted(part_totals.items())
+        ],
+    )
+    _add_up(
+        connection,
+        insert,
+        CampaignStats,
+        [
+            {"campaign_id": c, "total": total, "unique": campaign_unique.get(c, 0)}
+            for c, total in sorted(campaign_totals.items())
+        ],
+    )
+
+
+_COUNTERS = ("total", "unique")
+
+
+def _add_up(
+    connection: Connection,
+    insert: Callable[..., Any],
+    model: type[Any],
+    rows: list[dict[str, Any]],
+) -> None:
+    """Insert counter rows, or add their ``total``/``unique`` to the rows already there.
+
+    ``rows`` come sorted by primary key, so every writer locks them in the same order. On
+    PostgreSQL the batch is one statement with one JSON parameter, as for the clicks.
+    """
+    if not rows:
+        return
+    table = table_of(model)
+    key = [c.name for c in table.primary_key.columns]
+    counters = [name for name in _COUNTERS if name in rows[0]]
+    shape = ("add", connection.dialect.name, table.name, tuple(rows[0]))
+    if connection.dialect.name != "postgresql":
+
+        def build_sqlite() -> Any:
+            stmt = insert(table)
+            return stmt.on_conflict_do_update(
+                index_elements=key,
+                set_={name: table.c[name] + stmt.excluded[name] for name in counters},
+            )
+
+        connection.execute(memo(shape, build_sqlite), rows)
+        return
+    quote = connection.dialect.identifier_preparer.quote
+
+    def build_postgresql() -> Any:
+        columns = ", ".join(quote(name) for name in rows[0])
+        updates = ", ".join(
+            f"{quote(name)} = t.{quote(name)} + excluded.{quote(name)}" for name in counters
+        )
+        return text(
+            f"INSERT INTO {table.name} AS t ({columns}) SELECT {columns} "  # noqa: S608
+            f"FROM json_populate_recordset(NULL::{table.name}, :rows) "
+            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+        )
+
+    connection.execute(memo(shape, build_postgresql), {"rows": as_json(rows)})
+
+
+def _upsert_pairs_postgresql(
+    connection: Connection, pairs: list[dict[str, Any]]
+) -> set[tuple[int, int]]:
+    """One statement for every (placement, recipient) of the batch; returns the pairs that
+    are new. ``xmax = 0`` holds exactly for a row this statement inserted (an updated row
+    carries our transaction id), the usual PostgreSQL idiom for "inserted or updated"."""
+    table = table_of(PlacementRecipient)
+    columns = ", ".join(pairs[0])
+    stmt = memo(
+        ("pairs", "postgresql", tuple(pairs[0])),
+        lambda: text(
+            f"INSERT INTO {table.name} AS pr ({columns}) SELECT {columns} "  # noqa: S608
+            f"FROM json_populate_recordset(NULL::{table.name}, :rows) "
+            "ON CONFLICT (placement_id, recipient_id) DO UPDATE SET "
+            "clicks = pr.clicks + excluded.clicks, "
+            "device = CASE WHEN excluded.first_clicked_at < pr.first_clicked_at "
+            "THEN excluded.device ELSE pr.device END, "
+            "first_clicked_at = LEAST(pr.first_clicked_at, excluded.first_clicked_at), "
+            "last_clicked_at = GREATEST(pr.last_clicked_at, excluded.last_clicked_at) "
+            "RETURNING placement_id, recipient_id, xmax = 0"
+        ),
+    )
+    rows = connection.execute(stmt, {"rows": as_json(pairs)})
+    return {(row[0], row[1]) for row in rows if row[2]}
+
+
+def _bump_pairs(connection: Connection, pairs: list[dict[str, Any]]) -> None:
+    """Add clicks to (placement, recipient) rows that existed before this batch (SQLite,
+    where one writer at a time holds the database, so the two steps cannot interleave)."""
+    connection.execute(
+        memo(("bump", "sqlite"), _bump_statement),
+        [
+            {
+                "b_placement": p["placement_id"],
+                "b_recipient": p["recipient_id"],
+                "b_clicks": p["clicks"],
+                "b_first": p["first_clicked_at"],
+                "b_last": p["last_clicked_at"],
+                "b_device": p["device"],
+            }
+            for p in pairs
+        ],
+    )
+
+
+def _bump_statement() -> Any:
+    table = table_of(PlacementRecipient)
+    when = PlacementRecipient.first_clicked_at.type
+    first = bindparam("b_first", type_=when)
+    last = bindparam("b_last", type_=when)
+    earlier = first < table.c.first_clicked_at
+    # Every SET expression sees the row as it was, so ``earlier`` is judged on the old value:
+    # a replayed older click (from another process's spool) moves "first" back correctly.
+    stmt = (
+        update(table)
+        .where(
+            table.c.placement_id == bindparam("b_placement"),
+            table.c.recipient_id == bindparam("b_recipient"),
+        )
+        .values(
+            clicks=table.c.clicks + bindparam("b_clicks"),
+            first_clicked_at=case((earlier, first), else_=table.c.first_clicked_at),
+            device=case((earlier, bindparam("b_device")), else_=table.c.device),
+            last_clicked_at=case(
+                (last > table.c.last_clicked_at, last), else_=table.c.last_clicked_at
+            ),
+        )
+    )
+    return stmt

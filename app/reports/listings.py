@@ -1,0 +1,180 @@
+"""Lists for the dashboard: the campaigns with their headline figures, and the raw clicks
+behind one link (drill-down and CSV export), a page at a time or streamed.
+
+The campaign list reads the aggregates (``campaign_stats``, one row per campaign); the
+drill-down reads raw ``click`` rows by the ``(placement_id, clicked_at)`` index, by design:
+it shows who clicked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy.orm import Session
+
+from app.errors import InvalidInput, NotFound
+from app.ingest.campaigns import get_campaign
+from app.models import Campaign, CampaignStats, Click, Delivery, Placement, Recipient
+from app.reports.stats import click_rate, in_utc
+
+MAX_PER_PAGE = 500
+
+
+@dataclass(frozen=True)
+class CampaignRow:
+    id: int
+    name: str
+    created_at: datetime
+    delivered: int
+    total: int
+    unique: int
+    rate: float | None  # unique / delivered x 100; None when nothing was delivered
+
+
+def _check_page(page: int, per_page: int) -> None:
+    if page < 1:
+        raise InvalidInput("invalid_page", f"page must be 1 or more, got {page}")
+    if not 1 <= per_page <= MAX_PER_PAGE:
+        raise InvalidInput(
+            "invalid_page", f"per_page must be between 1 and {MAX_PER_PAGE}, got {per_page}"
+        )
+
+
+def campaign_list(
+    session: Session, search: str = "", page: int = 1, per_page: int = 25
+) -> tuple[list[CampaignRow], int]:
+    """One page of live campaigns, newest first, with their headline figures.
+
+    ``search`` matches anywhere in the name, ignoring case (on SQLite only ASCII letters
+    fold). Figures for the page come from two grouped queries, not one per campaign:
+    deliveries, and the ``campaign_stats`` rows (total clicks, distinct clickers).
+    """
+    _check_page(page, per_page)
+    filters: list[ColumnElement[bool]] = [Campaign.deleted_at.is_(None)]
+    term = search.strip()
+    if term:
+        filters.append(Campaign.name.icontains(term, autoescape=True))
+    count = int(session.scalar(select(func.count()).select_from(Campaign).where(*filters)) or 0)
+    campaigns = session.execute(
+        select(Campaign.id, Campaign.name, Campaign.created_at)
+        .where(*filters)
+        .order_by(Campaign.created_at.desc(), Campaign.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    ids = [row.id for row in campaigns]
+    delivered: dict[int, int] = {}
+    figures: dict[int, tuple[int, int]] = {}
+    if ids:
+        delivered = _grouped(
+            session,
+            select(Delivery.campaign_id, func.count())
+            .where(Delivery.campaign_id.in_(ids))
+            .group_by(Delivery.campaign_id),
+        )
+        figures = {
+            int(cid): (int(total), int(unique))
+            for cid, total, unique in session.execute(
+                select(CampaignStats.campaign_id, CampaignStats.total, CampaignStats.unique).where(
+                    CampaignStats.campaign_id.in_(ids)
+                )
+            )
+        }
+    rows = []
+    for cid, name, created_at in campaigns:
+        sent = delivered.get(cid, 0)
+        total, unique = figures.get(cid, (0, 0))
+        rows.append(
+            CampaignRow(
+                id=cid,
+                name=name,
+                created_at=created_at,
+                delivered=sent,
+                total=total,
+                unique=unique,
+                rate=click_rate(unique, sent),
+            )
+        )
+    return rows, count
+
+
+def _grouped(session: Session, query: Select[int, Any]) -> dict[int, int]:
+    return {int(key): int(value or 0) for key, value in session.execute(query)}
+
+
+@dataclass(frozen=True)
+class ClickRow:
+    recipient: str  # the sender's recipient id
+    clicked_at: datetime
+    device: str
+    client: str | None
+    method: str
+    user_agent: str
+
+
+def _clicks_query(
+    session: Session, campaign_id: int, placement_id: int
+) -> Select[str, datetime, str, str | None, str, str]:
+    get_campaign(session, campaign_id)
+    found = session.scalar(
+        select(Placement.id).where(
+            Placement.id == placement_id, Placement.campaign_id == campaign_id
+        )
+    )
+    if found is None:
+        raise NotFound(
+            "placement_not_found", f"campaign {campaign_id} has no link with id {placement_id}"
+        )
+    return (
+        select(
+            Recipient.external_id,
+            Click.clicked_at,
+            Click.device,
+            Click.client,
+            Click.method,
+            Click.user_agent,
+        )
+        .join(Recipient, Recipient.id == Click.recipient_id)
+        .where(Click.placement_id == placement_id)
+        .order_by(Click.clicked_at.desc(), Click.id.desc())
+    )
+
+
+def _row(values: Sequence[Any]) -> ClickRow:
+    recipient, clicked_at, device, client, method, user_agent = values
+    return ClickRow(recipient, in_utc(clicked_at), device, client, method, user_agent)
+
+
+def placement_clicks(
+    session: Session, campaign_id: int, placement_id: int, page: int = 1, per_page: int = 50
+) -> tuple[list[ClickRow], int]:
+    """One page of a link's raw clicks, newest first, and how many there are in all."""
+    _check_page(page, per_page)
+    query = _clicks_query(session, campaign_id, placement_id)
+    count = session.scalar(
+        select(func.count()).select_from(Click).where(Click.placement_id == placement_id)
+    )
+    rows = session.execute(query.limit(per_page).offset((page - 1) * per_page))
+    return [_row(row) for row in rows], int(count or 0)
+
+
+def iter_placement_clicks(
+    session: Session, campaign_id: int, placement_id: int
+) -> Iterator[ClickRow]:
+    """Every click of a link, newest first, streamed in batches (for CSV export).
+
+    The campaign and placement are checked before this returns, so a web view can answer
+    404 before it starts streaming.
+    """
+    query = _clicks_query(session, campaign_id, placement_id)
+
+    def stream() -> Iterator[ClickRow]:
+        result = session.execute(query.execution_options(yield_per=1000))
+        for row in result:
+            yield _row(row)
+
+    return stream()

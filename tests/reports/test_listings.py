@@ -1,0 +1,101 @@
+"""The dashboard's lists: campaigns with their headline figures, and the clicks behind a link."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.orm import Session
+
+from app.errors import InvalidInput, NotFound
+from app.ingest.campaigns import record_deliveries
+from app.models import Campaign
+from app.reports import listings
+from tests.factories import AGENTS, T0, make_campaign, placement
+
+
+def test_campaign_list_newest_first_without_deleted(
+    session: Session, sale: tuple[Campaign, dict[str, int]]
+) -> None:
+    campaign, _ = sale
+    record_deliveries(session, campaign, "A", ["ann", "bob", "cid", "dan"])
+    older = make_campaign(session, "Winter 100% off_promo")
+    older.created_at = T0 - timedelta(days=30)
+    gone = make_campaign(session, "Deleted sale")
+    gone.deleted_at = T0
+    session.flush()
+    rows, count = listings.campaign_list(session)
+    assert count == 2
+    assert [r.name for r in rows] == ["Spring sale", "Winter 100% off_promo"]
+    first = rows[0]
+    assert (first.delivered, first.total, first.unique, first.rate) == (4, 5, 3, 75.0)
+    assert (rows[1].delivered, rows[1].total, rows[1].unique, rows[1].rate) == (0, 0, 0, None)
+
+
+@pytest.mark.parametrize(
+    ("search", "names"),
+    [
+        ("SALE", ["Spring sale"]),
+        ("  spring ", ["Spring sale"]),
+        ("100%", ["Winter 100% off_promo"]),
+        ("%", ["Winter 100% off_promo"]),
+        ("_", ["Winter 100% off_promo"]),
+        ("deleted", []),
+        ("nothing like it", []),
+    ],
+)
+def test_campaign_list_search(session: Session, search: str, names: list[str]) -> None:
+    make_campaign(session, "Spring sale")
+    make_campaign(session, "Winter 100% off_promo")
+    gone = make_campaign(session, "Deleted sale")
+    gone.deleted_at = T0
+    session.flush()
+    rows, count = listings.campaign_list(session, search)
+    assert [r.name for r in rows] == names
+    assert count == len(names)
+
+
+def test_campaign_list_pages(session: Session) -> None:
+    for n in range(5):
+        make_campaign(session, f"Campaign {n}").created_at = T0 + timedelta(days=n)
+    session.flush()
+    rows, count = listings.campaign_list(session, page=2, per_page=2)
+    assert count == 5
+    assert [r.name for r in rows] == ["Campaign 2", "Campaign 1"]
+    assert listings.campaign_list(session, page=4, per_page=2) == ([], 5)
+    with pytest.raises(InvalidInput):
+        listings.campaign_list(session, page=0)
+    with pytest.raises(InvalidInput):
+        listings.campaign_list(session, per_page=0)
+
+
+def test_placement_clicks_newest_first_with_recipient_ids(
+    session: Session, sale: tuple[Campaign, dict[str, int]]
+) -> None:
+    campaign, _ = sale
+    target = placement(campaign, 0)
+    rows, count = listings.placement_clicks(session, campaign.id, target.id, page=1, per_page=2)
+    assert count == 3
+    assert [(r.recipient, r.device) for r in rows] == [("bob", "mobile"), ("ann", "desktop")]
+    assert rows[0].clicked_at == T0 + timedelta(hours=5)
+    assert rows[0].method == "GET"
+    assert rows[0].user_agent == AGENTS["mobile"]
+    rest, _ = listings.placement_clicks(session, campaign.id, target.id, page=2, per_page=2)
+    assert [(r.recipient, r.clicked_at) for r in rest] == [("ann", T0 + timedelta(minutes=5))]
+    streamed = list(listings.iter_placement_clicks(session, campaign.id, target.id))
+    assert streamed == rows + rest
+
+
+def test_placement_clicks_refuses_a_link_of_another_campaign(
+    session: Session, sale: tuple[Campaign, dict[str, int]]
+) -> None:
+    campaign, _ = sale
+    other = make_campaign(session, "Other")
+    foreign = placement(other, 0)
+    with pytest.raises(NotFound):
+        listings.placement_clicks(session, campaign.id, foreign.id)
+    # Refused before streaming starts, so a web view can still answer 404.
+    with pytest.raises(NotFound):
+        listings.iter_placement_clicks(session, campaign.id, foreign.id)
+    with pytest.raises(NotFound):
+        listings.placement_clicks(session, 999_999, foreign.id)
