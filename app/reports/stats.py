@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import ColumnElement, Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.errors import NotFound
 from app.models import (
@@ -106,21 +106,28 @@ def _placement_ids(where: ClickFilter, tracked_only: bool = False) -> Select[int
     return query
 
 
-def _hourly_filters(
-    where: ClickFilter, table: type[ClickHourly] | type[PartHourly] = ClickHourly
+def _span_filters(
+    where: ClickFilter, at: InstrumentedAttribute[datetime], device: InstrumentedAttribute[str]
 ) -> list[ColumnElement[bool]]:
+    """The period and device of ``where``, on a table's time (or hour) and device columns."""
     filters: list[ColumnElement[bool]] = []
     if where.since is not None:
-        filters.append(table.hour >= where.since)
+        filters.append(at >= where.since)
     if where.until is not None:
-        filters.append(table.hour < where.until)
+        filters.append(at < where.until)
     if where.device is not None:
-        filters.append(table.device == where.device)
+        filters.append(device == where.device)
     return filters
 
 
+def _hourly_filters(
+    where: ClickFilter, table: type[ClickHourly] | type[PartHourly] = ClickHourly
+) -> list[ColumnElement[bool]]:
+    return _span_filters(where, table.hour, table.device)
+
+
 def _part_filters(
-    table: type[PartHourly] | type[PartStats] | type[PartClicker], where: ClickFilter
+    table: type[PartHourly] | type[PartStats] | type[PartClicker] | type[Click], where: ClickFilter
 ) -> list[ColumnElement[bool]]:
     """Rows of one campaign's parts, narrowed to a variant and/or a part when given."""
     filters: list[ColumnElement[bool]] = [table.campaign_id == where.campaign_id]
@@ -132,18 +139,7 @@ def _part_filters(
 
 
 def _click_filters(where: ClickFilter) -> list[ColumnElement[bool]]:
-    filters: list[ColumnElement[bool]] = [Click.campaign_id == where.campaign_id]
-    if where.variant_id is not None:
-        filters.append(Click.variant_id == where.variant_id)
-    if where.part is not None:
-        filters.append(Click.part == where.part)
-    if where.since is not None:
-        filters.append(Click.clicked_at >= where.since)
-    if where.until is not None:
-        filters.append(Click.clicked_at < where.until)
-    if where.device is not None:
-        filters.append(Click.device == where.device)
-    return filters
+    return _part_filters(Click, where) + _span_filters(where, Click.clicked_at, Click.device)
 
 
 def link_counts(session: Session, where: ClickFilter) -> dict[int, tuple[int, int]]:
