@@ -39,6 +39,10 @@ backlog = 2048
 # (gunicorn creates the file with mkstemp and unlinks it at once: no predictable name.)
 _SHM = "/dev/shm"  # noqa: S108
 worker_tmp_dir = _SHM if os.path.isdir(_SHM) else None
+# Whether a request came over https is ProxyFix's decision alone (create_app, from
+# TRUSTED_PROXY_COUNT). gunicorn would otherwise believe X-Forwarded-Proto from any client of
+# a proxy on the same host, even with no proxies configured.
+secure_scheme_headers: dict[str, str] = {}
 accesslog = os.environ.get("CLICKMAP_ACCESS_LOG") or None
 errorlog = "-"
 # Each worker builds its own app: nothing (no spool, no thread, no connection) is shared

@@ -721,5 +721,7 @@ def test_serve_uses_the_documented_gunicorn_config() -> None:
     assert (server.cfg.dirty_apps, server.cfg.dirty_workers) == ([gunicorn_conf.WRITER_APP], 1)
     if os.path.isdir("/dev/shm"):
         assert server.cfg.worker_tmp_dir == "/dev/shm"
+    # https is ProxyFix's call (TRUSTED_PROXY_COUNT), never gunicorn's own header trust.
+    assert server.cfg.secure_scheme_headers == {}
     result = CliRunner().invoke(serve_command, ["--help"])
     assert result.exit_code == 0 and "--workers" in result.output
