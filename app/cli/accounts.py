@@ -12,6 +12,7 @@ from app.accounts import create_api_token, create_user, set_password
 from app.db import get_session
 from app.errors import ClickmapError, cli_error
 from app.models import User
+from app.reports.labels import format_when
 
 # -- users ------------------------------------------------------------------------------------
 
@@ -70,7 +71,7 @@ def user_set_password(username: str, password_stdin: bool) -> None:
 def user_list() -> None:
     """Print every user and when it was created."""
     for user in get_session().scalars(select(User).order_by(User.username)):
-        click.echo(f"{user.username}\t{user.created_at:%Y-%m-%d %H:%M UTC}")
+        click.echo(f"{user.username}\t{format_when(user.created_at)}")
 
 
 # -- API tokens -------------------------------------------------------------------------------

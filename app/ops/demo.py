@@ -28,11 +28,11 @@ from flask import Flask
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.accounts import create_user, set_password
+from app.accounts import create_user, find_user, set_password
 from app.clicks.recording import ClickEvent, record_clicks
 from app.ingest import campaigns
 from app.ingest.rewriting import LinkRules
-from app.models import Campaign, Click, Delivery, Placement, User, Variant
+from app.models import Campaign, Click, Delivery, Placement, Variant
 from app.vocabulary import PARTS
 
 EMAIL_DIR = Path(__file__).resolve().parent / "demo_email"
@@ -327,7 +327,7 @@ def tracked_urls(app: Flask, session: Session, variant: Variant, external_id: st
 
 def ensure_user(session: Session, password: str) -> None:
     """Create the demo user, or give it ``password`` if it exists from an earlier run."""
-    if session.scalars(select(User).where(User.username == DEMO_USER)).first() is None:
+    if find_user(session, DEMO_USER) is None:
         create_user(session, DEMO_USER, password)
     else:
         set_password(session, DEMO_USER, password)
