@@ -67,7 +67,8 @@ class Campaign(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Set when the campaign is deleted: its links then answer 410 Gone.
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
-    # Optional UTM parameters appended at redirect time, e.g. {"utm_source": "newsletter"}.
+    # Optional UTM parameters, e.g. {"utm_source": "newsletter"}, added to each tracked
+    # placement's location at ingest.
     utm: Mapped[dict[str, str] | None] = mapped_column(JSON, default=None)
 
     variants: Mapped[list[Variant]] = relationship(
@@ -113,7 +114,11 @@ class Placement(Base):
     position: Mapped[int] = mapped_column(Integer)  # document order within the part
     kind: Mapped[str] = mapped_column(String(8))  # "a" | "area" | "vml"
     href: Mapped[str] = mapped_column(Text)  # as written in the source
+    # Both are the WHATWG parser's serialization (app.urls): the destination is shown in
+    # reports; the location, UTM included, is the redirect's Location, computed at ingest.
+    # A placement is tracked only if its location could be computed.
     destination: Mapped[str | None] = mapped_column(Text)
+    location: Mapped[str | None] = mapped_column(Text, default=None)
     text: Mapped[str] = mapped_column(String(200), default="")
     tracked: Mapped[bool] = mapped_column(Boolean)
     skip_reason: Mapped[str | None] = mapped_column(String(32), default=None)

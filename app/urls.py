@@ -1,141 +1,100 @@
-"""Turning a stored destination into a valid ``Location`` header value, UTM included.
+"""The one place a link's address is parsed: the WHATWG URL Standard, through ``ada-url``.
 
-Destinations are kept exactly as the sender wrote them (decoded). Only at redirect time are
-they made ASCII: the host in IDNA, the rest UTF-8 percent-encoded, existing escapes untouched,
-so the recipient lands on the very URL the sender meant. Control characters (CR and LF above
-all) are dropped first: nothing can ever add a header to the redirect.
+A tracked link must open exactly what the original opens. Browsers parse addresses by the
+WHATWG URL Standard (``\\`` is ``/`` in http(s), hosts go through IDNA per UTS #46, percent
+escapes are left as written), so every decision Clickmap makes about a link uses that same
+parse and nothing else: whether it is tracked, its host for the do-not-track list and the
+catalog, the destination in reports, the redirect's ``Location`` (the parser's serialization,
+byte for byte, which is what the browser would have requested), the UTM parameters added to
+it, and the PDF fetcher's address checks. ``ada-url`` is the parser Node.js uses.
+
+The serialization is always ASCII with every control character percent-encoded (or refused in
+a host), so a ``Location`` made from it can never add a header to the redirect.
 """
 
 from __future__ import annotations
 
-import re
-import string
 from collections.abc import Mapping
-from urllib.parse import quote, unquote, urlsplit
+from dataclasses import dataclass
+from urllib.parse import quote
 
-_HEX = frozenset(string.hexdigits)
-_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
-_SUB_DELIMS = frozenset("!$&'()*+,;=")
-# RFC 3986 sets, plus "[" and "]" in query and fragment: common in real links (``a[]=1``),
-# accepted by every browser, and encoding them could change what a server sees.
-_USERINFO = _UNRESERVED | _SUB_DELIMS | {":"}
-_PATH = _UNRESERVED | _SUB_DELIMS | set(":@/")
-_QUERY = _PATH | set("?[]")
-_FRAGMENT = _QUERY
-_PORT = re.compile(r"[0-9]*")
+import ada_url
+
+WEB_SCHEMES = ("http", "https")
 
 
 class UnsafeDestination(ValueError):
-    """The destination is not an absolute http(s) URL we are willing to redirect to."""
+    """The address is not an absolute http(s) URL we are willing to redirect to."""
 
 
-def _encode(text: str, safe: frozenset[str]) -> str:
-    """Percent-encode what ``safe`` does not allow, keeping valid ``%XX`` escapes as they are."""
-    out: list[str] = []
-    i = 0
-    n = len(text)
-    while i < n:
-        ch = text[i]
-        if ch in safe:
-            out.append(ch)
-        elif ch == "%" and i + 2 < n and text[i + 1] in _HEX and text[i + 2] in _HEX:
-            out.append(text[i : i + 3].upper())
-            i += 3
-            continue
-        else:
-            out.append("".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogatepass")))
-        i += 1
-    return "".join(out)
+@dataclass(frozen=True, slots=True)
+class WebAddress:
+    """An http(s) URL as a browser parses it."""
+
+    href: str  # the serialization: what the browser requests, and our ``Location``
+    scheme: str  # "http" or "https"
+    hostname: str  # ASCII: IDNA per UTS #46, IPv4 normalized, IPv6 in brackets
+    port: int | None  # None for the scheme's default port
+    has_credentials: bool  # a user name or password before the host
+    target: str  # path and query: what goes on an HTTP request line
+
+    @property
+    def bare_hostname(self) -> str:
+        """The host without IPv6 brackets, as resolvers and ``ipaddress`` want it."""
+        return self.hostname[1:-1] if self.hostname.startswith("[") else self.hostname
 
 
-def _ascii_host(host: str) -> str:
-    """The host in lower-case ASCII: IDNA per label, or a bracketed IPv6 literal as is."""
-    if host.startswith("["):
-        if not host.endswith("]") or not re.fullmatch(r"\[[0-9A-Fa-f:.]+(%25[\w.~-]+)?\]", host):
-            raise UnsafeDestination(f"malformed IP literal {host!r}")
-        return host.lower()
-    labels: list[str] = []
-    for label in host.rstrip(".").split(".") if host.rstrip(".") else []:
-        if label.isascii():
-            labels.append(label.lower())
-            continue
-        try:
-            labels.append(label.encode("idna").decode("ascii"))
-        except UnicodeError as exc:
-            raise UnsafeDestination(f"host label {label!r} cannot be encoded: {exc}") from exc
-    if not labels or any(not label for label in labels):
-        raise UnsafeDestination(f"malformed host {host!r}")
-    encoded = ".".join(labels) + ("." if host.endswith(".") else "")
-    if not all(ch in _UNRESERVED or ch in _SUB_DELIMS for ch in encoded):
-        raise UnsafeDestination(f"host {host!r} holds characters a host cannot have")
-    return encoded
+def parse_web_address(value: str, base: str | None = None) -> WebAddress:
+    """``value`` parsed as a browser would (against ``base`` when given): an http(s) URL.
 
-
-def to_location(destination: str) -> str:
-    """A header-safe absolute http(s) URL for ``destination``.
-
-    Raises ``UnsafeDestination`` for anything else (relative, other schemes, bad host or
-    port): the redirector then refuses the link rather than guess.
+    Raises ``UnsafeDestination`` when the parser fails or the scheme is not http(s). The
+    parser itself strips leading and trailing spaces and control characters and drops tabs
+    and line breaks anywhere, exactly as browsers do.
     """
-    cleaned = "".join(ch for ch in destination if ch >= " " and ch != "\x7f").strip()
     try:
-        parts = urlsplit(cleaned)
-    except ValueError as exc:  # e.g. an unbalanced IPv6 bracket
-        raise UnsafeDestination(str(exc)) from exc
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        raise UnsafeDestination(f"only http and https destinations, got {scheme or 'none'!r}")
-    netloc = parts.netloc
-    userinfo, at, hostport = netloc.rpartition("@")
-    if hostport.startswith("["):
-        host, _, rest = hostport.partition("]")
-        host += "]"
-        if rest and not rest.startswith(":"):
-            raise UnsafeDestination(f"malformed authority {netloc!r}")
-        port = rest[1:]
-        has_port = bool(rest)
-    else:
-        host, colon, port = hostport.partition(":")
-        has_port = bool(colon)
-    if not _PORT.fullmatch(port) or len(port) > 5:
-        raise UnsafeDestination(f"malformed port {port!r}")
-    authority = (_encode(userinfo, _USERINFO) + "@" if at else "") + _ascii_host(host)
-    if has_port and port:
-        authority += ":" + port
-    location = scheme + "://" + authority + _encode(parts.path, _PATH)
-    if parts.query or cleaned.partition("#")[0].endswith("?"):
-        location += "?" + _encode(parts.query, _QUERY)
-    if parts.fragment or cleaned.endswith("#"):
-        location += "#" + _encode(parts.fragment, _FRAGMENT)
-    return location
+        url = ada_url.URL(value, base) if base is not None else ada_url.URL(value)
+    except ValueError as exc:
+        raise UnsafeDestination(f"not a valid web address: {value[:200]!r}") from exc
+    scheme = url.protocol[:-1]
+    if scheme not in WEB_SCHEMES:
+        raise UnsafeDestination(f"only http and https addresses, got {scheme!r}")
+    href = url.href
+    # The standard guarantees this; a header value depends on it, so it is checked, not trusted.
+    if not (href.isascii() and href.isprintable()) or " " in href:
+        raise UnsafeDestination(f"the parser's serialization is not header-safe: {href[:200]!r}")
+    return WebAddress(
+        href=href,
+        scheme=scheme,
+        hostname=url.hostname,
+        port=int(url.port) if url.port else None,
+        has_credentials=bool(url.username or url.password),
+        target=(url.pathname or "/") + url.search,
+    )
 
 
-def _param_names(query: str) -> set[str]:
-    names: set[str] = set()
-    for pair in query.split("&"):
-        name = pair.partition("=")[0]
-        if name:
-            names.add(unquote(name.replace("+", " ")))
-    return names
+def with_utm(href: str, utm: Mapping[str, str] | None) -> str:
+    """The serialized URL ``href`` with the campaign's UTM parameters added to its query.
 
-
-def with_utm(location: str, utm: Mapping[str, str] | None) -> str:
-    """``location`` with the campaign's UTM parameters appended to its query.
-
-    They go before the fragment, and a parameter the sender already set is never overridden:
-    the sender's own link knows best.
+    They go at the end of the query (so before the fragment), the sender's own bytes are kept
+    as they are, and a parameter the sender already set is never overridden, even when they
+    wrote its name percent-encoded or left its value empty: the sender's own link knows best.
     """
     if not utm:
-        return location
-    base, hash_, fragment = location.partition("#")
-    path, _, query = base.partition("?")
-    present = _param_names(query)
+        return href
+    url = ada_url.URL(href)
+    query = url.search[1:]
+    present = ada_url.parse_search_params(query).keys() if query else set()
     added = [
         quote(name, safe="") + "=" + quote(value, safe="")
         for name, value in utm.items()
         if name not in present
     ]
     if not added:
-        return location
-    joined = query + ("&" if query and not query.endswith("&") else "") + "&".join(added)
-    return path + "?" + joined + hash_ + fragment
+        return href
+    url.search = query + ("&" if query and not query.endswith("&") else "") + "&".join(added)
+    return url.href
+
+
+def location_for(destination: str, utm: Mapping[str, str] | None) -> str:
+    """The redirect's ``Location`` for a stored destination: computed once, at ingest."""
+    return with_utm(parse_web_address(destination).href, utm)

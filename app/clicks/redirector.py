@@ -47,10 +47,10 @@ UNAVAILABLE_PAGE = _PAGE.format(
 
 
 class _Redirect(Response):
-    """The 302 of a click. Its ``Location`` was made a valid absolute URI once, when the link
-    was cached (``app.urls.to_location``), so werkzeug's conversion of it to a URI and its
-    Content-Length bookkeeping, redone for every response, are skipped: they cost as much as
-    the rest of the view."""
+    """The 302 of a click. Its ``Location`` is the URL parser's serialization, computed at
+    ingest (``Placement.location``): an ASCII absolute URI, sent byte for byte. So werkzeug's
+    conversion of it to a URI and its Content-Length bookkeeping, redone for every response,
+    are skipped: they cost as much as the rest of the view."""
 
     def __init__(self, location: str) -> None:
         super().__init__(

@@ -40,7 +40,6 @@ from app.clicks.writer import ClickWriter, read_status
 from app.db import get_engine, session_scope
 from app.models import Campaign, Placement
 from app.tokens import ClickToken, InvalidToken
-from app.urls import UnsafeDestination, to_location, with_utm
 
 log = logging.getLogger("clickmap.tracking")
 
@@ -58,7 +57,7 @@ class Unavailable(Exception):
 @dataclass(frozen=True, slots=True)
 class Target:
     placement_id: int
-    location: str  # the Location header value, UTM included
+    location: str  # the Location header value, UTM included (Placement.location)
 
 
 _Key = tuple[int, int, str, int]  # campaign, variant, part, position
@@ -107,10 +106,9 @@ class Tracker:
                 row = session.execute(
                     select(
                         Placement.id,
-                        Placement.destination,
+                        Placement.location,
                         Placement.tracked,
                         Campaign.deleted_at,
-                        Campaign.utm,
                     )
                     .join(Campaign, Campaign.id == Placement.campaign_id)
                     .where(
@@ -122,15 +120,11 @@ class Tracker:
                 ).first()
         except SQLAlchemyError as exc:
             raise Unavailable() from exc
-        if row is None or not row.tracked or row.destination is None:
+        if row is None or not row.tracked or row.location is None:
             raise InvalidToken("unknown placement")
         if row.deleted_at is not None:
             raise CampaignGone()
-        try:
-            target = Target(row.id, with_utm(to_location(row.destination), row.utm))
-        except UnsafeDestination as exc:
-            log.warning("placement %s is not redirectable: %s", row.id, exc)
-            raise InvalidToken("destination refused") from exc
+        target = Target(row.id, row.location)
         self.targets[key] = target
         return target
 
@@ -273,13 +267,12 @@ class Tracker:
                         Placement.part,
                         Placement.position,
                         Placement.id,
-                        Placement.destination,
-                        Campaign.utm,
+                        Placement.location,
                     )
                     .join(Campaign, Campaign.id == Placement.campaign_id)
                     .where(
                         Placement.tracked.is_(True),
-                        Placement.destination.is_not(None),
+                        Placement.location.is_not(None),
                         Campaign.deleted_at.is_(None),
                         Campaign.created_at >= since,
                     )
@@ -290,12 +283,8 @@ class Tracker:
             log.warning("could not warm the link cache: %s", exc)
             return
         for row in rows:
-            try:
-                location = with_utm(to_location(row.destination), row.utm)
-            except UnsafeDestination:
-                continue
             key = (row.campaign_id, row.variant_id, row.part, row.position)
-            self.targets[key] = Target(row.id, location)
+            self.targets[key] = Target(row.id, row.location)
         log.info("link cache warmed with %d placements", len(rows))
 
     def refresh_gone(self) -> None:

@@ -20,6 +20,7 @@ from app.errors import InvalidInput, NotFound, TooLarge
 from app.ingest.rewriting import CompiledPart, LinkRules, NotHTMLError, check_html, scan
 from app.models import Campaign, Delivery, Placement, Recipient, Variant
 from app.tokens import TokenCodec, token_codec
+from app.urls import UnsafeDestination, location_for
 from app.vocabulary import PARTS, Part
 
 if TYPE_CHECKING:
@@ -98,6 +99,9 @@ def create_campaign(
         for part, text in parts:
             result = scan(text, part, rules)
             for link in result.links:
+                location = _location(link.destination, utm) if link.tracked else None
+                tracked = location is not None
+                reason = link.skip_reason if tracked or not link.tracked else "invalid_url"
                 variant.placements.append(
                     Placement(
                         campaign=campaign,
@@ -106,9 +110,10 @@ def create_campaign(
                         kind=link.kind,
                         href=link.href,
                         destination=link.destination,
+                        location=location,
                         text=link.text[:200],
-                        tracked=link.tracked,
-                        skip_reason=link.skip_reason,
+                        tracked=tracked,
+                        skip_reason=reason,
                         occurrences=link.occurrences,
                     )
                 )
@@ -117,6 +122,17 @@ def create_campaign(
     session.add(campaign)
     session.flush()
     return CreatedCampaign(campaign, warnings)
+
+
+def _location(destination: str | None, utm: Mapping[str, str] | None) -> str | None:
+    """The redirect's ``Location`` for a link, or None when it cannot be computed (then the
+    link is not tracked: the redirector never has to refuse a tracked link)."""
+    if destination is None:
+        return None
+    try:
+        return location_for(destination, utm)
+    except UnsafeDestination:
+        return None
 
 
 def _amp_size_warning(variant: str, text: str, compiled: CompiledPart) -> list[str]:
@@ -273,9 +289,11 @@ class Personalizer:
         for part, text in sources:
             if text is None:
                 continue
-            result = scan(text, part, self.rules)
-            tracked = tuple(link.position for link in result.links if link.tracked)
-            parts[part] = (result.compiled, tracked)
+            # Which links are tracked is what was stored at ingest, not what the rules say
+            # today: a token is only ever minted for a placement the redirector will follow.
+            tracked = {p.position for p in variant.placements if p.part == part and p.tracked}
+            template = scan(text, part, self.rules).compiled.keeping(tracked)
+            parts[part] = (template, tuple(sorted(tracked.intersection(template.slots))))
         compiled = _CompiledVariant(variant.campaign_id, variant.id, parts)
         with self._lock:
             self._cache[variant.id] = compiled

@@ -14,18 +14,17 @@ the sender wrote it, while a link we wrongly rewrite breaks for every recipient.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from html.entities import html5 as _HTML5_ENTITIES
-from urllib.parse import urljoin, urlsplit
 
 from bs4 import BeautifulSoup, Comment, Tag
 from bs4.element import NavigableString, PreformattedString
 
+from app.urls import UnsafeDestination, WebAddress, parse_web_address
 from app.vocabulary import Part
 
 TEXT_LIMIT = 200
@@ -59,8 +58,11 @@ SKIP_REASONS: dict[str, str] = {
 class LinkRules:
     """Per-installation settings that decide which otherwise-trackable links stay untouched."""
 
-    do_not_track: tuple[str, ...] = ()
+    do_not_track: tuple[str, ...] = ()  # domains; each also covers its subdomains
     opt_out_attribute: str = "data-clickmap-notrack"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "do_not_track", ascii_domains(self.do_not_track))
 
 
 # --- attribute values -------------------------------------------------------------------
@@ -69,12 +71,23 @@ _CHARREF = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[A-Za-z][A-Za-z0-9]*;?)"
 _LONGEST_ENTITY = max(len(name) for name in _HTML5_ENTITIES)
 
 
+def _numeric_charref(body: str) -> str:
+    """A numeric reference as HTML5 decodes it: U+FFFD for zero, surrogates and values past
+    U+10FFFF, windows-1252 for 0x80-0x9F, and every other code point kept, controls and
+    noncharacters included (Python's ``html.unescape`` drops those, lxml keeps them)."""
+    digits = body[1:].rstrip(";")
+    number = int(digits[1:], 16) if digits[:1] in ("x", "X") else int(digits)
+    if number == 0 or number > 0x10FFFF or 0xD800 <= number <= 0xDFFF:
+        return "\ufffd"
+    if 0x80 <= number <= 0x9F:
+        return html.unescape(f"&#{number};")  # the windows-1252 table
+    return chr(number)
+
+
 def _replace_charref(match: re.Match[str]) -> str:
     body = match.group(1)
     if body.startswith("#"):
-        # Python's unescape already maps numeric references the way HTML5 does
-        # (windows-1252 for 0x80-0x9F, U+FFFD for surrogates and out-of-range values).
-        return html.unescape(match.group(0))
+        return _numeric_charref(body)
     # Named references: the longest known name that prefixes the text wins. Inside
     # attributes a name without ``;`` followed by ``=`` or an alphanumeric is left alone,
     # so query strings like ``?a=1&copy=2`` or ``&notify=1`` survive as written.
@@ -146,68 +159,56 @@ def has_merge_tag(value: str) -> bool:
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
 _SKIPPED_SCHEMES = {"mailto", "tel", "sms", "javascript", "data"}
-# WHATWG "forbidden host code points", plus % (we do not guess at percent-encoded hosts).
-_FORBIDDEN_HOST = re.compile(r"[\x00-\x20#/:<>?@\[\\\]^|%\x7f]")
-_IPV6 = re.compile(r"\[[0-9A-Fa-f:.]+\]")
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """Where a link leads, and whether it is tracked (``skip_reason`` is None when it is)."""
+    """Where a link leads, and whether it is tracked (``skip_reason`` is None when it is).
+
+    ``destination`` is the parser's serialization of the address (``app.urls``): what the
+    browser would request, shown in reports and used as the redirect's ``Location``.
+    """
 
     destination: str | None
     skip_reason: str | None
 
 
-def _host_of(url: str) -> str | None:
-    """The host of an absolute http(s) URL, or None when a browser could not open it."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 -- raises ValueError on a malformed port
-    except ValueError:
-        return None
-    hostport = parts.netloc.rpartition("@")[2]
-    if hostport.startswith("["):
-        end = hostport.find("]")
-        host = hostport[: end + 1]
-        if end < 0 or not _IPV6.fullmatch(host):
-            return None
-        return host
-    host = hostport.partition(":")[0]
-    if not host or _FORBIDDEN_HOST.search(host) or not host.strip("."):
-        return None
-    return host
+def web_address(value: str, base: str | None = None) -> WebAddress | None:
+    """The http(s) address a cleaned ``href`` opens, or None when a browser would not open
+    one from an email.
 
-
-def absolute_http_url(value: str, base: str | None = None) -> str | None:
-    """The absolute http(s) URL a cleaned ``href`` leads to, or None."""
+    A scheme-relative ``//host/path`` is read as https: webmail pages are https, and a
+    desktop client that guesses http is redirected by nearly every site. Without a
+    ``<base href>``, a relative address leads nowhere in an email.
+    """
     if value.startswith("//"):
-        url = "https:" + value
-    elif _SCHEME.match(value):
-        url = value
-    elif base is not None and value and not value.startswith("#"):
-        url = urljoin(base, value)
-    else:
+        value = "https:" + value
+    elif not _SCHEME.match(value) and (base is None or not value or value.startswith("#")):
         return None
-    scheme = url.partition(":")[0].lower()
-    if scheme not in ("http", "https") or url[len(scheme) + 1 : len(scheme) + 3] != "//":
+    try:
+        return parse_web_address(value, base)
+    except UnsafeDestination:
         return None
-    return url if _host_of(url) is not None else None
 
 
-def _is_do_not_track(url: str, domains: tuple[str, ...]) -> bool:
-    host = (_host_of(url) or "").lower().rstrip(".")
-    forms = {host}
-    with contextlib.suppress(UnicodeError):  # hosts Python's IDNA 2003 codec rejects
-        forms.add(host.encode("idna").decode("ascii"))
+def _in_domains(hostname: str, domains: tuple[str, ...]) -> bool:
+    host = hostname.rstrip(".")
+    return any(host == domain or host.endswith("." + domain) for domain in domains)
+
+
+def ascii_domains(domains: Iterable[str]) -> tuple[str, ...]:
+    """Do-not-track domains as the parser writes hosts (lower-case, IDNA per UTS #46), so
+    ``bücher.de`` in the settings matches ``xn--bcher-kva.de`` in a link."""
+    found: list[str] = []
     for domain in domains:
-        domain = domain.strip().strip(".").lower()
+        domain = domain.strip().strip(".")
         if not domain:
             continue
-        for form in forms:
-            if form == domain or form.endswith("." + domain):
-                return True
-    return False
+        try:
+            found.append(parse_web_address(f"http://{domain}/").hostname)
+        except UnsafeDestination:
+            found.append(domain.lower())  # never matches a parsed host, which is harmless
+    return tuple(found)
 
 
 def classify(
@@ -225,7 +226,8 @@ def classify(
     link, not as a merge tag).
     """
     cleaned = clean_url(value)
-    destination = absolute_http_url(cleaned, base)
+    address = web_address(cleaned, base)
+    destination = address.href if address is not None else None
     if amp_bound:
         return Verdict(destination, "amp_bound")
     if not cleaned:
@@ -242,11 +244,11 @@ def classify(
         return Verdict(None, "unsupported_scheme")
     if scheme is None and not cleaned.startswith("//") and base is None:
         return Verdict(None, "relative")
-    if destination is None:
+    if address is None:
         return Verdict(None, "invalid_url")
     if opted_out:
         return Verdict(destination, "opt_out")
-    if _is_do_not_track(destination, rules.do_not_track):
+    if _in_domains(address.hostname, rules.do_not_track):
         return Verdict(destination, "do_not_track")
     return Verdict(destination, None)
 
@@ -382,4 +384,5 @@ def base_url(soup: BeautifulSoup, part: Part) -> str | None:
     base = soup.find("base", href=True)
     if not isinstance(base, Tag):
         return None
-    return absolute_http_url(clean_url(_attr(base, "href")))
+    address = web_address(clean_url(_attr(base, "href")))
+    return address.href if address is not None else None

@@ -70,11 +70,14 @@ class CompiledPart:
 
     chunks: tuple[str, ...]  # literal text; len(chunks) == len(slots) + 1
     slots: tuple[int, ...]  # Link.position whose URL goes between chunks[i] and chunks[i + 1]
+    originals: tuple[str, ...] = ()  # the source text each slot replaces
     _parts: list[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.chunks) != len(self.slots) + 1:
             raise ValueError("a compiled part needs exactly one more chunk than slots")
+        if self.originals and len(self.originals) != len(self.slots):
+            raise ValueError("a compiled part needs one original per slot")
         parts: list[str] = []
         for chunk in self.chunks[:-1]:
             parts.append(chunk)
@@ -92,6 +95,23 @@ class CompiledPart:
         parts = self._parts.copy()
         parts[1::2] = [urls[slot] for slot in self.slots]
         return "".join(parts)
+
+    def keeping(self, positions: set[int]) -> CompiledPart:
+        """This part with only the slots of ``positions`` left open; every other slot gets
+        its source text back, so that link reaches recipients exactly as written."""
+        if all(slot in positions for slot in self.slots):
+            return self
+        chunks = [self.chunks[0]]
+        slots: list[int] = []
+        originals: list[str] = []
+        for i, slot in enumerate(self.slots):
+            if slot in positions:
+                slots.append(slot)
+                originals.append(self.originals[i])
+                chunks.append(self.chunks[i + 1])
+            else:
+                chunks[-1] += self.originals[i] + self.chunks[i + 1]
+        return CompiledPart(tuple(chunks), tuple(slots), tuple(originals))
 
 
 @dataclass(frozen=True)
@@ -346,7 +366,11 @@ def scan(text: str, part: Part = "html", rules: LinkRules = _DEFAULT_RULES) -> S
         chunks.append(text[cursor:start])
         cursor = end
     chunks.append(text[cursor:])
-    compiled = CompiledPart(tuple(chunks), tuple(position for _s, _e, position in spans))
+    compiled = CompiledPart(
+        tuple(chunks),
+        tuple(position for _s, _e, position in spans),
+        tuple(text[start:end] for start, end, _position in spans),
+    )
     return ScanResult(tuple(links), compiled)
 
 

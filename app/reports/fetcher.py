@@ -24,11 +24,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, unquote_to_bytes, urljoin, urlsplit
+from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 from flask import Flask
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 from werkzeug.security import safe_join
+
+from app.urls import UnsafeDestination, parse_web_address
 
 logger = logging.getLogger(__name__)
 
@@ -207,9 +209,10 @@ class RestrictedFetcher(URLFetcher):  # type: ignore[misc]
         for _hop in range(MAX_REDIRECTS + 1):
             status, location, content_type, body = self._get(url, deadline)
             if status in (301, 302, 303, 307, 308) and location:
-                url = urljoin(url, location)
-                if urlsplit(url).scheme not in ("http", "https"):
-                    raise Refused("redirected away from http(s)")
+                try:
+                    url = parse_web_address(location, base=url).href
+                except UnsafeDestination as exc:
+                    raise Refused("redirected away from http(s)") from exc
                 continue
             if status != 200:
                 raise Refused(f"HTTP status {status}")
@@ -219,13 +222,10 @@ class RestrictedFetcher(URLFetcher):  # type: ignore[misc]
         raise Refused("too many redirects")
 
     def _address_for(self, host: str, port: int) -> str:
-        """A checked address for ``host``: every address it resolves to must be public."""
+        """A checked address for ``host`` (ASCII, as the URL parser wrote it): every address
+        it resolves to must be public."""
         try:
-            ascii_host = host.encode("idna").decode("ascii")
-        except UnicodeError as exc:
-            raise Refused("host name cannot be encoded") from exc
-        try:
-            infos = self.resolver(ascii_host, port, 0, socket.SOCK_STREAM)
+            infos = self.resolver(host, port, 0, socket.SOCK_STREAM)
         except OSError as exc:
             raise Refused(f"cannot resolve {host}: {exc}") from exc
         addresses = [str(info[4][0]) for info in infos]
@@ -237,11 +237,16 @@ class RestrictedFetcher(URLFetcher):  # type: ignore[misc]
         return addresses[0]
 
     def _get(self, url: str, deadline: float) -> tuple[int, str | None, str, bytes]:
-        parts = urlsplit(url)
-        host = parts.hostname
+        # The address as a browser parses it (app.urls): the host checked below is the host
+        # connected to, whatever backslashes, escapes or Unicode the URL was written with.
+        try:
+            parts = parse_web_address(url)
+        except UnsafeDestination as exc:
+            raise Refused(str(exc)) from exc
+        host = parts.bare_hostname
         if not host:
             raise Refused("no host")
-        if parts.username is not None or parts.password is not None:
+        if parts.has_credentials:
             raise Refused("credentials in the URL")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         if port not in self.policy.ports:
@@ -255,7 +260,7 @@ class RestrictedFetcher(URLFetcher):  # type: ignore[misc]
             connection = _PinnedHTTPSConnection(host, port, address, remaining)
         else:
             connection = _PinnedHTTPConnection(host, port, address, remaining)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        target = parts.target
         try:
             connection.request(
                 "GET",

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.ingest.campaigns import AMP_SIZE_LIMIT, Personalizer, VariantInput, create_campaign
 from app.ingest.rewriting import SKIP_REASONS, LinkRules, Part, ScanResult, decode_html, scan
-from app.models import Variant
+from app.models import Placement, Variant
 from app.tokens import ClickToken, TokenCodec
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -154,7 +154,7 @@ CASES: dict[str, Case] = {
             Row(
                 "a",
                 SHOP + "/quote?text=&quot;hello&quot;",
-                SHOP + '/quote?text="hello"',
+                SHOP + "/quote?text=%22hello%22",
                 'Quoted "hello"',
                 None,
             ),
@@ -165,7 +165,9 @@ CASES: dict[str, Case] = {
                 "Legal",
                 None,
             ),
-            Row("a", SHOP + '/single?say="hi"', SHOP + '/single?say="hi"', "Single quotes", None),
+            Row(
+                "a", SHOP + '/single?say="hi"', SHOP + "/single?say=%22hi%22", "Single quotes", None
+            ),
             Row(
                 "a",
                 SHOP + "/unquoted?x=1&amp;y=2",
@@ -415,7 +417,7 @@ CASES: dict[str, Case] = {
             Row(
                 "a",
                 SHOP + "/caf\u00e9?price=\u20ac5&amp;ref=news",
-                SHOP + "/caf\u00e9?price=\u20ac5&ref=news",
+                SHOP + "/caf%C3%A9?price=%E2%82%AC5&ref=news",
                 "\u201cShop\u201d the caf\u00e9 \u2013 \u20ac5",
                 None,
             ),
@@ -430,11 +432,17 @@ CASES: dict[str, Case] = {
             Row(
                 "a",
                 SHOP + "/cr\u00e8me-br\u00fbl\u00e9e",
-                SHOP + "/cr\u00e8me-br\u00fbl\u00e9e",
+                SHOP + "/cr%C3%A8me-br%C3%BBl%C3%A9e",
                 "Cr\u00e8me br\u00fbl\u00e9e \u2615",
                 None,
             ),
-            Row("a", SHOP + "/\u65e5\u672c", SHOP + "/\u65e5\u672c", "\u65e5\u672c\u8a9e", None),
+            Row(
+                "a",
+                SHOP + "/\u65e5\u672c",
+                SHOP + "/%E6%97%A5%E6%9C%AC",
+                "\u65e5\u672c\u8a9e",
+                None,
+            ),
         ],
     ),
 }
@@ -692,13 +700,39 @@ def test_a_byte_order_mark_wins_over_the_meta_charset() -> None:
 # --- personalized emails -------------------------------------------------------------------
 
 
+def stored_variant(html: str, amp: str | None = None, rules: LinkRules = DEFAULT) -> Variant:
+    """Variant 7 of campaign 3 with its placements as ingest stores them under ``rules``."""
+    variant = Variant(id=7, campaign_id=3, name="A", html=html, amp=amp)
+    for part, text in (("html", html), ("amp", amp)):
+        if text is not None:
+            for link in scan(text, part, rules).links:
+                variant.placements.append(
+                    Placement(part=part, position=link.position, tracked=link.tracked)
+                )
+    return variant
+
+
+def test_personalization_mints_tokens_only_for_links_stored_as_tracked() -> None:
+    """Settings changed after ingest (a domain taken off the do-not-track list) never make
+    a stored skip answer a click: tokens go only to placements stored as tracked."""
+    codec = TokenCodec(["fixture-secret-0123456789abcdef0123456789"])
+    html = '<a href="https://a.example/">a</a> <a href="https://esp.example/x">b</a>'
+    variant = stored_variant(html, rules=CUSTOM)  # esp.example was not tracked at ingest
+    personalizer = Personalizer(codec, "http://t.example", DEFAULT)
+    out = personalizer.render(personalizer.compile(variant), recipient_id=1)["html"]
+    assert out is not None
+    [token] = re.findall(r"http://t\.example/c/([A-Za-z0-9_.-]+)", out)
+    assert codec.decode(token).position == 0
+    assert out.endswith('<a href="https://esp.example/x">b</a>')
+
+
 def test_personalized_parts_carry_signed_tokens_in_place_of_tracked_hrefs() -> None:
     """AMP links always use https, even when the tracking base is plain http."""
     codec = TokenCodec(["fixture-secret-0123456789abcdef0123456789"])
     personalizer = Personalizer(codec, "http://t.example", DEFAULT)
     html = _source("outlook_vml_button.html")
     amp = _source("amp4email.html")
-    variant = Variant(id=7, campaign_id=3, name="A", html=html, amp=amp)
+    variant = stored_variant(html, amp)
     out = personalizer.render(personalizer.compile(variant), recipient_id=42)
 
     for part, text, base in (

@@ -1,6 +1,7 @@
 """The migrations on a fresh database of each kind: the report aggregates added by 0002 are
 backfilled from clicks stored before it, and the click writer carries on exactly from there;
-0003 drops the foreign keys of ``click`` and keeps its rows; 0004 adds ``login_attempt``.
+0003 drops the foreign keys of ``click`` and keeps its rows; 0004 adds ``login_attempt``;
+0005 computes each tracked placement's ``location``.
 """
 
 from __future__ import annotations
@@ -263,7 +264,7 @@ def test_click_loses_its_foreign_keys_and_keeps_its_rows(fresh: Engine) -> None:
 
 
 def test_login_attempts_table_comes_and_goes(fresh: Engine) -> None:
-    upgrade(fresh)
+    upgrade(fresh, "0004")
     assert current(fresh) == "0004"
     assert {c["name"] for c in inspect(fresh).get_columns("login_attempt")} == {
         "id",
@@ -281,3 +282,57 @@ def test_login_attempts_table_comes_and_goes(fresh: Engine) -> None:
         cfg.attributes["connection"] = connection
         command.downgrade(cfg, "0003")
     assert "login_attempt" not in inspect(fresh).get_table_names()
+
+
+def test_placements_get_the_browsers_location_at_upgrade(fresh: Engine) -> None:
+    """Destinations stored before 0005 are parsed again: each tracked placement gets the
+    Location a browser would request, UTM included, and one the parser refuses is skipped."""
+    upgrade(fresh, "0004")
+    at = bindparam("at", type_=UTCDateTime())
+    rows = [
+        (1, "https://faß.de/x?a=%7e#f", True, "https://xn--fa-hia.de/x?a=%7e&utm_source=n#f"),
+        (2, "https://example.com\\@evil.com/", True, "https://example.com/@evil.com/?utm_source=n"),
+        (3, "https://exa mple.com/", True, None),
+        (4, "https://skipped.example/", False, None),
+    ]
+    with fresh.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO campaign (id, name, created_at, utm) "
+                """VALUES (1, 'one', :at, '{"utm_source": "n"}')"""
+            ).bindparams(at),
+            {"at": T0},
+        )
+        conn.execute(
+            text("INSERT INTO variant (id, campaign_id, name, html) VALUES (1, 1, 'A', '')")
+        )
+        for position, destination, tracked, _location in rows:
+            conn.execute(
+                text(
+                    "INSERT INTO placement (id, campaign_id, variant_id, part, position, kind, "
+                    "href, destination, text, tracked, occurrences) VALUES (:id, 1, 1, 'html', "
+                    ":id, 'a', :d, :d, '', :tracked, 1)"
+                ),
+                {"id": position, "d": destination, "tracked": tracked},
+            )
+    upgrade(fresh)
+    with fresh.connect() as conn:
+        stored = conn.execute(
+            text(
+                "SELECT id, destination, location, tracked, skip_reason FROM placement ORDER BY id"
+            )
+        ).all()
+    assert [(r.id, r.location, bool(r.tracked)) for r in stored] == [
+        (1, rows[0][3], True),
+        (2, rows[1][3], True),
+        (3, None, False),
+        (4, None, False),
+    ]
+    assert stored[0].destination == "https://xn--fa-hia.de/x?a=%7e#f"
+    assert stored[2].skip_reason == "invalid_url"
+    assert stored[3].destination == "https://skipped.example/"
+    cfg = alembic_config(fresh)
+    with fresh.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0004")
+    assert "location" not in {c["name"] for c in inspect(fresh).get_columns("placement")}
