@@ -26,6 +26,7 @@ from urllib.parse import urljoin, urlsplit
 from bs4 import BeautifulSoup, Comment, Tag
 from bs4.element import NavigableString, PreformattedString
 
+from app.ingest.merge_tags import find_merge_tag
 from app.vocabulary import Part
 
 TEXT_LIMIT = 200
@@ -117,29 +118,10 @@ def clean_url(value: str) -> str:
 
 # --- merge tags --------------------------------------------------------------------------
 
-# Every templating syntax senders' platforms fill in after we hand the email back. Mustache
-# delimiters count even when unbalanced: AMP treats them as template syntax either way.
-_MERGE_TAG = re.compile(
-    r"""
-      \{\{ | \}\}                     # Handlebars, Mustache, Liquid output, Postmark
-    | \{% | %\}                       # Liquid, Jinja, Django tags
-    | %7[Bb]%7[Bb] | %7[Dd]%7[Dd]     # {{ }} after an editor percent-encoded them
-    | \*\|[^|]*\|\*                   # Mailchimp *|UNSUB|*
-    | %%[^%]+%%                       # Salesforce Marketing Cloud, Campaign Monitor %%x%%
-    | <%.*?%>                         # SendGrid <%asm_..._url%>, ERB
-    | \{\$[^}]*\}                     # {$var}
-    | \$\{[^}]*\}                     # ${var}
-    | \[%.*?%\]                       # Template Toolkit [% var %]
-    | \[\[.+?\]\]                     # [[var]]
-    | (?<![\w\]\[])\[[A-Za-z_][\w .-]*\]   # [unsubscribe], [Sender_Name]; not ?a[b]=1
-    """,
-    re.VERBOSE | re.DOTALL,
-)
-
 
 def has_merge_tag(value: str) -> bool:
     """Whether the sender's platform will still rewrite this value after us."""
-    return _MERGE_TAG.search(value) is not None
+    return find_merge_tag(value) is not None
 
 
 # --- classification ----------------------------------------------------------------------
