@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput, NotFound, TooLarge
+from app.ingest.links import skip_message
 from app.ingest.rewriting import CompiledPart, LinkRules, NotHTMLError, check_html, scan
 from app.models import Campaign, Delivery, Placement, Recipient, Variant
 from app.tokens import TokenCodec, token_codec
@@ -183,6 +184,7 @@ def catalog(campaign: Campaign) -> dict[str, Any]:
                         "text": p.text,
                         "tracked": p.tracked,
                         "skip_reason": p.skip_reason,
+                        "skip_message": skip_message(p.skip_reason, p.href) or None,
                     }
                     for p in v.placements
                 ],

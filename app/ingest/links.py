@@ -24,6 +24,7 @@ from html.entities import html5 as _HTML5_ENTITIES
 from bs4 import BeautifulSoup, Comment, Tag
 from bs4.element import NavigableString, PreformattedString
 
+from app.ingest.merge_tags import find_merge_tag
 from app.urls import UnsafeDestination, WebAddress, parse_web_address
 from app.vocabulary import Part
 
@@ -46,7 +47,10 @@ SKIP_REASONS: dict[str, str] = {
     "do_not_track": "The link points to a domain on the do-not-track list.",
     "invalid_url": "The address is not a valid web address (for example, it has no host).",
     "unsupported_scheme": "Only http and https links can be tracked.",
-    "amp_bound": "The AMP link address is set by amp-bind ([href]) when the email is opened.",
+    "amp_bound": (
+        "The AMP link address is set by amp-bind ([href] or data-amp-bind-href) when the "
+        "email is opened."
+    ),
     "unlocatable": (
         "The link could not be located exactly in the source text, so it is left untouched "
         "rather than risk changing the wrong place."
@@ -130,29 +134,21 @@ def clean_url(value: str) -> str:
 
 # --- merge tags --------------------------------------------------------------------------
 
-# Every templating syntax senders' platforms fill in after we hand the email back. Mustache
-# delimiters count even when unbalanced: AMP treats them as template syntax either way.
-_MERGE_TAG = re.compile(
-    r"""
-      \{\{ | \}\}                     # Handlebars, Mustache, Liquid output, Postmark
-    | \{% | %\}                       # Liquid, Jinja, Django tags
-    | %7[Bb]%7[Bb] | %7[Dd]%7[Dd]     # {{ }} after an editor percent-encoded them
-    | \*\|[^|]*\|\*                   # Mailchimp *|UNSUB|*
-    | %%[^%]+%%                       # Salesforce Marketing Cloud, Campaign Monitor %%x%%
-    | <%.*?%>                         # SendGrid <%asm_..._url%>, ERB
-    | \{\$[^}]*\}                     # {$var}
-    | \$\{[^}]*\}                     # ${var}
-    | \[%.*?%\]                       # Template Toolkit [% var %]
-    | \[\[.+?\]\]                     # [[var]]
-    | (?<![\w\]\[])\[[A-Za-z_][\w .-]*\]   # [unsubscribe], [Sender_Name]; not ?a[b]=1
-    """,
-    re.VERBOSE | re.DOTALL,
-)
+
+def skip_message(reason: str | None, href: str) -> str:
+    """What the sender reads about a skipped link; a merge tag is named by its syntax, found
+    again in the ``href`` as written (so the catalog stores only the reason's code)."""
+    message = SKIP_REASONS.get(reason or "", "")
+    if reason == "merge_tag":
+        syntax = find_merge_tag(clean_url(decode_attribute(href)))
+        if syntax is not None:
+            message = message.replace("a merge tag", f"a merge tag ({syntax.name})", 1)
+    return message
 
 
 def has_merge_tag(value: str) -> bool:
     """Whether the sender's platform will still rewrite this value after us."""
-    return _MERGE_TAG.search(value) is not None
+    return find_merge_tag(value) is not None
 
 
 # --- classification ----------------------------------------------------------------------
@@ -337,7 +333,8 @@ def parse_html(text: str) -> BeautifulSoup:
 def _found(tag: Tag, part: Part, rules: LinkRules, in_conditional: bool) -> FoundLink | None:
     name = tag.name
     href = tag.get("href")
-    amp_bound = part == "amp" and "[href]" in tag.attrs
+    # ``data-amp-bind-href`` is the same binding as ``[href]``, in attribute-name syntax.
+    amp_bound = part == "amp" and ("[href]" in tag.attrs or "data-amp-bind-href" in tag.attrs)
     if href is None and not amp_bound:
         return None
     if name.startswith("v:") and in_conditional and part == "html":

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput, NotFound
 from app.ingest.campaigns import get_campaign
-from app.ingest.links import SKIP_REASONS
+from app.ingest.links import skip_message
 from app.models import Placement, Variant
 from app.reports import charts, stats
 from app.vocabulary import DEVICES, PARTS
@@ -317,7 +317,7 @@ def build_view(
     skipped = [
         SkippedLink(
             position=p.position, kind=p.kind, href=p.href, text=p.text,
-            reason=p.skip_reason or "", message=SKIP_REASONS.get(p.skip_reason or "", ""),
+            reason=p.skip_reason or "", message=skip_message(p.skip_reason, p.href),
         )
         for p in placements
         if not p.tracked

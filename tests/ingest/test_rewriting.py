@@ -19,6 +19,7 @@ import pytest
 from bs4 import BeautifulSoup
 
 import app.ingest.rewriting as rewriting
+from app.ingest.links import skip_message
 from app.ingest.rewriting import (
     SKIP_REASONS,
     CompiledPart,
@@ -122,7 +123,7 @@ class _Recount(HTMLParser):
         if tag == "base" and "href" in first and self.base is None and self.part == "html":
             self.base = first["href"]
         wanted = ("a",) if self.part == "amp" else ("a", "area")
-        bound = self.part == "amp" and "[href]" in first
+        bound = self.part == "amp" and ("[href]" in first or "data-amp-bind-href" in first)
         if tag in wanted and ("href" in first or bound):
             self.items.append((False, tag, first.get("href", "")))
 
@@ -295,7 +296,11 @@ ROUND_TRIPS = [
     ('"https://例え.テスト/パス"', "https://xn--r8jz45g.xn--zckzah/%E3%83%91%E3%82%B9", None),
     ('"https://faß.de/x"', "https://xn--fa-hia.de/x", None),
     ('"https://example.com\\@evil.com/"', "https://example.com/@evil.com/", None),
-    ('"https://x.example/%7e/100%/p?q={x}#a#b"', "https://x.example/%7e/100%/p?q={x}#a#b", None),
+    (
+        '"https://x.example/%7e/100%/p?q={}&r=1#a#b"',
+        "https://x.example/%7e/100%/p?q={}&r=1#a#b",
+        None,
+    ),
     ('"http://f:00000000000000/c"', "http://f:0/c", None),
     ('"http://!!!/"', "http://!!!/", None),
     ('"https://x.example/a&#1;b&#127;"', "https://x.example/a%01b%7F", None),
@@ -325,6 +330,14 @@ ROUND_TRIPS = [
     ('"[Unsubscribe_Preferences]"', None, "merge_tag"),
     ('"https://x.example/?from=[Sender_Name]"', None, "merge_tag"),
     ('"[% link %]"', None, "merge_tag"),
+    # Merge tags an editor percent-encoded are merge tags all the same.
+    ('"https://x.example/?e=*%7CEMAIL%7C*"', None, "merge_tag"),
+    ('"https://x.example/%24%7Bpath%7D"', None, "merge_tag"),
+    ('"https://x.example/%7B%25 unsubscribe %25%7D"', None, "merge_tag"),
+    ('"https://x.example/?n=%25%25FirstName%25%25"', None, "merge_tag"),
+    ('"https://x.example/?e=%7B%7Bemail%7D%7D"', None, "merge_tag"),
+    # Square brackets alone are query data, not a tag.
+    ('"https://x.example/?sort=[price]"', "https://x.example/?sort=[price]", None),
     ('"mailto:someone@example.com?subject=Hi%20there&amp;cc=x@example.com"', None, "mailto"),
     ('"mailto:{{support_email}}"', None, "mailto"),
     ('"tel:+15555550100"', None, "tel"),
@@ -342,6 +355,21 @@ ROUND_TRIPS = [
     ('"https://exa mple.com/"', None, "invalid_url"),
     ('"https://x.example:port/"', None, "invalid_url"),
 ]
+
+
+@pytest.mark.parametrize(
+    ("href", "named"),
+    [
+        ("https://x.example/?e=*|EMAIL|*", "Mailchimp"),
+        ("%%=RedirectTo(@url)=%%", "Salesforce Marketing Cloud"),
+        ("https://x.example/?e=%7B%7Bemail%7D%7D", "Klaviyo"),
+    ],
+)
+def test_skip_message_names_the_merge_tag_syntax(href: str, named: str) -> None:
+    message = skip_message("merge_tag", html.escape(href))
+    assert named in message
+    assert message.endswith("break the link.")
+    assert skip_message("mailto", "mailto:a@b") == SKIP_REASONS["mailto"]
 
 
 @pytest.mark.parametrize(("written", "destination", "reason"), ROUND_TRIPS)
@@ -542,6 +570,7 @@ AMP_DOC = """<!doctype html>
 <a href="https://shop.example/?a=1&amp;b=2">Shop</a>
 <a href="https://x.example/" [href]="state.url">Bound</a>
 <a [href]="state.other">Only bound</a>
+<a href="https://y.example/" data-amp-bind-href="state.url">Bound by name</a>
 <amp-img src="https://img.example/a.png" width="10" height="10" alt="i"></amp-img>
 <form method="post" action-xhr="https://forms.example/submit"><input type="submit"></form>
 <amp-list src="https://data.example/items.json" layout="fixed-height" height="80">
@@ -560,6 +589,7 @@ def test_amp_part_tracks_literal_links_only() -> None:
         ("a", "Shop", None),
         ("a", "Bound", "amp_bound"),
         ("a", "Only bound", "amp_bound"),
+        ("a", "Bound by name", "amp_bound"),
         ("a", "{{name}}", "merge_tag"),
     ]
     output = assert_only_urls_changed(AMP_DOC, result)
