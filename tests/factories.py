@@ -402,6 +402,10 @@ def hostile_urls(port: int) -> list[str]:
         f"http://[::ffff:127.0.0.1]:{port}/pwned.png",
         f"http://2130706433:{port}/pwned.png",
         f"http://127.1:{port}/pwned.png",
+        # Written so that a parser other than the browser's sees another host.
+        f"http://127.0.0.1:{port}\\@example.com/pwned.png",
+        f"http://①②⑦.0.0.1:{port}/pwned.png",
+        f"http://0x7f.1:{port}/pwned.png",
         "http://127.0.0.1/pwned.png",
         "https://127.0.0.1/pwned.png",
         "http://localhost/",
