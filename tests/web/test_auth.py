@@ -195,6 +195,10 @@ def test_login_is_throttled_per_username(app: Flask, client: FlaskClient) -> Non
         ("javascript:alert(1)", None),
         ("evil.example", None),
         ("/\t/evil.example", None),
+        ("/\\/evil.example", None),
+        ("/%5C/evil.example", "/%5C/evil.example"),  # an escaped backslash is a path
+        ("/.//evil.example/", "/.//evil.example/"),  # a path on this site, as browsers read it
+        ("/campaigns\\3", "/campaigns\\3"),
         ("", None),
         (None, None),
     ],
