@@ -65,7 +65,9 @@ def create_app(
     from app.clicks import redirector, tracking
     from app.reports import labels
     from app.web import api, auth, dashboard, downloads
+    from app.web.contract import IdConverter
 
+    app.url_map.converters["id"] = IdConverter  # <id:...>: a database id, else 404
     db.init_app(app)
     errors.init_app(app)
     cli.init_app(app)
@@ -73,7 +75,7 @@ def create_app(
     auth.init_app(app)
     labels.init_app(app)  # the heatmap report's template helpers, page and PDF alike
     app.register_blueprint(redirector.bp)
-    app.register_blueprint(api.bp, url_prefix="/api/v1")
+    app.register_blueprint(api.bp, url_prefix=api.URL_PREFIX)
     dashboard.init_app(app)
     downloads.init_app(app)
     return app

@@ -35,6 +35,8 @@ _VERSION = 1
 # version, campaign, variant, part, position, recipient: exactly one AES block
 _LAYOUT = struct.Struct(">BIIBHI")
 assert _LAYOUT.size == 16
+# The largest link position a token can carry (16 bits): ingest refuses parts with more links.
+MAX_POSITION = 2**16 - 1
 _LAST_CHARS = frozenset("AQgw")  # base64 digits 0, 16, 32, 48: the low 4 bits are zero
 
 

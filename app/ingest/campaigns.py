@@ -16,11 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.errors import InvalidInput, NotFound, TooLarge
+from app.errors import NotFound, TooLarge, Unprocessable
 from app.ingest.links import skip_message
 from app.ingest.rewriting import CompiledPart, LinkRules, NotHTMLError, check_html, scan
 from app.models import Campaign, Delivery, Placement, Recipient, Variant
-from app.tokens import TokenCodec, token_codec
+from app.tokens import MAX_POSITION, TokenCodec, token_codec
 from app.urls import UnsafeDestination, location_for
 from app.vocabulary import PARTS, Part
 
@@ -55,7 +55,7 @@ def _check_part(variant: str, part: str, text: str, max_bytes: int) -> None:
     try:
         check_html(text)
     except NotHTMLError as exc:
-        raise InvalidInput("not_html", f"variant {variant!r}: the {part} part {exc}") from exc
+        raise Unprocessable("not_html", f"variant {variant!r}: the {part} part {exc}") from exc
 
 
 def create_campaign(
@@ -70,15 +70,15 @@ def create_campaign(
     """Validate, catalog and store a campaign with its variants and their placements."""
     name = (name or "").strip()
     if not name:
-        raise InvalidInput("invalid_campaign", "a campaign needs a non-empty name")
+        raise Unprocessable("invalid_campaign", "a campaign needs a non-empty name")
     if not variants:
-        raise InvalidInput("invalid_campaign", "a campaign needs at least one variant")
+        raise Unprocessable("invalid_campaign", "a campaign needs at least one variant")
     seen: set[str] = set()
     for v in variants:
         if not v.name or not v.name.strip():
-            raise InvalidInput("invalid_variant", "every variant needs a non-empty name")
+            raise Unprocessable("invalid_variant", "every variant needs a non-empty name")
         if v.name in seen:
-            raise InvalidInput("invalid_variant", f"variant name {v.name!r} is used twice")
+            raise Unprocessable("invalid_variant", f"variant name {v.name!r} is used twice")
         seen.add(v.name)
         _check_part(v.name, "html", v.html, max_part_bytes)
         if v.amp is not None:
@@ -87,7 +87,7 @@ def create_campaign(
         isinstance(k, str) and k.startswith("utm_") and isinstance(val, str)
         for k, val in utm.items()
     ):
-        raise InvalidInput("invalid_utm", "utm must map utm_* names to strings")
+        raise Unprocessable("invalid_utm", "utm must map utm_* names to strings")
 
     campaign = Campaign(name=name, utm=dict(utm) if utm else None)
     warnings: list[str] = []
@@ -99,6 +99,12 @@ def create_campaign(
             parts.append(("amp", v.amp))
         for part, text in parts:
             result = scan(text, part, rules)
+            if len(result.links) > MAX_POSITION + 1:
+                raise Unprocessable(
+                    "too_many_links",
+                    f"variant {v.name!r}: the {part} part has {len(result.links):,} links; a "
+                    f"part may have at most {MAX_POSITION + 1:,}",
+                )
             for link in result.links:
                 location = _location(link.destination, utm) if link.tracked else None
                 tracked = location is not None
@@ -203,7 +209,7 @@ def ensure_recipients(session: Session, external_ids: Iterable[str]) -> dict[str
     wanted = list(dict.fromkeys(external_ids))
     for rid in wanted:
         if not isinstance(rid, str) or not rid.strip() or len(rid) > MAX_RECIPIENT_ID_LENGTH:
-            raise InvalidInput(
+            raise Unprocessable(
                 "invalid_recipient",
                 f"recipient ids are non-empty strings of at most {MAX_RECIPIENT_ID_LENGTH} "
                 f"characters, got {rid!r}",

@@ -20,7 +20,8 @@ from app.errors import InvalidInput, NotFound
 from app.ingest.campaigns import get_campaign
 from app.ingest.links import skip_message
 from app.models import Placement, Variant
-from app.reports import charts, stats
+from app.reports import charts as chart_svgs
+from app.reports import stats
 from app.vocabulary import DEVICES, PARTS
 
 TIERS = ("red", "orange", "yellow", "green", "blue", "gray")
@@ -47,9 +48,9 @@ LEGEND_LABELS: dict[str, str] = {
 _TOLERANCE = 1e-9
 
 METRICS = ("total", "unique", "rate", "share")
-PERIODS = ("all", "24h", "7d", "30d", "custom")
+PERIODS = ("all", "24h", "7d", "30d", "90d", "custom")
 SORTS = ("metric", "position")
-_PERIOD_HOURS = {"24h": 24, "7d": 7 * 24, "30d": 30 * 24}
+_PERIOD_HOURS = {"24h": 24, "7d": 7 * 24, "30d": 30 * 24, "90d": 90 * 24}
 
 
 def tier_for(value: float, max_value: float) -> str:
@@ -260,9 +261,15 @@ def _basis(metric: str, total: int, unique: int, delivered: int) -> int:
 
 
 def build_view(
-    session: Session, campaign_id: int, params: ViewParams, now: datetime | None = None
+    session: Session,
+    campaign_id: int,
+    params: ViewParams,
+    now: datetime | None = None,
+    *,
+    charts: bool = True,
 ) -> HeatmapView:
-    """Everything the heatmap page, API and PDF show, for one campaign and set of switches.
+    """Everything the heatmap page, API and PDF show, for one campaign and set of switches
+    (``charts=False`` leaves the two charts empty, for callers that only want figures).
 
     Raises NotFound for an unknown or deleted campaign, an unknown variant, or an AMP part
     the variant does not have.
@@ -322,7 +329,10 @@ def build_view(
         for p in placements
         if not p.tracked
     ]  # fmt: skip
-    points, split = stats.activity(session, where, now=now)
+    time_svg = device_svg = ""
+    if charts:
+        points, split = stats.activity(session, where, now=now)
+        time_svg, device_svg = chart_svgs.time_chart(points), chart_svgs.device_chart(split)
     return HeatmapView(
         campaign_id=campaign.id,
         campaign_name=campaign.name,
@@ -337,7 +347,7 @@ def build_view(
         links=links,
         skipped=skipped,
         legend=legend(),
-        time_chart_svg=charts.time_chart(points),
-        device_chart_svg=charts.device_chart(split),
+        time_chart_svg=time_svg,
+        device_chart_svg=device_svg,
         variant=variant_name,
     )

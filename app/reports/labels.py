@@ -32,6 +32,7 @@ PERIOD_LABELS = {
     "24h": "Last 24 hours",
     "7d": "Last 7 days",
     "30d": "Last 30 days",
+    "90d": "Last 90 days",
     "custom": "Custom dates",
 }
 DEVICE_LABELS = {"": "All devices", **{d: d.capitalize() for d in DEVICES}}

@@ -1,67 +1,72 @@
-"""The JSON API under ``/api/v1``, for senders: campaigns in, personalized emails out.
+"""The JSON API under ``/api/v1``: campaigns in, personalized emails out, heatmap data back.
 
-Every route needs ``Authorization: Bearer <token>`` (``clickmap token create``), checked
-for every ``/api/`` route by ``app.web.auth.require_user_or_token``. Errors are
-``{"error": {"code", "message"}}`` with a stable code.
+Every route needs ``Authorization: Bearer <token>`` (``clickmap token create``), checked for
+every ``/api/`` route by ``app.web.auth.require_user_or_token``; only the OpenAPI document and
+its reference page are public. Each route is declared with the models that validate its
+input and describe its answer (``app.web.contract``); ``/api/v1/openapi.json`` is written
+from those declarations. Errors are ``{"error": {"code", "message"[, "details"]}}`` with a
+stable code.
+
+The heatmap endpoints follow the shape of the heatmaps APIs marketers already script against
+(totals, then one entry per element with count, percentage and a selector), with email's own
+figures beside them: unique clickers and the click rate (unique / delivered x 100).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, render_template, send_from_directory
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.db import get_session
-from app.errors import ClickmapError, InvalidInput
+from app.errors import ClickmapError
 from app.ingest import campaigns
 from app.ingest.campaigns import link_rules, personalizer
-from app.reports.heatmap import ViewParams, build_view
+from app.models import Variant
+from app.reports.heatmap import HeatmapView, LinkStat, ViewParams, build_view, period_bounds
+from app.reports.selectors import placement_selectors
+from app.web import schemas
+from app.web.contract import Contract, json_body, query_args
 
+URL_PREFIX = "/api/v1"
 bp = Blueprint("api", __name__)
+contract = Contract(bp)
+
+# Swagger UI, as its Python distribution ships it: the reference page needs no CDN.
+try:
+    import swagger_ui  # type: ignore[import-untyped]
+
+    REFERENCE_ASSETS: Path | None = Path(swagger_ui.__file__).parent / "static"
+except ImportError:  # pragma: no cover - a declared dependency
+    REFERENCE_ASSETS = None
 
 
-def _json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise InvalidInput("invalid_json", "the request body must be a JSON object")
-    return body
+# -- campaigns -------------------------------------------------------------------------------
 
 
-def _string_list(body: dict[str, Any], key: str, limit: int) -> list[str]:
-    values = body.get(key)
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise InvalidInput("invalid_recipients", f"{key!r} must be a list of strings")
-    if not values:
-        raise InvalidInput("invalid_recipients", f"{key!r} must not be empty")
-    if len(values) > limit:
-        raise ClickmapError(
-            "batch_too_large", f"at most {limit} recipients per request, got {len(values)}", 413
-        )
-    return values
-
-
-@bp.post("/campaigns")
+@contract.endpoint(
+    "post", "/campaigns", body=schemas.CampaignIn, response=schemas.CreatedCampaignOut, status=201
+)
 def create_campaign() -> tuple[Response, int]:
-    body = _json_body()
-    raw_variants = body.get("variants")
-    if not isinstance(raw_variants, list):
-        raise InvalidInput("invalid_campaign", "'variants' must be a list")
-    variants = []
-    for raw in raw_variants:
-        if not isinstance(raw, dict) or not isinstance(raw.get("html"), str):
-            raise InvalidInput("invalid_variant", "each variant needs 'name' and an 'html' string")
-        amp = raw.get("amp")
-        if amp is not None and not isinstance(amp, str):
-            raise InvalidInput("invalid_variant", "'amp' must be a string when given")
-        variants.append(campaigns.VariantInput(str(raw.get("name", "")), raw["html"], amp))
+    """Create a campaign from its variants' HTML (and AMP) parts.
+
+    Every link is catalogued: tracked, or skipped with the reason. Parts are limited to
+    MAX_PART_BYTES, and a part may hold at most 65,536 links (a token addresses a link by a
+    16-bit position): more is refused with code too_many_links.
+    """
+    body = json_body(schemas.CampaignIn)
     session = get_session()
     created = campaigns.create_campaign(
         session,
-        str(body.get("name", "")),
-        variants,
+        body.name,
+        [campaigns.VariantInput(v.name, v.html, v.amp) for v in body.variants],
         rules=link_rules(current_app),
         max_part_bytes=current_app.config["MAX_PART_BYTES"],
-        utm=body.get("utm"),
+        utm=body.utm,
     )
     session.commit()
     result = campaigns.catalog(created.campaign)
@@ -69,56 +74,34 @@ def create_campaign() -> tuple[Response, int]:
     return jsonify(result), 201
 
 
-@bp.get("/campaigns/<int:campaign_id>")
+@contract.endpoint("get", "/campaigns/{campaign_id}", response=schemas.CampaignOut)
 def show_campaign(campaign_id: int) -> Response:
+    """A campaign with every link of every variant, tracked or skipped."""
     return jsonify(campaigns.catalog(campaigns.get_campaign(get_session(), campaign_id)))
 
 
-@bp.get("/campaigns/<int:campaign_id>/heatmap")
-def heatmap(campaign_id: int) -> Response:
-    """The heatmap's figures and tiers, for the same query parameters as the page."""
-    view = build_view(get_session(), campaign_id, ViewParams.from_query(request.args))
-    return jsonify(
-        {
-            "campaign": view.campaign_id,
-            "name": view.campaign_name,
-            "variant": view.variant,
-            "part": view.params.part,
-            "metric": view.params.metric,
-            "query": view.params.to_query(),
-            "delivered": view.delivered,
-            "total": view.total,
-            "unique": view.unique,
-            "rate": view.rate,
-            "tier_rule": [{"tier": tier, "label": label} for tier, label in view.legend],
-            "links": [
-                {
-                    "placement_id": link.placement_id,
-                    "position": link.position,
-                    "kind": link.kind,
-                    "text": link.text,
-                    "destination": link.destination,
-                    "total": link.total,
-                    "unique": link.unique,
-                    "rate": link.rate,
-                    "share": link.share,
-                    "value": link.value,
-                    "tier": link.tier,
-                }
-                for link in view.links
-            ],
-            "skipped": [
-                {"position": s.position, "kind": s.kind, "href": s.href, "reason": s.reason}
-                for s in view.skipped
-            ],
-        }
-    )
+def _batch(ids: list[str], limit: int) -> list[str]:
+    if len(ids) > limit:
+        raise ClickmapError(
+            "batch_too_large", f"at most {limit} recipients per request, got {len(ids)}", 413
+        )
+    return ids
 
 
-@bp.post("/campaigns/<int:campaign_id>/variants/<name>/personalize")
+@contract.endpoint(
+    "post",
+    "/campaigns/{campaign_id}/variants/{name}/personalize",
+    body=schemas.PersonalizeIn,
+    response=schemas.PersonalizedOut,
+)
 def personalize(campaign_id: int, name: str) -> Response:
-    body = _json_body()
-    ids = _string_list(body, "recipients", current_app.config["MAX_PERSONALIZE_BATCH"])
+    """Each recipient's copy of a variant, its tracked links rewritten.
+
+    At most MAX_PERSONALIZE_BATCH recipients per request (413 batch_too_large beyond).
+    """
+    ids = _batch(
+        json_body(schemas.PersonalizeIn).recipients, current_app.config["MAX_PERSONALIZE_BATCH"]
+    )
     session = get_session()
     campaign = campaigns.get_campaign(session, campaign_id)
     variant = campaigns.get_variant(campaign, name)
@@ -127,21 +110,181 @@ def personalize(campaign_id: int, name: str) -> Response:
     return jsonify({"campaign": campaign.id, "variant": variant.name, "emails": emails})
 
 
-@bp.post("/campaigns/<int:campaign_id>/deliveries")
+DELIVERY_BATCH = 10_000
+
+
+@contract.endpoint(
+    "post",
+    "/campaigns/{campaign_id}/deliveries",
+    body=schemas.DeliveriesIn,
+    response=schemas.DeliveriesOut,
+)
 def deliveries(campaign_id: int) -> Response:
-    body = _json_body()
-    if not isinstance(body.get("variant"), str):
-        raise InvalidInput("invalid_variant", "'variant' must name one of the campaign's variants")
-    ids = _string_list(body, "recipients", 10_000)
+    """Record that a variant was delivered to these recipients (idempotent).
+
+    At most 10,000 recipients per request (413 batch_too_large beyond).
+    """
+    body = json_body(schemas.DeliveriesIn)
+    ids = _batch(body.recipients, DELIVERY_BATCH)
     session = get_session()
     campaign = campaigns.get_campaign(session, campaign_id)
-    added = campaigns.record_deliveries(session, campaign, body["variant"], ids)
+    added = campaigns.record_deliveries(session, campaign, body.variant, ids)
     session.commit()
     return jsonify(
+        {"campaign": campaign.id, "variant": body.variant, "recorded": len(set(ids)), "new": added}
+    )
+
+
+# -- heatmap data ----------------------------------------------------------------------------
+
+
+def _selectors(session: Session, view: HeatmapView) -> dict[int, str | None]:
+    """CSS selectors of the view's links in the sent part, by position."""
+    variant = session.scalars(
+        select(Variant).where(Variant.campaign_id == view.campaign_id, Variant.name == view.variant)
+    ).one()
+    text = variant.amp if view.params.part == "amp" else variant.html
+    if text is None:
+        return {}
+    return placement_selectors(text, view.params.part, link_rules(current_app))
+
+
+def _view_params(query: schemas.HeatmapQuery, metric: str | None = None) -> ViewParams:
+    """The heatmap's switches for a query: dates, when given, make a custom period."""
+    custom = query.start_date is not None or query.end_date is not None
+    return ViewParams(
+        metric=metric or query.metric,
+        variant=query.variant,
+        part=query.part,
+        period="custom" if custom else query.period,
+        start=query.start_date,
+        end=query.end_date,
+        device=query.device,
+    )
+
+
+def _window(view: HeatmapView, now: datetime) -> dict[str, Any]:
+    since, until = period_bounds(view.params, now)
+    return {
+        "campaign": view.campaign_id,
+        "name": view.campaign_name,
+        "variant": view.variant,
+        "part": view.params.part,
+        "metric": view.params.metric,
+        "period": view.params.period,
+        "startDate": since.isoformat() if since else None,
+        "endDate": until.isoformat() if until else None,
+        "device": view.params.device,
+    }
+
+
+def _entry(view: HeatmapView, selectors: dict[int, str | None], link: LinkStat) -> dict[str, Any]:
+    return {
+        "element": {
+            "placementId": link.placement_id,
+            "part": view.params.part,
+            "kind": link.kind,
+            "position": link.position,
+            "selector": selectors.get(link.position),
+        },
+        "text": link.text,
+        "destination": link.destination,
+        "count": link.total,
+        "unique": link.unique,
+        "percentage": round(link.share, 2),
+        "clickRate": None if link.rate is None else round(link.rate, 2),
+        "tier": link.tier,
+    }
+
+
+@contract.endpoint(
+    "get",
+    "/campaigns/{campaign_id}/heatmap",
+    query=schemas.HeatmapQuery,
+    response=schemas.HeatmapOut,
+)
+def heatmap(campaign_id: int) -> Response:
+    """The click heatmap: campaign totals and one entry per tracked link, in email order.
+
+    The tiers are those of the page and the PDF, for the chosen metric.
+    """
+    query = query_args(schemas.HeatmapQuery)
+    session, now = get_session(), datetime.now(UTC)
+    view = build_view(session, campaign_id, _view_params(query), now, charts=False)
+    selectors = _selectors(session, view)
+    return jsonify(
         {
-            "campaign": campaign.id,
-            "variant": body["variant"],
-            "recorded": len(set(ids)),
-            "new": added,
+            **_window(view, now),
+            "totalClicks": view.total,
+            "uniqueClickers": view.unique,
+            "deliveries": view.delivered,
+            "clickRate": None if view.rate is None else round(view.rate, 2),
+            "clicks": [
+                _entry(view, selectors, link)
+                for link in sorted(view.links, key=lambda s: s.position)
+            ],
         }
     )
+
+
+_ELEMENT_ORDER = {
+    "count": lambda s: (-s.total, s.position),
+    "unique": lambda s: (-s.unique, s.position),
+    "clickRate": lambda s: (-(s.rate or 0.0), s.position),
+    "position": lambda s: (s.position,),
+}
+
+
+@contract.endpoint(
+    "get",
+    "/campaigns/{campaign_id}/heatmap/elements",
+    query=schemas.ElementsQuery,
+    response=schemas.ElementsOut,
+)
+def elements(campaign_id: int) -> Response:
+    """The most clicked links, `limit` of them (default 10, at most 50), by `sort`."""
+    query = query_args(schemas.ElementsQuery)
+    session, now = get_session(), datetime.now(UTC)
+    view = build_view(session, campaign_id, _view_params(query), now, charts=False)
+    ranked = sorted(view.links, key=_ELEMENT_ORDER[query.sort])[: query.limit]
+    selectors = _selectors(session, view)
+    return jsonify(
+        {
+            **_window(view, now),
+            "deliveries": view.delivered,
+            "elements": [_entry(view, selectors, link) for link in ranked],
+        }
+    )
+
+
+# -- the contract itself ---------------------------------------------------------------------
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3.1 document of this API (public: it holds no data)."""
+    return jsonify(contract.document(title="Clickmap API", version="1", server=URL_PREFIX))
+
+
+# Swagger UI sets inline styles and loads nothing from elsewhere; scripts only from here.
+REFERENCE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; font-src 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'none'"
+)
+
+
+@bp.get("/docs")
+def reference() -> Response:
+    """A readable API reference, rendered in the browser from ``openapi.json``."""
+    response = Response(render_template("api_reference.html"), mimetype="text/html")
+    response.headers["Content-Security-Policy"] = REFERENCE_CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@bp.get("/docs/assets/<path:filename>")
+def reference_asset(filename: str) -> Response:
+    if REFERENCE_ASSETS is None:  # pragma: no cover
+        raise ClickmapError("not_found", "the API reference is not installed", 404)
+    return send_from_directory(REFERENCE_ASSETS, filename, max_age=86400)

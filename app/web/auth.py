@@ -35,6 +35,8 @@ _FINGERPRINT_KEY = "user_fp"
 # (load balancers), the login page itself, and static files (the login page's stylesheet).
 PUBLIC_ENDPOINTS = frozenset(
     {"redirector.click", "redirector.healthz", "dashboard.login", "static"}
+    # The API's contract and its reference page: documentation, no data.
+    | {"api.openapi", "api.reference", "api.reference_asset"}
 )
 
 

@@ -33,13 +33,13 @@ def _pdf_response(campaign_id: int) -> Response:
     return response
 
 
-@bp.get("/campaigns/<int:campaign_id>/report.pdf")
+@bp.get("/campaigns/<id:campaign_id>/report.pdf")
 @login_required
 def dashboard_report(campaign_id: int) -> Response:
     return _pdf_response(campaign_id)
 
 
-@bp.get("/api/v1/campaigns/<int:campaign_id>/report.pdf")
+@bp.get("/api/v1/campaigns/<id:campaign_id>/report.pdf")
 def api_report(campaign_id: int) -> Response:
     # The Bearer token was checked by the guard every /api/ route passes (app.web.auth).
     return _pdf_response(campaign_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -134,20 +135,20 @@ def test_deliveries_are_idempotent(
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [
-        ({"name": "x", "variants": [{"name": "A", "html": ""}]}, 400, "not_html"),
-        ({"name": "x", "variants": [{"name": "A", "html": "just words"}]}, 400, "not_html"),
-        ({"name": "x", "variants": [{"name": "A", "html": "\x00\x01binary<a>"}]}, 400, "not_html"),
-        ({"name": "x", "variants": []}, 400, "invalid_campaign"),
-        ({"name": "", "variants": [{"name": "A", "html": HTML}]}, 400, "invalid_campaign"),
+        ({"name": "x", "variants": [{"name": "A", "html": ""}]}, 422, "not_html"),
+        ({"name": "x", "variants": [{"name": "A", "html": "just words"}]}, 422, "not_html"),
+        ({"name": "x", "variants": [{"name": "A", "html": "\x00\x01binary<a>"}]}, 422, "not_html"),
+        ({"name": "x", "variants": []}, 422, "validation_failed"),
+        ({"name": "", "variants": [{"name": "A", "html": HTML}]}, 422, "validation_failed"),
         (
             {"name": "x", "variants": [{"name": "A", "html": HTML}, {"name": "A", "html": HTML}]},
-            400,
+            422,
             "invalid_variant",
         ),
-        ({"name": "x", "variants": [{"name": "A", "html": 5}]}, 400, "invalid_variant"),
+        ({"name": "x", "variants": [{"name": "A", "html": 5}]}, 422, "validation_failed"),
         (
             {"name": "x", "variants": [{"name": "A", "html": HTML}, {"name": "B", "html": ""}]},
-            400,
+            422,
             "not_html",
         ),
         (
@@ -173,10 +174,139 @@ def test_bad_campaigns_get_clear_errors_and_write_nothing(
     assert session.scalar(select(func.count()).select_from(Placement)) == 0
 
 
-def test_not_json_body(client: FlaskClient, auth: dict[str, str]) -> None:
-    response = client.post("/api/v1/campaigns", data="<html>", headers=auth)
+@pytest.mark.parametrize(
+    ("data", "content_type", "status", "code"),
+    [
+        ("<html>", "text/html", 415, "unsupported_media_type"),
+        ("{}", None, 415, "unsupported_media_type"),
+        ("<html>", "application/json", 400, "invalid_json"),
+        (b'{"name": "\xff"}', "application/json", 400, "invalid_json"),
+        ('{"name": "x", "variants": [', "application/json", 400, "invalid_json"),
+        ("[1, 2]", "application/json", 422, "validation_failed"),
+    ],
+)
+def test_not_json_body(
+    client: FlaskClient,
+    auth: dict[str, str],
+    data: str | bytes,
+    content_type: str | None,
+    status: int,
+    code: str,
+) -> None:
+    response = client.post("/api/v1/campaigns", data=data, headers=auth, content_type=content_type)
+    assert response.status_code == status
+    assert response.json["error"]["code"] == code
+
+
+# -- what used to answer 500: each is a clean 4xx in the one error shape ---------------------
+
+
+@pytest.mark.parametrize("utm", [["utm_source"], "utm_source=x", 5, {"utm_source": 1}, {"x": "y"}])
+def test_utm_of_the_wrong_shape_is_422(client: FlaskClient, auth: dict[str, str], utm: Any) -> None:
+    response = _create(client, auth, utm=utm)
+    assert response.status_code == 422
+    assert response.json["error"]["details"][0]["field"].startswith("utm")
+
+
+@pytest.mark.parametrize(
+    ("field", "body"),
+    [
+        ("name", {"name": "\ud800"}),
+        ("variants.0.name", {"variants": [{"name": "A\udfff", "html": HTML}]}),
+        ("variants.0.html", {"variants": [{"name": "A", "html": HTML + "\ud83d"}]}),
+    ],
+)
+def test_lone_surrogates_are_400(
+    client: FlaskClient, auth: dict[str, str], session: Session, field: str, body: dict[str, Any]
+) -> None:
+    payload = {"name": "Spring", "variants": [{"name": "A", "html": HTML}], **body}
+    # json.dumps writes lone surrogates as \ud800 escapes, as a hostile client would.
+    response = client.post(
+        "/api/v1/campaigns", data=json.dumps(payload), headers=auth, content_type="application/json"
+    )
     assert response.status_code == 400
-    assert response.json["error"]["code"] == "invalid_json"
+    assert response.json["error"]["code"] == "invalid_unicode"
+    assert field in response.json["error"]["message"]
+    assert session.scalar(select(func.count()).select_from(Campaign)) == 0
+
+
+def test_a_lone_surrogate_in_a_recipient_id_is_400(
+    client: FlaskClient, auth: dict[str, str], session: Session
+) -> None:
+    cid = _create(client, auth).json["id"]
+    response = client.post(
+        f"/api/v1/campaigns/{cid}/variants/A/personalize",
+        data=json.dumps({"recipients": ["ok", "\udc00"]}),
+        headers=auth,
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == "invalid_unicode"
+    assert session.scalar(select(func.count()).select_from(Recipient)) == 0
+
+
+@pytest.mark.parametrize("opening", ["[", '{"a":'])
+def test_json_nested_50000_deep_is_400(
+    client: FlaskClient, auth: dict[str, str], opening: str
+) -> None:
+    closing = "]" if opening == "[" else "}"
+    data = opening * 50_000 + "1" + closing * 50_000
+    response = client.post(
+        "/api/v1/campaigns", data=data, headers=auth, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == "json_too_deep"
+
+
+def test_json_nested_just_past_the_limit_is_400(client: FlaskClient, auth: dict[str, str]) -> None:
+    payload: Any = "x"
+    for _ in range(40):
+        payload = [payload]
+    response = _create(client, auth, utm=payload)
+    assert response.json["error"]["code"] == "json_too_deep"
+
+
+def test_more_links_than_a_token_can_address_is_refused_at_create(
+    client: FlaskClient, auth: dict[str, str], session: Session
+) -> None:
+    links = "".join(f'<a href="https://e.example/{n}">{n}</a>' for n in range(70_000))
+    response = _create(client, auth, variants=[{"name": "A", "html": f"<p>{links}</p>"}])
+    assert response.status_code == 422
+    assert response.json["error"]["code"] == "too_many_links"
+    assert "70,000 links" in response.json["error"]["message"]
+    assert session.scalar(select(func.count()).select_from(Campaign)) == 0
+
+
+@pytest.mark.parametrize("campaign_id", [2**31, 2**63, 2**64 + 5, 10**30, 0])
+def test_ids_past_the_database_range_are_404(
+    client: FlaskClient, auth: dict[str, str], campaign_id: int
+) -> None:
+    for url in (
+        f"/api/v1/campaigns/{campaign_id}",
+        f"/api/v1/campaigns/{campaign_id}/heatmap",
+        f"/api/v1/campaigns/{campaign_id}/report.pdf",
+    ):
+        response = client.get(url, headers=auth)
+        assert response.status_code == 404, url
+        assert response.json["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("name", [None, 123, {}, True, [], {"a": 1}])
+def test_a_name_that_is_not_a_string_is_422(
+    client: FlaskClient, auth: dict[str, str], session: Session, name: Any
+) -> None:
+    response = _create(client, auth, name=name)
+    assert response.status_code == 422
+    assert response.json["error"]["details"] == [
+        {"field": "name", "message": "Input should be a valid string", "type": "string_type"}
+    ]
+    assert session.scalar(select(func.count()).select_from(Campaign)) == 0
+
+
+def test_unknown_fields_are_named(client: FlaskClient, auth: dict[str, str]) -> None:
+    response = _create(client, auth, varients=[])
+    assert response.status_code == 422
+    assert [d["field"] for d in response.json["error"]["details"]] == ["varients"]
 
 
 @pytest.mark.parametrize(
@@ -291,13 +421,19 @@ def test_heatmap_json_uses_the_shared_tier_rule(
     response = client.get(f"/api/v1/campaigns/{cid}/heatmap?metric=unique", headers=auth)
     assert response.status_code == 200
     body = response.json
-    assert (body["total"], body["unique"]) == (4, 3)
-    by_position = {link["position"]: link for link in body["links"]}
+    assert (body["totalClicks"], body["uniqueClickers"], body["deliveries"]) == (4, 3, 0)
+    assert body["clickRate"] is None  # nothing delivered: no rate, rather than a division by 0
+    by_position = {entry["element"]["position"]: entry for entry in body["clicks"]}
     first, second = by_position[placements[0].position], by_position[placements[1].position]
-    assert (first["total"], first["unique"], second["unique"]) == (3, 2, 1)
+    assert (first["count"], first["unique"], second["unique"]) == (3, 2, 1)
+    assert (first["percentage"], second["percentage"]) == (75.0, 25.0)
     assert first["tier"] == tier_for(2, 2) == "red"
     assert second["tier"] == tier_for(1, 2) == "yellow"
-    assert [link["position"] for link in body["links"]] == [0, 3]
+    # Every tracked link, in email order, with a reference to find it in the sent HTML.
+    assert [entry["element"]["position"] for entry in body["clicks"]] == [0, 3]
+    assert first["element"]["placementId"] == placements[0].id
+    assert first["element"]["kind"] == "a"
     assert client.get(f"/api/v1/campaigns/{cid}/heatmap").status_code == 401
     bad = client.get(f"/api/v1/campaigns/{cid}/heatmap?metric=nope", headers=auth)
-    assert bad.status_code == 400
+    assert bad.status_code == 422
+    assert bad.json["error"]["details"][0]["field"] == "query.metric"

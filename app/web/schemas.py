@@ -1,0 +1,255 @@
+"""The JSON API's request and response shapes: one set of pydantic models that both validates
+what comes in and writes the OpenAPI document (``app.web.openapi``), so the two cannot drift.
+
+Request bodies are strict: a ``name`` of ``null``, ``123`` or ``{}`` is a 422 naming the field,
+never a campaign called "None"; unknown fields are refused too, so a misspelt ``variant`` does
+not pass silently. Query strings are read leniently (everything in a URL is text), with the
+same enumerations. Response models document what the API sends; the API's tests and its
+schema-driven fuzzing check every answer against them.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from app.vocabulary import DEVICES, PARTS
+
+# The limits the database sets (column sizes) are the limits the API states.
+CampaignName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+]
+VariantName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+RecipientId = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"\S")]
+UtmName = Annotated[str, StringConstraints(pattern=r"^utm_[A-Za-z0-9_]{1,60}$")]
+
+Part = Literal["html", "amp"]
+Device = Literal["desktop", "mobile", "tablet", "other"]
+Metric = Literal["total", "unique", "rate", "share"]
+Period = Literal["all", "24h", "7d", "30d", "90d"]
+assert set(Part.__args__) == set(PARTS) and set(Device.__args__) == set(DEVICES)  # type: ignore[attr-defined]
+
+
+class Body(BaseModel):
+    """A JSON request body: exact types, no unknown fields."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class Query(BaseModel):
+    """Query-string arguments: text converted to the declared types; others are ignored."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+# -- requests --------------------------------------------------------------------------------
+
+
+class VariantIn(Body):
+    name: VariantName
+    html: str = Field(description="The HTML part, as it will be sent.")
+    amp: str | None = Field(default=None, description="The AMP for Email part, if any.")
+
+
+class CampaignIn(Body):
+    name: CampaignName
+    variants: list[VariantIn] = Field(min_length=1, max_length=26)
+    utm: dict[UtmName, Annotated[str, StringConstraints(max_length=200)]] | None = Field(
+        default=None,
+        description="UTM parameters added to every tracked link's redirect, unless the link "
+        "already sets that parameter.",
+    )
+
+
+class PersonalizeIn(Body):
+    recipients: list[RecipientId] = Field(
+        min_length=1, description="The sender's recipient ids; at most MAX_PERSONALIZE_BATCH."
+    )
+
+
+class DeliveriesIn(Body):
+    variant: VariantName
+    recipients: list[RecipientId] = Field(min_length=1, max_length=10_000)
+
+
+class HeatmapQuery(Query):
+    variant: str | None = Field(default=None, description="Variant name; default the first.")
+    part: Part = "html"
+    metric: Metric = Field(default="total", description="What colors the tiers.")
+    period: Period = Field(default="all", description="Rolling window in whole UTC hours.")
+    start_date: date | None = Field(
+        default=None, alias="startDate", description="First day (UTC, ISO 8601); overrides period."
+    )
+    end_date: date | None = Field(
+        default=None, alias="endDate", description="Last day, inclusive (UTC, ISO 8601)."
+    )
+    device: Device | None = None
+
+
+class ElementsQuery(HeatmapQuery):
+    limit: int = Field(default=10, ge=1, le=50)
+    sort: Literal["count", "unique", "clickRate", "position"] = "count"
+
+
+class ClicksQuery(HeatmapQuery):
+    limit: int = Field(default=100, ge=1, le=1000)
+    cursor: str | None = Field(default=None, max_length=200, description="From nextCursor.")
+
+
+# -- responses -------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    field: str = Field(description="Where in the request, e.g. variants.0.name or query.limit.")
+    message: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable and machine-readable; clients match on it.")
+    message: str = Field(description="A sentence for people.")
+    details: list[ErrorDetail] | None = None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+class LinkOut(BaseModel):
+    part: Part
+    position: int
+    kind: Literal["a", "area", "vml"]
+    href: str = Field(description="As written in the source.")
+    destination: str | None = Field(description="What a browser opens (WHATWG serialization).")
+    text: str
+    tracked: bool
+    skip_reason: str | None
+    skip_message: str | None
+
+
+class VariantOut(BaseModel):
+    name: str
+    parts: list[Part]
+    links: list[LinkOut]
+
+
+class CampaignOut(BaseModel):
+    id: int
+    name: str
+    created_at: datetime
+    utm: dict[str, str] | None
+    variants: list[VariantOut]
+
+
+class CreatedCampaignOut(CampaignOut):
+    warnings: list[str]
+
+
+class EmailOut(BaseModel):
+    recipient: str
+    variant: str
+    html: str | None
+    amp: str | None
+
+
+class PersonalizedOut(BaseModel):
+    campaign: int
+    variant: str
+    emails: list[EmailOut]
+
+
+class DeliveriesOut(BaseModel):
+    campaign: int
+    variant: str
+    recorded: int = Field(description="Distinct recipients in the request.")
+    new: int = Field(description="Of those, how many were not recorded before.")
+
+
+class ElementRef(BaseModel):
+    """A stable reference to one link of the sent email."""
+
+    placementId: int
+    part: Part
+    kind: Literal["a", "area", "vml"]
+    position: int = Field(description="Document order within the part, from 0.")
+    selector: str | None = Field(
+        description="A CSS selector for the link in the sent HTML; null where none can reach "
+        "it (Outlook-only VML buttons)."
+    )
+
+
+class HeatmapEntry(BaseModel):
+    element: ElementRef
+    text: str
+    destination: str | None
+    count: int = Field(description="Total clicks.")
+    unique: int = Field(description="Distinct recipients who clicked.")
+    percentage: float = Field(description="Share of the part's total clicks, in percent.")
+    clickRate: float | None = Field(
+        description="Unique clickers / delivered x 100; null when nothing was delivered."
+    )
+    tier: Literal["red", "orange", "yellow", "green", "blue", "gray"]
+
+
+class Window(BaseModel):
+    campaign: int
+    name: str
+    variant: str
+    part: Part
+    metric: Metric
+    period: str
+    startDate: datetime | None = Field(description="Inclusive, UTC; null: since the start.")
+    endDate: datetime | None = Field(description="Exclusive, UTC; null: until now.")
+    device: Device | None
+
+
+class HeatmapOut(Window):
+    totalClicks: int
+    uniqueClickers: int
+    deliveries: int
+    clickRate: float | None
+    clicks: list[HeatmapEntry]
+
+
+class ElementsOut(Window):
+    deliveries: int
+    elements: list[HeatmapEntry]
+
+
+class RepeatEntry(BaseModel):
+    element: ElementRef
+    text: str
+    destination: str | None
+    count: int = Field(description="Bursts of repeated clicks.")
+    recipients: int = Field(description="Distinct recipients with a burst.")
+    avgClicks: float
+    maxClicks: int
+    severity: Literal["high", "medium", "low"]
+
+
+class RepeatClicksOut(Window):
+    minClicks: int
+    windowSeconds: float
+    repeatClicks: list[RepeatEntry]
+
+
+class ClickOut(BaseModel):
+    clickId: str
+    clickedAt: datetime
+    variant: str
+    part: Part
+    placementId: int
+    position: int
+    recipient: str
+    method: str
+    device: str
+    client: str | None
+    userAgent: str
+    ipPrefix: str | None
+
+
+class ClicksOut(Window):
+    clicks: list[ClickOut]
+    nextCursor: str | None = Field(description="Pass as cursor for the next page; null at the end.")
