@@ -112,7 +112,7 @@ def json_body(model: type[M]) -> M:
 
 def query_args(model: type[M]) -> M:
     """This request's query string as a ``model`` (422 naming the argument at fault)."""
-    args = {key: value for key, value in request.args.items() if value != ""}
+    args = dict(request.args.items())  # an empty value is a value, not the default
     for key, value in args.items():
         if _SURROGATE.search(value):  # only reachable through an invalid percent-escape
             raise InvalidInput("invalid_unicode", f"query argument {key!r} is not valid Unicode")
@@ -150,6 +150,7 @@ PATH_PARAMETERS: dict[str, tuple[str, dict[str, Any]]] = {
     "campaign_id": ("id", {"type": "integer", "format": "int32", "minimum": 1, "maximum": MAX_ID}),
     "name": ("string", {"type": "string", "minLength": 1, "maxLength": 100}),
 }
+PATH_EXAMPLES: dict[str, Any] = {"campaign_id": 1, "name": "A"}
 # Every authenticated endpoint can answer these, whatever else it does.
 COMMON_ERRORS = (401, 404)
 
@@ -244,7 +245,13 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 
 def _parameters(op: Operation) -> list[dict[str, Any]]:
     found = [
-        {"name": name, "in": "path", "required": True, "schema": PATH_PARAMETERS[name][1]}
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": PATH_PARAMETERS[name][1],
+            "example": PATH_EXAMPLES[name],
+        }
         for name in re.findall(r"\{(\w+)\}", op.path)
     ]
     if op.query is not None:

@@ -10,10 +10,11 @@ schema-driven fuzzing check every answer against them.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from app.vocabulary import DEVICES, PARTS
 
@@ -25,6 +26,15 @@ VariantName = Annotated[str, StringConstraints(strip_whitespace=True, min_length
 RecipientId = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"\S")]
 UtmName = Annotated[str, StringConstraints(pattern=r"^utm_[A-Za-z0-9_]{1,60}$")]
 
+
+def _iso_date(value: object) -> object:
+    """Only ``YYYY-MM-DD``: a lenient parser would read ``startDate=0`` as 1970-01-01."""
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("expected an ISO 8601 date, YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 Part = Literal["html", "amp"]
 Device = Literal["desktop", "mobile", "tablet", "other"]
 Metric = Literal["total", "unique", "rate", "share"]
@@ -75,14 +85,16 @@ class DeliveriesIn(Body):
 
 
 class HeatmapQuery(Query):
-    variant: str | None = Field(default=None, description="Variant name; default the first.")
+    variant: VariantName | None = Field(
+        default=None, description="Variant name; default the first."
+    )
     part: Part = "html"
     metric: Metric = Field(default="total", description="What colors the tiers.")
     period: Period = Field(default="all", description="Rolling window in whole UTC hours.")
-    start_date: date | None = Field(
+    start_date: IsoDate | None = Field(
         default=None, alias="startDate", description="First day (UTC, ISO 8601); overrides period."
     )
-    end_date: date | None = Field(
+    end_date: IsoDate | None = Field(
         default=None, alias="endDate", description="Last day, inclusive (UTC, ISO 8601)."
     )
     device: Device | None = None
