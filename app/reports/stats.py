@@ -43,7 +43,8 @@ from app.models import (
 from app.vocabulary import DEVICES
 
 # Up to this span the time series uses hourly buckets; beyond it, daily ones (UTC days).
-HOURLY_SPAN = timedelta(hours=72)
+HOURLY_SPAN = timedelta(hours=72)  # longer spans are charted per day,
+DAILY_SPAN = timedelta(days=400)  # and longer than this per week
 
 
 def floor_hour(moment: datetime) -> datetime:
@@ -261,23 +262,28 @@ def _series(
     per_hour: dict[datetime, int] = {}
     for hour, _device, total in rows:
         per_hour[hour] = per_hour.get(hour, 0) + total
-    start = where.since or floor_hour(sent)
-    end = where.until or floor_hour(now) + timedelta(hours=1)
+    # The chart spans the chosen period, but only where clicks can be: from the send to now.
+    # (A period asked from the year 2000, or up to 9999, must not draw a million empty days.)
+    first, last = floor_hour(sent), floor_hour(now) + timedelta(hours=1)
+    start = max(where.since, first) if where.since else first
+    end = min(where.until, last) if where.until else last
     if per_hour:
         # Clicks stamped before the send or after "now" (clock skew) still show up.
         start = min(start, min(per_hour))
         end = max(end, max(per_hour) + timedelta(hours=1))
+    end = max(end, start)
     step = timedelta(hours=1)
-    if end - start > HOURLY_SPAN:
-        step = timedelta(days=1)
-        start = start.replace(hour=0)
+    if end - start > DAILY_SPAN:
+        step, start = timedelta(days=7), start.replace(hour=0)
+    elif end - start > HOURLY_SPAN:
+        step, start = timedelta(days=1), start.replace(hour=0)
     buckets: dict[datetime, int] = {}
     moment = start
     while moment < end:
         buckets[moment] = 0
         moment += step
     for hour, total in per_hour.items():
-        key = hour if step == timedelta(hours=1) else hour.replace(hour=0)
+        key = start + (hour - start) // step * step
         buckets[key] = buckets.get(key, 0) + total
     return sorted(buckets.items())
 
@@ -301,8 +307,8 @@ def clicks_over_time(
 ) -> list[tuple[datetime, int]]:
     """Clicks per bucket from the send (or ``since``) to ``until`` (or now), gaps as zeros.
 
-    Buckets are hours when the span is at most three days and UTC days beyond that, so the
-    chart stays readable whether it covers the launch morning or a whole quarter.
+    Buckets are hours when the span is at most three days, UTC days up to 400 days and weeks
+    beyond, so the chart stays readable whether it covers the launch morning or a year.
     """
     sent = _sent_at(session, where.campaign_id)
     rows = _hourly(session, where)

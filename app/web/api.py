@@ -14,6 +14,7 @@ figures beside them: unique clickers and the click rate (unique / delivered x 10
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from app.reports.heatmap import HeatmapView, LinkStat, ViewParams, build_view, p
 from app.reports.selectors import placement_selectors
 from app.web import schemas
 from app.web.contract import Contract, json_body, query_args
+from app.web.downloads import pdf_response
 
 URL_PREFIX = "/api/v1"
 bp = Blueprint("api", __name__)
@@ -255,6 +257,23 @@ def elements(campaign_id: int) -> Response:
             "elements": [_entry(view, selectors, link) for link in ranked],
         }
     )
+
+
+@contract.endpoint(
+    "get",
+    "/campaigns/{campaign_id}/report.pdf",
+    query=schemas.ReportQuery,
+    response=None,
+    media_type="application/pdf",
+)
+def report_pdf(campaign_id: int) -> Response:
+    """The heatmap report as a PDF: the colored email, the figures and the charts.
+
+    The same view switches as the heatmap; sort orders the ranked link table.
+    """
+    query = query_args(schemas.ReportQuery)
+    params = dataclasses.replace(_view_params(query), sort=query.sort)
+    return pdf_response(campaign_id, params)
 
 
 # -- the contract itself ---------------------------------------------------------------------

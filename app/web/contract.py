@@ -138,11 +138,12 @@ class Operation:
     name: str  # the view function's name, also the operationId
     summary: str
     description: str
-    response: type[BaseModel]
+    response: type[BaseModel] | None  # None: ``media_type`` bytes, not JSON
     status: int
     body: type[BaseModel] | None
     query: type[BaseModel] | None
     errors: tuple[int, ...]
+    media_type: str = "application/json"
 
 
 # Path parameters by name: the Flask converter and the OpenAPI schema.
@@ -167,11 +168,12 @@ class Contract:
         method: str,
         path: str,
         *,
-        response: type[BaseModel],
+        response: type[BaseModel] | None,
         status: int = 200,
         body: type[BaseModel] | None = None,
         query: type[BaseModel] | None = None,
         errors: tuple[int, ...] = (),
+        media_type: str = "application/json",
     ) -> Callable[[F], F]:
         """Register a view under ``path`` (OpenAPI form) and record it for the document; its
         docstring's first line is the summary, the rest the description."""
@@ -199,6 +201,7 @@ class Contract:
                     body=body,
                     query=query,
                     errors=tuple(sorted(found)),
+                    media_type=media_type,
                 )
             )
             return view
@@ -209,7 +212,8 @@ class Contract:
         """The OpenAPI 3.1 document of every declared endpoint."""
         models: set[type[BaseModel]] = {ErrorOut}
         for op in self.operations:
-            models.add(op.response)
+            if op.response is not None:
+                models.add(op.response)
             if op.body is not None:
                 models.add(op.body)
         ordered = sorted(models, key=lambda m: m.__name__)
@@ -273,11 +277,13 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
 
 
 def _operation(op: Operation) -> dict[str, Any]:
+    schema: dict[str, Any] = (
+        _ref(op.response)
+        if op.response is not None
+        else {"type": "string", "contentMediaType": op.media_type}
+    )
     responses: dict[str, Any] = {
-        str(op.status): {
-            "description": op.summary,
-            "content": {"application/json": {"schema": _ref(op.response)}},
-        }
+        str(op.status): {"description": op.summary, "content": {op.media_type: {"schema": schema}}}
     }
     for status in op.errors:
         responses[str(status)] = {

@@ -1,4 +1,5 @@
-"""The heatmap report as a PDF download, from the dashboard and the JSON API.
+"""The heatmap report as a PDF download, from the dashboard (and, through ``pdf_response``,
+from the JSON API).
 
 Both (and ``clickmap report pdf``, in ``app.cli.reports``) take the heatmap page's view
 settings (metric, variant, part, period, device, sort) and hand them to ``app.reports.pdf``;
@@ -10,7 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, current_app, render_template, request
 
 from app.db import get_session
-from app.errors import ClickmapError, error_response, is_api_request
+from app.errors import ClickmapError
 from app.reports.heatmap import ViewParams
 from app.reports.pdf import render_report
 from app.web.auth import login_required
@@ -22,8 +23,8 @@ def filename(campaign_id: int) -> str:
     return f"clickmap-campaign-{campaign_id}.pdf"
 
 
-def _pdf_response(campaign_id: int) -> Response:
-    params = ViewParams.from_query(request.args)
+def pdf_response(campaign_id: int, params: ViewParams) -> Response:
+    """The report for ``params`` as a download (the API's route is in ``app.web.api``)."""
     pdf = render_report(current_app, get_session(), campaign_id, params)
     response = Response(pdf, mimetype="application/pdf")
     response.headers["Content-Disposition"] = f'attachment; filename="{filename(campaign_id)}"'
@@ -36,20 +37,12 @@ def _pdf_response(campaign_id: int) -> Response:
 @bp.get("/campaigns/<id:campaign_id>/report.pdf")
 @login_required
 def dashboard_report(campaign_id: int) -> Response:
-    return _pdf_response(campaign_id)
-
-
-@bp.get("/api/v1/campaigns/<id:campaign_id>/report.pdf")
-def api_report(campaign_id: int) -> Response:
-    # The Bearer token was checked by the guard every /api/ route passes (app.web.auth).
-    return _pdf_response(campaign_id)
+    return pdf_response(campaign_id, ViewParams.from_query(request.args))
 
 
 @bp.errorhandler(ClickmapError)
-def _domain_error(exc: ClickmapError) -> Response | tuple[str, int]:
-    """JSON for the API route, the dashboard's error page for the dashboard route."""
-    if is_api_request():
-        return error_response(exc.code, exc.message, exc.status)
+def _domain_error(exc: ClickmapError) -> tuple[str, int]:
+    """The dashboard's error page (the API's errors are JSON, from its own blueprint)."""
     return render_template("error.html", status=exc.status, message=exc.message), exc.status
 
 

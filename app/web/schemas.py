@@ -100,6 +100,12 @@ class HeatmapQuery(Query):
     device: Device | None = None
 
 
+class ReportQuery(HeatmapQuery):
+    sort: Literal["metric", "position"] = Field(
+        default="metric", description="The link table's order: by the metric, or email order."
+    )
+
+
 class ElementsQuery(HeatmapQuery):
     limit: int = Field(default=10, ge=1, le=50)
     sort: Literal["count", "unique", "clickRate", "position"] = "count"

@@ -6,6 +6,7 @@ step, so these tests also catch the two sides drifting apart.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -160,6 +161,31 @@ def test_clicks_over_time_respects_the_period(
     )
     points = stats.clicks_over_time(session, where)
     assert points == [(T0 + timedelta(hours=1), 0), (T0 + timedelta(hours=2), 1)]
+
+
+def test_clicks_over_time_covers_only_the_campaigns_life(
+    session: Session, sale: tuple[Campaign, dict[str, int]]
+) -> None:
+    """A period from the year 2000 to 9999 charts the days since the send, not millions."""
+    campaign, _ = sale
+    where = ClickFilter(
+        campaign.id, since=datetime(2000, 1, 1, tzinfo=UTC), until=datetime(9999, 1, 1, tzinfo=UTC)
+    )
+    points = stats.clicks_over_time(session, where, now=T0 + timedelta(days=10))
+    assert len(points) == 11
+    assert points[0] == (T0.replace(hour=0), 5)
+    assert sum(n for _, n in points) == 5
+
+
+def test_clicks_over_time_switches_to_weeks_past_400_days(
+    session: Session, sale: tuple[Campaign, dict[str, int]]
+) -> None:
+    campaign, who = sale
+    click(session, placement(campaign, 1), who["dan"], T0 + timedelta(days=500))
+    points = stats.clicks_over_time(session, ClickFilter(campaign.id), now=T0 + timedelta(days=700))
+    assert all(b - a == timedelta(days=7) for (a, _), (b, _) in itertools.pairwise(points))
+    assert len(points) == 101
+    assert sum(n for _, n in points) == 6
 
 
 def test_device_split_lists_every_class(

@@ -44,8 +44,8 @@ def test_the_document_is_valid_openapi_3_1(client: FlaskClient) -> None:
     rules = {
         (re.sub(r"<\w+:(\w+)>", r"{\1}", rule.rule.removeprefix("/api/v1")), method.lower())
         for rule in client.application.url_map.iter_rules()
-        if rule.endpoint.startswith("api.") and rule.endpoint.removeprefix("api.") in
-        {op.name for op in contract.operations}
+        if rule.endpoint.startswith("api.")
+        and rule.endpoint.removeprefix("api.") in {op.name for op in contract.operations}
         for method in rule.methods or ()
         if method not in ("HEAD", "OPTIONS")
     }

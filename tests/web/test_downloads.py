@@ -91,9 +91,10 @@ def test_api_report_errors_are_json(client: FlaskClient, campaign_id: int, token
     assert missing.json is not None
     assert missing.json["error"]["code"] == "campaign_not_found"
     bad = client.get(api_url(campaign_id, "?metric=clicks"), headers=auth)
-    assert bad.status_code == 400
+    assert bad.status_code == 422
     assert bad.json is not None
-    assert bad.json["error"]["code"] == "invalid_view"
+    assert bad.json["error"]["code"] == "validation_failed"
+    assert bad.json["error"]["details"][0]["field"] == "query.metric"
 
 
 def test_dashboard_report_errors_are_pages(
