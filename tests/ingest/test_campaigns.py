@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.errors import InvalidInput
+from app.errors import Unprocessable
 from app.ingest.campaigns import (
     AMP_SIZE_LIMIT,
     Personalizer,
@@ -83,7 +83,7 @@ def test_recipient_ids_map_once(session: Session) -> None:
 
 @pytest.mark.parametrize("bad", ["", "   ", "x" * 256])
 def test_bad_recipient_ids_are_refused(session: Session, bad: str) -> None:
-    with pytest.raises(InvalidInput, match="recipient ids"):
+    with pytest.raises(Unprocessable, match="recipient ids"):
         ensure_recipients(session, ["ok", bad])
     assert session.scalar(select(func.count()).select_from(Recipient)) == 0
 

@@ -16,7 +16,11 @@ from app.models import User
 from app.web.auth import current_user, safe_next
 from tests.factories import PASSWORD, add_user, csrf_from, log_in
 
-PUBLIC_PATHS = re.compile(r"/c/<[^>]+>|/healthz|/login|/static/<path:filename>")
+PUBLIC_PATHS = re.compile(
+    r"/c/<[^>]+>|/healthz|/login|/static/<path:filename>"
+    # The API's contract and its reference page: documentation, no data.
+    r"|/api/v1/openapi\.json|/api/v1/docs|/api/v1/docs/assets/<path:filename>"
+)
 
 
 # -- users ------------------------------------------------------------------------------------
@@ -262,6 +266,7 @@ def test_public_routes_stay_public(client: FlaskClient) -> None:
     with client.get("/static/clickmap.css") as stylesheet:
         assert stylesheet.status_code == 200
     assert client.get("/c/not-a-token").status_code == 404  # answered, not sent to login
+    assert client.get("/api/v1/openapi.json").json["openapi"] == "3.1.0"
 
 
 def test_a_logged_in_session_does_not_open_the_api(app: Flask, client: FlaskClient) -> None:
@@ -269,6 +274,8 @@ def test_a_logged_in_session_does_not_open_the_api(app: Flask, client: FlaskClie
     add_user(app)
     log_in(client)
     for rule in app.url_map.iter_rules():
+        if PUBLIC_PATHS.fullmatch(rule.rule):
+            continue
         if rule.rule.startswith("/api/") and "GET" in (rule.methods or set()):
             response = client.get(_example_url(rule.rule))
             assert response.status_code == 401, rule.rule
