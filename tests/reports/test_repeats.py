@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput
 from app.models import Campaign, Placement
+from app.reports import repeats
 from app.reports.repeats import mean_one_decimal, repeat_clicks, severity_for
 from app.reports.stats import ClickFilter
 from tests.factories import T0, click, make_campaign, placement, recipients
@@ -187,3 +188,18 @@ def test_severity_bands_meet_without_overlap(average: float, grade: str) -> None
 )
 def test_average_rounds_halves_up(total: int, count: int, mean: float) -> None:
     assert mean_one_decimal(total, count) == mean
+
+
+def test_bursts_read_across_chunks_are_whole(
+    session: Session, campaign: Campaign, who: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clicks_at(session, placement(campaign, 0), who["ann"], steady(7, 1.0))
+    clicks_at(session, placement(campaign, 0), who["bob"], steady(5, 1.0))
+    clicks_at(session, placement(campaign, 1), who["ann"], steady(6, 1.0))
+    whole = repeat_clicks(session, ClickFilter(campaign.id))
+    monkeypatch.setattr(repeats, "CHUNK", 2)
+    assert repeat_clicks(session, ClickFilter(campaign.id)) == whole
+    assert [(r.position, r.count, r.max_clicks, r.recipients) for r in whole] == [
+        (0, 2, 7, 2),
+        (1, 1, 6, 1),
+    ]
