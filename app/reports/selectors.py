@@ -123,8 +123,11 @@ def _next_element(node: Tag) -> Tag | None:
 def _reopen_links(soup: BeautifulSoup) -> None:
     """Put back a table in the link that wraps it (a bulletproof button): lxml closes an
     open ``<a>`` when a ``<table>`` starts, leaving an empty link right before the table,
-    where a browser keeps the table inside the link."""
-    for link in soup.find_all("a"):
+    where a browser keeps the table inside the link. Only links count: an empty named
+    anchor (``<a name="top"></a>``) before a table is common, and was written empty. A link
+    with content before the table it wraps cannot be told from one closed before a table
+    in lxml's tree, and is left as lxml has it."""
+    for link in soup.find_all("a", href=True):
         if link.get_text(strip=True) or link.find(True) is not None:
             continue
         table = _next_element(link)

@@ -30,6 +30,7 @@ HAND_WRITTEN = [
     "<table><td><a href='https://x.example/cell'>cell</a></td><td>y</td></table>",
     "<table><tr><td><a href='https://x.example/outer'><table><tr><td>"
     "<a href='https://x.example/inner'>Go</a></td></tr></table></a></td></tr></table>",
+    "<a name='top'></a><table><tr><td><a href='https://x.example/t'>x</a></td></tr></table>",
     "<style>p{}</style><container><p><a href='https://x.example/head'>x</a></p></container>",
     "<p><a id='Cta' href='https://x.example/id'>x</a></p><o:p><a href='https://x.example/o'>o</a>"
     "</o:p><o:p>y</o:p>",

@@ -114,6 +114,11 @@ def test_a_link_inside_a_button_table_keeps_its_wrapping_link() -> None:
     }
 
 
+def test_a_named_anchor_before_a_table_stays_empty() -> None:
+    text = "<a name='top'></a><table><tr><td><a href='https://x.example/'>x</a></td></tr></table>"
+    assert check_selectors(text) == {0: "body > table > tbody > tr > td > a"}
+
+
 def test_a_template_without_body_starts_its_body_where_a_browser_does() -> None:
     text = "<style>p{}</style><container><p><a href='https://x.example/'>x</a></p></container>"
     assert check_selectors(text) == {0: "body > container > p > a"}
