@@ -359,11 +359,21 @@ def catalog(soup: BeautifulSoup, part: Part, rules: LinkRules) -> Iterator[Found
 
     The AMP part has no image maps or Outlook markup: only ``<a>`` counts there.
     """
+    for found, _tag in link_elements(soup, part, rules):
+        yield found
+
+
+def link_elements(
+    soup: BeautifulSoup, part: Part, rules: LinkRules
+) -> Iterator[tuple[FoundLink, Tag]]:
+    """``catalog`` with each link's element. An element inside an Outlook-only comment
+    belongs to a tree parsed from the comment's text, not to ``soup`` (a browser sees only
+    a comment there)."""
     for node in soup.descendants:
         if isinstance(node, Tag):
             found = _found(node, part, rules, in_conditional=False)
             if found is not None:
-                yield found
+                yield found, node
         elif isinstance(node, Comment) and part == "html":
             conditional = CONDITIONAL.match(node)
             if conditional is None:
@@ -371,7 +381,7 @@ def catalog(soup: BeautifulSoup, part: Part, rules: LinkRules) -> Iterator[Found
             for tag in parse_html(node[conditional.end() :]).find_all(True):
                 found = _found(tag, part, rules, in_conditional=True)
                 if found is not None:
-                    yield found
+                    yield found, tag
 
 
 def base_url(soup: BeautifulSoup, part: Part) -> str | None:

@@ -139,7 +139,9 @@ def _part_filters(
     return filters
 
 
-def _click_filters(where: ClickFilter) -> list[ColumnElement[bool]]:
+def click_filters(where: ClickFilter) -> list[ColumnElement[bool]]:
+    """The conditions on raw ``click`` rows that select what ``where`` covers; every report
+    that reads raw clicks uses them, so a filter means the same thing in each."""
     return _part_filters(Click, where) + _span_filters(where, Click.clicked_at, Click.device)
 
 
@@ -177,7 +179,7 @@ def link_counts(session: Session, where: ClickFilter) -> dict[int, tuple[int, in
         int(placement_id): int(count)
         for placement_id, count in session.execute(
             select(placement, func.count(Click.recipient_id.distinct()))
-            .where(*_click_filters(where))
+            .where(*click_filters(where))
             .group_by(placement)
         )
     }
@@ -213,7 +215,7 @@ def campaign_summary(session: Session, where: ClickFilter) -> tuple[int, int, in
         )
         total = int(session.scalar(total_query) or 0)
         unique_query = select(func.count(Click.recipient_id.distinct())).where(
-            *_click_filters(where)
+            *click_filters(where)
         )
         unique = int(session.scalar(unique_query) or 0) if total else 0
         return delivered, total, unique
