@@ -208,7 +208,12 @@ def ensure_recipients(session: Session, external_ids: Iterable[str]) -> dict[str
     """Map sender recipient ids to internal ids, creating the missing ones (race-safe)."""
     wanted = list(dict.fromkeys(external_ids))
     for rid in wanted:
-        if not isinstance(rid, str) or not rid.strip() or len(rid) > MAX_RECIPIENT_ID_LENGTH:
+        if (
+            not isinstance(rid, str)
+            or not rid.strip()
+            or len(rid) > MAX_RECIPIENT_ID_LENGTH
+            or "\x00" in rid
+        ):
             raise Unprocessable(
                 "invalid_recipient",
                 f"recipient ids are non-empty strings of at most {MAX_RECIPIENT_ID_LENGTH} "

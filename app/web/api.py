@@ -15,7 +15,7 @@ figures beside them: unique clickers and the click rate (unique / delivered x 10
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,10 @@ from app.errors import ClickmapError
 from app.ingest import campaigns
 from app.ingest.campaigns import link_rules, personalizer
 from app.models import Variant
+from app.reports import exports, repeats
 from app.reports.heatmap import HeatmapView, LinkStat, ViewParams, build_view, period_bounds
 from app.reports.selectors import placement_selectors
+from app.reports.stats import ClickFilter
 from app.web import schemas
 from app.web.contract import Contract, json_body, query_args
 from app.web.downloads import pdf_response
@@ -145,10 +147,11 @@ def _selectors(session: Session, view: HeatmapView) -> dict[int, str | None]:
     variant = session.scalars(
         select(Variant).where(Variant.campaign_id == view.campaign_id, Variant.name == view.variant)
     ).one()
-    text = variant.amp if view.params.part == "amp" else variant.html
-    if text is None:
-        return {}
-    return placement_selectors(text, view.params.part, link_rules(current_app))
+    if view.params.part == "amp":
+        return (
+            placement_selectors(variant.amp, "amp", link_rules(current_app)) if variant.amp else {}
+        )
+    return placement_selectors(variant.html, "html", link_rules(current_app))
 
 
 def _view_params(query: schemas.HeatmapQuery, metric: str | None = None) -> ViewParams:
@@ -182,13 +185,7 @@ def _window(view: HeatmapView, now: datetime) -> dict[str, Any]:
 
 def _entry(view: HeatmapView, selectors: dict[int, str | None], link: LinkStat) -> dict[str, Any]:
     return {
-        "element": {
-            "placementId": link.placement_id,
-            "part": view.params.part,
-            "kind": link.kind,
-            "position": link.position,
-            "selector": selectors.get(link.position),
-        },
+        "element": _element(view, selectors, link.placement_id, link.kind, link.position),
         "text": link.text,
         "destination": link.destination,
         "count": link.total,
@@ -257,6 +254,114 @@ def elements(campaign_id: int) -> Response:
             "elements": [_entry(view, selectors, link) for link in ranked],
         }
     )
+
+
+def _element(view: HeatmapView, selectors: dict[int, str | None], placement_id: int,
+             kind: str, position: int) -> dict[str, Any]:  # fmt: skip
+    return {
+        "placementId": placement_id,
+        "part": view.params.part,
+        "kind": kind,
+        "position": position,
+        "selector": selectors.get(position),
+    }
+
+
+@contract.endpoint(
+    "get",
+    "/campaigns/{campaign_id}/heatmap/repeat-clicks",
+    query=schemas.RepeatClicksQuery,
+    response=schemas.RepeatClicksOut,
+)
+def repeat_clicks(campaign_id: int) -> Response:
+    """Links one recipient clicked again and again within seconds: often a page that did
+    not load.
+
+    A burst is a run of at least minClicks clicks by one recipient on one link, each within
+    windowSeconds of the one before. Per link: the bursts, the recipients who had one, the
+    mean and largest clicks per burst, and a severity graded on the mean (high: 10 or more,
+    medium: 6 to under 10, low: under 6). This reads the period's raw clicks.
+    """
+    query = query_args(schemas.RepeatClicksQuery)
+    session, now = get_session(), datetime.now(UTC)
+    view = build_view(session, campaign_id, _view_params(query), now, charts=False)
+    window = timedelta(seconds=query.window_seconds)
+    found = repeats.repeat_clicks(
+        session, _click_filter(session, view, now), min_clicks=query.min_clicks, window=window
+    )
+    selectors = _selectors(session, view)
+    return jsonify(
+        {
+            **_window(view, now),
+            "minClicks": query.min_clicks,
+            "windowSeconds": query.window_seconds,
+            "repeatClicks": [
+                {
+                    "element": _element(view, selectors, r.placement_id, r.kind, r.position),
+                    "text": r.text,
+                    "destination": r.destination,
+                    "count": r.count,
+                    "recipients": r.recipients,
+                    "avgClicks": r.avg_clicks,
+                    "maxClicks": r.max_clicks,
+                    "severity": r.severity,
+                }
+                for r in found
+            ],
+        }
+    )
+
+
+@contract.endpoint(
+    "get",
+    "/campaigns/{campaign_id}/heatmap/clicks",
+    query=schemas.ClicksQuery,
+    response=schemas.ClicksOut,
+)
+def clicks(campaign_id: int) -> Response:
+    """The raw clicks of the view, oldest first, a page at a time, for exports.
+
+    Pass nextCursor back as cursor for the next page (null on the last). Pages are read by
+    keyset, so clicks arriving meanwhile never shift them.
+    """
+    query = query_args(schemas.ClicksQuery)
+    session, now = get_session(), datetime.now(UTC)
+    view = build_view(session, campaign_id, _view_params(query), now, charts=False)
+    page = exports.click_page(
+        session, _click_filter(session, view, now), after=query.cursor, limit=query.limit
+    )
+    return jsonify(
+        {
+            **_window(view, now),
+            "clicks": [
+                {
+                    "clickId": row.click_id,
+                    "clickedAt": row.clicked_at,
+                    "variant": row.variant,
+                    "part": row.part,
+                    "placementId": row.placement_id,
+                    "position": row.position,
+                    "recipient": row.recipient,
+                    "method": row.method,
+                    "device": row.device,
+                    "client": row.client,
+                    "userAgent": row.user_agent,
+                    "ipPrefix": row.ip_prefix,
+                }
+                for row in page.rows
+            ],
+            "nextCursor": page.next_cursor,
+        }
+    )
+
+
+def _click_filter(session: Session, view: HeatmapView, now: datetime) -> ClickFilter:
+    variant_id = session.scalars(
+        select(Variant.id).where(
+            Variant.campaign_id == view.campaign_id, Variant.name == view.variant
+        )
+    ).one()
+    return view.params.click_filter(view.campaign_id, variant_id, now)
 
 
 @contract.endpoint(

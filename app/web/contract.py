@@ -5,7 +5,7 @@ those same declarations (``document``), so the two cannot drift.
 Reading a request is strict and bounded, because the API faces scripts and hostile clients:
 the body must be ``application/json`` (415), valid UTF-8 JSON (400) nested at most
 ``MAX_JSON_DEPTH`` deep (400, where Python's parser would otherwise recurse until it fails),
-with no lone surrogates in any string (400: they cannot be stored as UTF-8), and then match
+with no lone surrogate or NUL in any string (400: neither can be stored as text), and then match
 its model (422, naming each field at fault).
 """
 
@@ -57,6 +57,11 @@ def _check_tree(value: Any) -> None:
                     "invalid_unicode",
                     f"{path or 'the body'} holds a lone surrogate (\\ud800-\\udfff), which is "
                     "not a Unicode character",
+                )
+            if "\x00" in node:
+                raise InvalidInput(
+                    "invalid_unicode",
+                    f"{path or 'the body'} holds U+0000 (NUL), which text cannot be stored with",
                 )
             continue
         if isinstance(node, dict | list):

@@ -111,6 +111,11 @@ class ElementsQuery(HeatmapQuery):
     sort: Literal["count", "unique", "clickRate", "position"] = "count"
 
 
+class RepeatClicksQuery(HeatmapQuery):
+    min_clicks: int = Field(default=5, ge=2, le=100, alias="minClicks")
+    window_seconds: float = Field(default=10.0, gt=0, le=3600, alias="windowSeconds")
+
+
 class ClicksQuery(HeatmapQuery):
     limit: int = Field(default=100, ge=1, le=1000)
     cursor: str | None = Field(default=None, max_length=200, description="From nextCursor.")
@@ -255,7 +260,7 @@ class RepeatClicksOut(Window):
 
 class ClickOut(BaseModel):
     clickId: str
-    clickedAt: datetime
+    clickedAt: datetime = Field(description="UTC, ISO 8601 with microseconds.")
     variant: str
     part: Part
     placementId: int
