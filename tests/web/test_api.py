@@ -31,6 +31,9 @@ AMP = """<!doctype html><html ⚡4email data-css-strict><head><meta charset="utf
 <body><a href="https://shop.example.com/amp">AMP link</a></body></html>"""
 
 
+BINARY = "".join(map(chr, range(1, 12))) + "<a>"  # control characters: a binary file
+
+
 @pytest.fixture
 def auth(app: Flask) -> dict[str, str]:
     factory = app.extensions["clickmap.sessionmaker"]
@@ -137,7 +140,7 @@ def test_deliveries_are_idempotent(
     [
         ({"name": "x", "variants": [{"name": "A", "html": ""}]}, 422, "not_html"),
         ({"name": "x", "variants": [{"name": "A", "html": "just words"}]}, 422, "not_html"),
-        ({"name": "x", "variants": [{"name": "A", "html": "\x01\x02\x03\x04\x05\x06\x07\x08\x0b<a>"}]}, 422, "not_html"),
+        ({"name": "x", "variants": [{"name": "A", "html": BINARY}]}, 422, "not_html"),
         ({"name": "x", "variants": []}, 422, "validation_failed"),
         ({"name": "", "variants": [{"name": "A", "html": HTML}]}, 422, "validation_failed"),
         (
