@@ -471,3 +471,85 @@ def test_heatmap_json_uses_the_shared_tier_rule(
     bad = client.get(f"/api/v1/campaigns/{cid}/heatmap?metric=nope", headers=auth)
     assert bad.status_code == 422
     assert bad.json["error"]["details"][0]["field"] == "query.metric"
+
+
+# -- the heatmap data endpoints ---------------------------------------------------------------
+
+
+@pytest.fixture
+def clicked(app: Flask, client: FlaskClient, auth: dict[str, str]) -> dict[str, Any]:
+    """A campaign whose first link r1 clicked six times in six seconds (a burst) and r2 once,
+    and whose last tracked link r3 clicked once; two recipients delivered."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.factories import click
+
+    cid = _create(client, auth).json["id"]
+    client.post(
+        f"/api/v1/campaigns/{cid}/deliveries",
+        json={"variant": "A", "recipients": ["r1", "r2"]},
+        headers=auth,
+    )
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        links = s.scalars(
+            select(Placement)
+            .where(Placement.campaign_id == cid, Placement.part == "html", Placement.tracked)
+            .order_by(Placement.position)
+        ).all()
+        ids = ensure(s, ["r1", "r2", "r3"])
+        for n in range(6):
+            click(s, links[0], ids["r1"], start + timedelta(seconds=n))
+        click(s, links[0], ids["r2"], start + timedelta(minutes=5), device="mobile")
+        click(s, links[1], ids["r3"], start + timedelta(minutes=6))
+        s.commit()
+    return {"id": cid, "first": links[0].id, "positions": [p.position for p in links]}
+
+
+def test_elements_rank_the_most_clicked_links(
+    client: FlaskClient, auth: dict[str, str], clicked: dict[str, Any]
+) -> None:
+    url = f"/api/v1/campaigns/{clicked['id']}/heatmap/elements"
+    body = client.get(url + "?limit=1", headers=auth).json
+    [top] = body["elements"]
+    assert (top["element"]["placementId"], top["count"], top["unique"]) == (clicked["first"], 7, 2)
+    assert top["clickRate"] == 100.0  # 2 unique clickers of 2 delivered
+    assert top["element"]["selector"] == "body > a:nth-of-type(1)"
+    by_position = client.get(url + "?sort=position", headers=auth).json["elements"]
+    assert [e["element"]["position"] for e in by_position] == clicked["positions"]
+    mobile = client.get(url + "?device=mobile", headers=auth).json["elements"]
+    assert [(e["count"], e["unique"]) for e in mobile] == [(1, 1), (0, 0)]
+    assert client.get(url + "?limit=51", headers=auth).status_code == 422
+
+
+def test_repeat_clicks_find_the_burst(
+    client: FlaskClient, auth: dict[str, str], clicked: dict[str, Any]
+) -> None:
+    url = f"/api/v1/campaigns/{clicked['id']}/heatmap/repeat-clicks"
+    body = client.get(url, headers=auth).json
+    [burst] = body["repeatClicks"]
+    assert burst["element"]["placementId"] == clicked["first"]
+    assert (burst["count"], burst["recipients"], burst["maxClicks"]) == (1, 1, 6)
+    assert (burst["avgClicks"], burst["severity"]) == (6.0, "medium")
+    assert (body["minClicks"], body["windowSeconds"]) == (5, 10.0)
+    assert client.get(url + "?minClicks=7", headers=auth).json["repeatClicks"] == []
+
+
+def test_raw_clicks_page_by_cursor(
+    client: FlaskClient, auth: dict[str, str], clicked: dict[str, Any]
+) -> None:
+    url = f"/api/v1/campaigns/{clicked['id']}/heatmap/clicks?limit=3"
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = client.get(url + (f"&cursor={cursor}" if cursor else ""), headers=auth).json
+        seen += [c["clickId"] for c in page["clicks"]]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+        assert "r1" not in cursor and "r2" not in cursor  # no readable recipient id in a URL
+    assert len(seen) == len(set(seen)) == 8
+    first = client.get(url, headers=auth).json["clicks"][0]
+    assert (first["recipient"], first["variant"], first["part"]) == ("r1", "A", "html")
+    bad = client.get(url + "&cursor=not-a-cursor", headers=auth)
+    assert (bad.status_code, bad.json["error"]["code"]) == (400, "invalid_cursor")
