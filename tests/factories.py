@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import http.server
 import itertools
+import logging
 import re
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +22,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Executable, func, select
 from sqlalchemy.orm import Session
+from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 
 from app import create_app
@@ -445,3 +450,22 @@ class Recorder(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+
+# -- the app on a real HTTP server ------------------------------------------------------------
+
+
+@contextmanager
+def serving(app: Flask) -> Iterator[str]:
+    """``app`` served over HTTP on a free port of 127.0.0.1, for browsers and HTTP clients;
+    yields its base URL. Request logging is off: one line per request drowns a failure."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from app.web.api import contract
+from tests.factories import serving
 from tests.prerequisites import missing
 
 pytestmark = pytest.mark.browser
@@ -24,15 +23,8 @@ CHROMIUM = "/usr/bin/chromium"
 def served(app: Flask) -> Iterator[str]:
     if shutil.which(CHROMIUM) is None and not os.path.exists(CHROMIUM):
         missing(f"Chromium is not installed at {CHROMIUM} (make system installs it)")
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(app) as url:
+        yield url
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)

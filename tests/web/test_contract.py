@@ -5,11 +5,9 @@ answer that breaks the document.
 
 from __future__ import annotations
 
-import logging
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,11 +15,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
-from werkzeug.serving import make_server
 
 from app.accounts import create_api_token
 from app.web.api import contract
-from tests.factories import EMAIL, send
+from tests.factories import EMAIL, send, serving
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
@@ -86,15 +83,8 @@ def served(app: Flask) -> Iterator[str]:
     client = app.test_client()
     for recipient in (0, 1):
         client.get(f"/c/{sent.token(0, recipient)}")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(5)
+    with serving(app) as url:
+        yield url
 
 
 @pytest.mark.slow
