@@ -147,6 +147,11 @@ def client_network(address: str | None) -> str:
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
 
 
+# Failed API token attempts are stored under this name, which no user can have (names are
+# stripped and non-empty).
+API_TOKEN_ATTEMPT = ""
+
+
 @dataclass(frozen=True)
 class LoginThrottle:
     """Login attempts per (username, network) and per network, in a sliding window, counted
@@ -207,6 +212,28 @@ class LoginThrottle:
                 session.delete(attempt)
                 session.commit()
                 return max(1.0, (oldest - since).total_seconds())
+        return 0.0
+
+    def failed_token(self, session: Session, network: str, now: datetime | None = None) -> float:
+        """Record a request with an invalid API token and say whether ``network`` is over its
+        budget: 0 if not, else the seconds to wait (for ``Retry-After``). Commits.
+
+        Bad tokens and failed logins share the network's budget (``per_network`` in
+        ``window``), so guessing tokens is no cheaper than guessing passwords. Valid tokens
+        are never counted: a request with one costs nothing here.
+        """
+        now = now or datetime.now(UTC)
+        since = now - timedelta(seconds=self.window)
+        session.execute(delete(LoginAttempt).where(LoginAttempt.attempted_at <= since))
+        session.add(LoginAttempt(username=API_TOKEN_ATTEMPT, network=network, attempted_at=now))
+        session.commit()
+        count, oldest = session.execute(
+            select(func.count(), func.min(LoginAttempt.attempted_at)).where(
+                LoginAttempt.network == network, LoginAttempt.attempted_at > since
+            )
+        ).one()
+        if count > self.per_network:
+            return max(1.0, (oldest - since).total_seconds())
         return 0.0
 
     def succeeded(self, session: Session, username: str, network: str) -> None:

@@ -169,3 +169,15 @@ def test_the_password_is_right_after_the_lock_lifts(app: Flask, session: Session
     session.execute(update(LoginAttempt).values(attempted_at=T0))
     session.commit()
     assert log_in(client).status_code == 302
+
+
+def test_bad_api_tokens_share_the_networks_budget(session: Session) -> None:
+    throttle = LoginThrottle(per_name=3, per_network=4, window=60)
+    net, other = client_network("198.51.100.7"), client_network("203.0.113.9")
+    assert throttle.begin(session, "ana", net, T0) == 0  # a failed login counts too
+    for seconds in (1, 2, 3):
+        assert throttle.failed_token(session, net, T0 + timedelta(seconds=seconds)) == 0
+    assert throttle.failed_token(session, net, T0 + timedelta(seconds=10)) == pytest.approx(50)
+    assert throttle.failed_token(session, other, T0 + timedelta(seconds=10)) == 0
+    # The window slides: once the oldest attempts age out, tokens are checked again.
+    assert throttle.failed_token(session, net, T0 + timedelta(seconds=62)) == 0
