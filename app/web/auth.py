@@ -7,8 +7,6 @@ API's Bearer-token check.
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -16,6 +14,7 @@ from flask import Flask, Request, g, has_request_context, redirect, request, url
 from flask import Response as FlaskResponse
 from flask import session as web_session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
+from sqlalchemy import update
 from werkzeug.wrappers import Response
 
 from app.accounts import check_api_token
@@ -24,11 +23,20 @@ from app.errors import Unauthorized, error_response, is_api_request
 from app.models import ApiToken, User
 from app.urls import UnsafeDestination, parse_web_address
 
-# The login lives in a Flask-signed cookie holding the user's id and a fingerprint of their
-# password hash, so changing a password ends every session opened with the old one.
+# The login lives in a Flask-signed cookie holding the user's id and their session version
+# (``User.session_version``) at login. The version is compared with the user's row, which
+# every dashboard request loads anyway, so a cookie stops working the moment the version
+# moves on: at logout (from any browser) and with a new password. The cookie alone never
+# proves a login, however long it is kept or wherever it was copied to.
 
 _USER_ID_KEY = "user_id"
-_FINGERPRINT_KEY = "user_fp"
+_VERSION_KEY = "user_sv"
+
+# Paths that never read or write the login cookie: recipients following tracked links (they
+# are not users, and a marketer clicking a test email must not get the dashboard's cookie
+# refreshed by the redirect) and the health check (load balancers, monitors).
+_REDIRECT_PREFIX = "/c/"
+_HEALTH_PATH = "/healthz"
 
 
 # Endpoints anyone may call: the redirector (recipients are not users), the health check
@@ -58,8 +66,13 @@ class SessionInterface(SecureCookieSessionInterface):
     """
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        # Recipients following tracked links carry no cookie at all: hand them an empty
-        # session without parsing cookies or building the serializer (every redirect pays).
+        # The redirector and the health check never look at the cookie, even when a marketer's
+        # browser sends one: no parsing, no signature check, and nothing saved afterwards.
+        path = request.environ.get("PATH_INFO", "")
+        if path.startswith(_REDIRECT_PREFIX) or path == _HEALTH_PATH:
+            return _CookielessSession()
+        # Anyone else without our cookie gets an empty session without parsing cookies or
+        # building the serializer.
         if "HTTP_COOKIE" not in request.environ or (
             self.get_cookie_name(app) not in request.cookies
         ):
@@ -68,8 +81,9 @@ class SessionInterface(SecureCookieSessionInterface):
 
     def save_session(self, app: Flask, session: SessionMixin, response: FlaskResponse) -> None:
         # An empty session nobody changed sets and deletes nothing (as in Flask), so skip
-        # working out the cookie's attributes first.
-        if not session and not session.modified:
+        # working out the cookie's attributes first. A cookieless path never sets a cookie,
+        # not even the refresh Flask gives a permanent session on every response.
+        if isinstance(session, _CookielessSession) or (not session and not session.modified):
             return
         super().save_session(app, session, response)
 
@@ -77,6 +91,10 @@ class SessionInterface(SecureCookieSessionInterface):
         if app.config["SESSION_COOKIE_SECURE"]:
             return True
         return has_request_context() and request.is_secure
+
+
+class _CookielessSession(SecureCookieSession):
+    """The session of a path that never reads or writes the cookie (see ``open_session``)."""
 
 
 def require_user_or_token() -> Response | None:
@@ -118,11 +136,6 @@ def api_token_from_request() -> ApiToken:
     return found
 
 
-def _fingerprint(user: User) -> str:
-    # Short and one-way: enough to notice the hash changed, useless for guessing passwords.
-    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
-
-
 def login_user(user: User) -> None:
     """Start a fresh session for ``user``.
 
@@ -132,11 +145,27 @@ def login_user(user: User) -> None:
     web_session.clear()
     web_session.permanent = True
     web_session[_USER_ID_KEY] = user.id
-    web_session[_FINGERPRINT_KEY] = _fingerprint(user)
+    web_session[_VERSION_KEY] = user.session_version
     g.clickmap_user = user
 
 
 def logout_user() -> None:
+    """End the user's sessions on the server, then forget the cookie in this browser.
+
+    Raising the session version invalidates every cookie issued to the user so far, this
+    browser's and any copy of it (and the user's other browsers: logging out is for
+    everywhere). Done in SQL, so two logouts at once both count.
+    """
+    user = current_user()
+    if user is not None:
+        session = get_session()
+        session.execute(
+            update(User)
+            .where(User.id == user.id)
+            .values(session_version=User.session_version + 1)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
     web_session.clear()
     g.clickmap_user = None
 
@@ -150,11 +179,13 @@ def current_user() -> User | None:
     user_id = web_session.get(_USER_ID_KEY)
     if isinstance(user_id, int):
         candidate = get_session().get(User, user_id)
-        fingerprint = web_session.get(_FINGERPRINT_KEY)
+        version = web_session.get(_VERSION_KEY)
+        # A cookie without a version (issued before migration 0006) is not a login.
         if (
             candidate is not None
-            and isinstance(fingerprint, str)
-            and hmac.compare_digest(fingerprint, _fingerprint(candidate))
+            and isinstance(version, int)
+            and not isinstance(version, bool)
+            and version == candidate.session_version
         ):
             user = candidate
     g.clickmap_user = user

@@ -21,7 +21,7 @@ from app.clicks.recording import RECORD_FIELDS, ClickEvent
 from app.db import get_engine
 from app.models import Campaign, Click, ClickHourly, Placement, PlacementRecipient, PlacementStats
 from app.tokens import ClickToken, TokenCodec
-from tests.factories import empty_tables, make_app, send
+from tests.factories import add_user, empty_tables, log_in, make_app, send
 
 IPHONE = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
@@ -252,6 +252,31 @@ def test_forwarded_headers_are_trusted_only_behind_configured_proxies(
 def test_without_proxies_the_app_is_not_wrapped(app: Flask) -> None:
     assert app.config["TRUSTED_PROXY_COUNT"] == 0
     assert not isinstance(app.wsgi_app, ProxyFix)
+
+
+def test_the_redirector_never_sets_a_cookie(app: Flask) -> None:
+    """A marketer clicking a test email carries the dashboard's cookie; no answer under
+    ``/c/`` (nor ``/healthz``) refreshes, sets or clears it."""
+    sent = send(app)
+    add_user(app)
+    client = app.test_client()
+    assert log_in(client).status_code == 302
+    # A dashboard page refreshes the login cookie (it is permanent)...
+    assert "Set-Cookie" in client.get("/campaigns").headers
+    # ...but a tracked link, a broken one, a HEAD and the health check never touch it.
+    answers = [
+        client.get(f"/c/{sent.token(0)}"),
+        client.head(f"/c/{sent.token(0, recipient=1)}"),
+        client.get(f"/c/{sent.token(0)}x"),
+        client.get("/c/not-a-token"),
+        client.get("/c/"),
+        client.get("/healthz"),
+    ]
+    assert [a.status_code for a in answers] == [302, 302, 404, 404, 404, 200]
+    for answer in answers:
+        assert "Set-Cookie" not in answer.headers, answer.request.path
+        assert "Cookie" not in answer.headers.get("Vary", "")
+    assert client.get("/campaigns").status_code == 200  # still logged in
 
 
 def test_health_reports_database_and_waiting_clicks(app: Flask) -> None:
