@@ -6,15 +6,20 @@ API's Bearer-token check.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from flask import Flask, Request, g, has_request_context, redirect, request, url_for
+from flask import Flask, Request, current_app, g, has_request_context, redirect, request, url_for
 from flask import Response as FlaskResponse
 from flask import session as web_session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response
 
 from app.accounts import check_api_token
@@ -40,10 +45,15 @@ _HEALTH_PATH = "/healthz"
 
 
 # Endpoints anyone may call: the redirector (recipients are not users), the health check
-# (load balancers), the login page itself, and static files (the login page's stylesheet).
-PUBLIC_ENDPOINTS = frozenset(
-    {"redirector.click", "redirector.healthz", "dashboard.login", "static"}
-)
+# (load balancers; its counters need an API token, see ``_check_health_caller``), the
+# login page itself, and static files (the login page's stylesheet).
+HEALTH_ENDPOINT = "redirector.healthz"
+PUBLIC_ENDPOINTS = frozenset({"redirector.click", HEALTH_ENDPOINT, "dashboard.login", "static"})
+
+# How long a token this process found valid still opens the health counters while the
+# database cannot check it (a monitor polls every few seconds; an outage is what it watches).
+HEALTH_TOKEN_MEMORY_SECONDS = 3600.0
+_RECENT_TOKENS = "clickmap.health_tokens"
 
 
 def init_app(app: Flask) -> None:
@@ -54,6 +64,7 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_SAMESITE="Lax",
     )
     app.session_interface = SessionInterface()
+    app.extensions[_RECENT_TOKENS] = _RecentTokens(HEALTH_TOKEN_MEMORY_SECONDS)
     app.before_request(require_user_or_token)
 
 
@@ -107,6 +118,8 @@ def require_user_or_token() -> Response | None:
     """
     if request.url_rule is None:  # no route matched: let the 404 or 405 happen
         return None
+    if request.endpoint == HEALTH_ENDPOINT:
+        return _check_health_caller()
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
     if is_api_request():
@@ -134,6 +147,82 @@ def api_token_from_request() -> ApiToken:
     session.commit()  # keeps the token's last use
     g.api_token = found
     return found
+
+
+# -- the health check's counters ----------------------------------------------------------------
+
+
+class _RecentTokens:
+    """SHA-256 digests of API tokens this process found valid lately, with when.
+
+    Only consulted while the database is unreachable: that is when a monitor most needs the
+    counters (``"database": "down"``, a growing spool), and when no token can be checked.
+    Bounded: the oldest digests go first.
+    """
+
+    def __init__(self, seconds: float, size: int = 64) -> None:
+        self.seconds = seconds
+        self.size = size
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def add(self, digest: str) -> None:
+        with self._lock:
+            self._seen.pop(digest, None)
+            self._seen[digest] = time.monotonic()
+            while len(self._seen) > self.size:
+                del self._seen[next(iter(self._seen))]
+
+    def discard(self, digest: str) -> None:
+        with self._lock:
+            self._seen.pop(digest, None)
+
+    def holds(self, digest: str) -> bool:
+        with self._lock:
+            seen = self._seen.get(digest)
+        return seen is not None and time.monotonic() - seen < self.seconds
+
+
+def _check_health_caller() -> Response | None:
+    """Decide whether this ``/healthz`` caller may see the counters: the redirector's view
+    reads ``g.health_counters`` (it sits below this module and cannot import it).
+
+    Without an ``Authorization`` header: no, and nothing is looked up, so the answer costs
+    nothing and a load balancer gets its 200 even with the database down. With one, the
+    token is checked like the API's (a wrong one answers 401); if the database cannot check
+    it, a token this process found valid within ``HEALTH_TOKEN_MEMORY_SECONDS`` still counts,
+    and any other gets a 503 saying why.
+    """
+    g.health_counters = False
+    if "Authorization" not in request.headers:
+        return None
+    _scheme, _, raw = request.headers["Authorization"].partition(" ")
+    digest = hashlib.sha256(raw.strip().encode()).hexdigest()
+    recent: _RecentTokens = current_app.extensions[_RECENT_TOKENS]
+    try:
+        api_token_from_request()
+    except Unauthorized:
+        recent.discard(digest)
+        raise
+    except SQLAlchemyError:
+        with contextlib.suppress(SQLAlchemyError):
+            get_session().rollback()
+        if not recent.holds(digest):
+            refused = error_response(
+                "database_unavailable",
+                "The database cannot be reached to check the token; try again shortly.",
+                503,
+            )
+            refused.headers["Retry-After"] = "30"
+            refused.headers["Cache-Control"] = "no-store"
+            return refused
+    else:
+        recent.add(digest)
+    g.health_counters = True
+    return None
+
+
+# -- dashboard sessions ---------------------------------------------------------------------------
 
 
 def login_user(user: User) -> None:
