@@ -46,9 +46,13 @@ _HEALTH_PATH = "/healthz"
 
 # Endpoints anyone may call: the redirector (recipients are not users), the health check
 # (load balancers; its counters need an API token, see ``_check_health_caller``), the
-# login page itself, and static files (the login page's stylesheet).
+# login page itself, and static files (the login page's stylesheet). The email frame's
+# images are requested by a sandboxed frame, which sends no cookie: each of their addresses
+# is signed for one user's session instead, and checked by the view (``email_asset``).
 HEALTH_ENDPOINT = "redirector.healthz"
-PUBLIC_ENDPOINTS = frozenset({"redirector.click", HEALTH_ENDPOINT, "dashboard.login", "static"})
+PUBLIC_ENDPOINTS = frozenset(
+    {"redirector.click", HEALTH_ENDPOINT, "dashboard.login", "dashboard.email_asset", "static"}
+)
 
 # How long a token this process found valid still opens the health counters while the
 # database cannot check it (a monitor polls every few seconds; an outage is what it watches).

@@ -16,7 +16,11 @@ from app.models import User
 from app.web.auth import current_user, safe_next
 from tests.factories import PASSWORD, add_user, csrf_from, log_in
 
-PUBLIC_PATHS = re.compile(r"/c/<[^>]+>|/healthz|/login|/static/<path:filename>")
+# The email frame's images are public to the guard: their signed address is the credential
+# (tests/web/test_dashboard.py checks that an unsigned or stale one gets nothing).
+PUBLIC_PATHS = re.compile(
+    r"/c/<[^>]+>|/healthz|/login|/static/<path:filename>|/campaigns/<[^>]+>/email/asset"
+)
 
 
 # -- users ------------------------------------------------------------------------------------
@@ -336,6 +340,8 @@ def test_public_routes_stay_public(client: FlaskClient) -> None:
     with client.get("/static/clickmap.css") as stylesheet:
         assert stylesheet.status_code == 200
     assert client.get("/c/not-a-token").status_code == 404  # answered, not sent to login
+    # Answered too, but with nothing: the address is not signed.
+    assert client.get("/campaigns/1/email/asset?u=https://example.com/").status_code == 404
 
 
 def test_a_logged_in_session_does_not_open_the_api(app: Flask, client: FlaskClient) -> None:
