@@ -56,6 +56,10 @@ DEFAULTS: dict[str, Any] = {
     # The PDF renderer may fetch an email's remote images (public addresses only); turn it
     # off to render only what Clickmap itself serves.
     "PDF_REMOTE_IMAGES": True,
+    # The dashboard shows an email's remote images and fonts through its own proxy (public
+    # addresses only, cached); the marketer's browser never loads them from the sender's
+    # hosts either way. Off: they are left out of the page altogether.
+    "EMAIL_REMOTE_IMAGES": True,
     # "production" refuses the development secret.
     "ENV": "development",
 }
@@ -74,7 +78,7 @@ _INT_SETTINGS = {
     "WARM_PLACEMENT_LIMIT",
 }
 _FLOAT_SETTINGS = {"CLICK_BATCH_INTERVAL"}
-_BOOL_SETTINGS = {"PDF_REMOTE_IMAGES"}
+_BOOL_SETTINGS = {"PDF_REMOTE_IMAGES", "EMAIL_REMOTE_IMAGES"}
 
 
 def from_environ(environ: Mapping[str, str] | None = None) -> dict[str, Any]:

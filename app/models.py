@@ -23,7 +23,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from app.db import Base
 
@@ -318,12 +318,27 @@ class PartHourly(Base):
 
 
 class User(Base):
+    """A dashboard user.
+
+    ``session_version`` is written into every login cookie and compared on every request
+    (``app.web.auth``): raising it ends every session the user has open, at once, wherever
+    the cookies went. Logging out raises it, and so does any new password hash, whoever
+    sets it (``clickmap user set-password``, the demo), because it changes here.
+    """
+
     __tablename__ = "user_account"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(150), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    @validates("password_hash")
+    def _new_password_ends_sessions(self, _key: str, value: str) -> str:
+        if self.password_hash is not None and value != self.password_hash:
+            self.session_version = (self.session_version or 0) + 1
+        return value
 
 
 class ApiToken(Base):

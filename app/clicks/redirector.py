@@ -2,14 +2,15 @@
 
 The hot path: verify the token, look the placement up (cached: placements never change),
 spool the click, answer. Nothing here renders templates, loads relationships or waits for
-the database (see ``app.clicks.tracking``). ``/healthz`` tells a load balancer how this instance is.
+the database (see ``app.clicks.tracking``). ``/healthz`` tells a load balancer that this
+instance is up, and a monitor holding an API token how it is doing.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.datastructures import Headers
 from werkzeug.routing import BaseConverter
@@ -85,7 +86,21 @@ def click(token: str) -> Response:
     return _Redirect(target.location)
 
 
+# What anyone may learn: the process answers. Built once; nothing is looked up.
+_UP = b'{"status":"up"}\n'
+
+
 @bp.get("/healthz")
 def healthz() -> Response:
-    """Always 200 while the process serves: with the database down, known links still work."""
-    return jsonify(tracking.tracker(current_app).health())
+    """200 while the process serves: with the database down, known links still work.
+
+    Anonymous callers (load balancers) learn only that: no database query, no spool read.
+    The counters (database, spool backlog, lost clicks...) describe the installation, so
+    they go only to a caller whose API token the guard accepted (``app.web.auth`` reads the
+    ``Authorization`` header and leaves its verdict in ``g.health_counters``).
+    """
+    if not g.get("health_counters", False):
+        return Response(_UP, 200, {"Content-Type": "application/json", "Cache-Control": "no-store"})
+    counters = jsonify({"status": "up", **tracking.tracker(current_app).health()})
+    counters.headers["Cache-Control"] = "no-store"
+    return counters

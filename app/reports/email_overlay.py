@@ -5,13 +5,21 @@
 points at ``#cm-<position>`` and is colored by its tier, with its number on a badge, all in
 one appended ``<style>``. The sender's markup is otherwise kept byte for byte, and no script
 is added. Pure domain code: no Flask.
+
+For the dashboard's frame, ``proxied_resources`` then takes every remote address out of the
+document: the marketer's browser must load nothing from wherever the sender pointed (their
+intranet, a tracking pixel, a host that notes who looked). Images and fonts go through an
+address on our own origin that the caller supplies (the dashboard's image proxy); whatever
+fetches, connects or navigates by itself and is not an image (stylesheet and prefetch links,
+``@import``, ``<meta http-equiv=refresh>``, frames, plugins, media) is dropped.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from bs4 import BeautifulSoup, Tag
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -20,6 +28,7 @@ from app.ingest.links import LinkRules
 from app.ingest.rewriting import scan
 from app.models import Variant
 from app.reports.heatmap import TIER_COLORS, TIERS, HeatmapView, LinkStat, format_value
+from app.urls import UnsafeDestination, parse_web_address
 from app.vocabulary import PARTS
 
 # Find every link an installation could have tracked: no do-not-track domains, and an
@@ -179,8 +188,15 @@ def email_document(
     return document[:offset] + _overlay_css(part, links, highlight) + document[offset:]
 
 
-def view_document(session: Session, view: HeatmapView, *, highlight: int | None = None) -> str:
-    """``email_document`` for a built view: loads the chosen variant's part."""
+def view_document(
+    session: Session,
+    view: HeatmapView,
+    *,
+    highlight: int | None = None,
+    resources: ResourceMap | None = None,
+) -> str:
+    """``email_document`` for a built view: loads the chosen variant's part. With
+    ``resources``, remote addresses are then mapped or dropped (``proxied_resources``)."""
     column = Variant.amp if view.params.part == "amp" else Variant.html
     text = session.scalar(
         select(column).where(Variant.campaign_id == view.campaign_id, Variant.name == view.variant)
@@ -189,4 +205,197 @@ def view_document(session: Session, view: HeatmapView, *, highlight: int | None 
         raise NotFound(
             "variant_not_found", f"variant {view.variant!r} has no {view.params.part} part"
         )
-    return email_document(text, view.params.part, view.links, highlight=highlight)
+    document = email_document(text, view.params.part, view.links, highlight=highlight)
+    return document if resources is None else proxied_resources(document, resources)
+
+
+# -- remote resources ---------------------------------------------------------------------------
+
+# Maps an absolute http(s) address to the one the frame may load instead (on our origin), or
+# None to drop it.
+ResourceMap = Callable[[str], "str | None"]
+
+# Attributes holding one address a browser loads by itself, and candidate lists.
+_SINGLE_URL_ATTRIBUTES = frozenset({"src", "background", "poster", "lowsrc", "dynsrc"})
+_SRCSET_ATTRIBUTES = frozenset({"srcset", "imagesrcset"})
+# Elements whose ``src`` is never an image: frames, plugins, scripts, media. Dropped.
+_NEVER_IMAGES = frozenset(
+    {"iframe", "frame", "embed", "object", "applet", "script", "audio", "video", "track"}
+)
+# Attributes that load, embed or report somewhere without being an image. Dropped.
+_DROPPED_ATTRIBUTES = frozenset({"codebase", "archive", "manifest", "ping", "formaction"})
+_SVG_IMAGES = frozenset({"image", "feimage"})
+_LINK_ATTRIBUTES = frozenset({"href", "xlink:href"})
+# ``<meta http-equiv>`` values that only describe the document; any other (refresh above all,
+# which navigates the frame) is dropped.
+_KEPT_META = frozenset({"content-type", "content-language", "x-ua-compatible"})
+
+_CSS_URL = re.compile(
+    r"""url\(\s*(?:"((?:[^"\\\n]|\\.)*)"|'((?:[^'\\\n]|\\.)*)'|((?:[^)"'\\\s]|"""
+    r"""\\[0-9a-fA-F]{1,6}[ \t\n\r\f]?|\\.)*))\s*\)""",
+    re.IGNORECASE | re.DOTALL,
+)
+_CSS_IMPORT = re.compile(
+    r"""@import\s*(?:url\([^)]*\)|"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')[^;{}]*;?""",
+    re.IGNORECASE | re.DOTALL,
+)
+_CSS_ESCAPE = re.compile(r"\\([0-9a-fA-F]{1,6})[ \t\n\r\f]?|\\(.)", re.DOTALL)
+_SRCSET_SPACE = " \t\n\r\f"
+
+
+def _css_unescape(value: str) -> str:
+    def one(match: re.Match[str]) -> str:
+        if match.group(1):
+            code = int(match.group(1), 16)
+            return chr(code) if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else "\ufffd"
+        return match.group(2)
+
+    return _CSS_ESCAPE.sub(one, value)
+
+
+def _srcset_candidates(value: str) -> list[tuple[str, str]]:
+    """(address, descriptors) of each ``srcset`` candidate, split as browsers split them."""
+    found: list[tuple[str, str]] = []
+    i, end = 0, len(value)
+    while True:
+        while i < end and (value[i] in _SRCSET_SPACE or value[i] == ","):
+            i += 1
+        if i >= end:
+            return found
+        start = i
+        while i < end and value[i] not in _SRCSET_SPACE:
+            i += 1
+        url = value[start:i]
+        descriptors = ""
+        if url.endswith(","):
+            url = url.rstrip(",")
+        else:
+            start = i
+            depth = 0
+            while i < end and (value[i] != "," or depth):
+                depth += {"(": 1, ")": -1}.get(value[i], 0)
+                i += 1
+            descriptors = " ".join(value[start:i].split())
+        if url:
+            found.append((url, descriptors))
+
+
+class _Resources:
+    """Every address of one document, resolved as the browser would and then mapped."""
+
+    def __init__(self, resource: ResourceMap, base: str | None) -> None:
+        self.resource = resource
+        self.base = base
+
+    def address(self, value: str) -> str | None:
+        """What goes in place of ``value``: a ``data:`` URI stays (it loads nothing), an
+        http(s) address goes through the map, anything else (relative without a base, which
+        the email never meant on our origin; ``cid:``, ``file:``...) is dropped."""
+        value = value.strip()
+        if value[:5].lower() == "data:":
+            return value
+        if self.base is None and value.startswith("//"):
+            value = "https:" + value  # as the email's readers would
+        try:
+            absolute = parse_web_address(value, base=self.base).href
+        except UnsafeDestination:
+            return None
+        return self.resource(absolute)
+
+    def srcset(self, value: str) -> str:
+        kept = []
+        for url, descriptors in _srcset_candidates(value):
+            mapped = self.address(url)
+            if mapped is not None:
+                kept.append(f"{mapped} {descriptors}".rstrip())
+        return ", ".join(kept)
+
+    def css(self, text: str) -> str:
+        """CSS without ``@import`` (stylesheets are not proxied) and with every ``url()``
+        mapped (``none`` where dropped). What this misses, the frame's CSP still blocks."""
+
+        def url(match: re.Match[str]) -> str:
+            raw = next((g for g in match.groups() if g is not None), "")
+            mapped = self.address(_css_unescape(raw))
+            return f'url("{mapped}")' if mapped is not None and '"' not in mapped else "none"
+
+        return _CSS_URL.sub(url, _CSS_IMPORT.sub("", text))
+
+
+def _base_address(soup: BeautifulSoup) -> str | None:
+    """The document's base URL as a browser takes it: the first ``<base href>``, if it is an
+    absolute http(s) address."""
+    base = soup.find("base", href=True)
+    if not isinstance(base, Tag):
+        return None
+    try:
+        return parse_web_address(str(base["href"])).href
+    except UnsafeDestination:
+        return None
+
+
+def _map_attributes(tag: Tag, resources: _Resources) -> None:
+    name = tag.name.lower()
+    for attribute in list(tag.attrs):
+        key = attribute.lower()
+        raw = tag.attrs[attribute]
+        value = " ".join(raw) if isinstance(raw, list) else str(raw)
+        mapped: str | None
+        if key == "style":
+            mapped = resources.css(value)
+        elif key in _SINGLE_URL_ATTRIBUTES:
+            never = key == "src" and name in _NEVER_IMAGES
+            mapped = None if never else resources.address(value)
+        elif key in _SRCSET_ATTRIBUTES:
+            mapped = resources.srcset(value) or None
+        elif key in _DROPPED_ATTRIBUTES or (key == "data" and name in _NEVER_IMAGES):
+            mapped = None
+        elif key in _LINK_ATTRIBUTES and name in _SVG_IMAGES:
+            mapped = resources.address(value)
+        elif key in _LINK_ATTRIBUTES and name == "use":
+            mapped = value if value.strip().startswith("#") else None  # external SVG
+        else:
+            continue
+        if mapped is None:
+            del tag.attrs[attribute]
+        else:
+            tag.attrs[attribute] = mapped
+
+
+def proxied_resources(document: str, resource: ResourceMap) -> str:
+    """``document`` with every address the browser would load by itself mapped by
+    ``resource`` (or dropped), for display in the dashboard's frame.
+
+    Images (``src``, ``srcset``, ``background``, ``poster``, SVG ``<image>``) and CSS
+    ``url()`` (inline styles and ``<style>``: backgrounds, fonts) are mapped, resolved
+    against the email's ``<base href>`` first; ``<base>`` itself goes, so the overlay's
+    ``#cm-`` anchors stay in the frame. Every ``<link>`` goes (stylesheets, prefetch,
+    preload, preconnect, dns-prefetch, icons: nothing in an email needs them to be read),
+    as do ``@import``, ``<meta http-equiv>`` other than the content type (``refresh``
+    navigates), ``ping`` and the sources of frames, plugins, scripts and media.
+
+    Unlike ``email_document``, this writes the document back from the parsed tree
+    (BeautifulSoup with lxml): what the browser is given is then exactly what was inspected,
+    with no second reading of the sender's bytes by a different parser. The frame's CSP
+    (``img-src 'self' data:``, no other origin anywhere) blocks whatever this might miss;
+    what CSP does not govern (prefetch hints, refresh) is what this removes by element.
+    """
+    soup = BeautifulSoup(document, "lxml")
+    resources = _Resources(resource, _base_address(soup))
+    for tag in soup.find_all(True):
+        if tag.decomposed:
+            continue
+        name = tag.name.lower()
+        if name in ("link", "base"):
+            tag.decompose()
+            continue
+        equiv = tag.get("http-equiv") if name == "meta" else None
+        if equiv is not None and str(equiv).strip().lower() not in _KEPT_META:
+            tag.decompose()
+            continue
+        if name == "style":
+            css = resources.css(tag.get_text())
+            tag.clear()
+            tag.append(css)
+        _map_attributes(tag, resources)
+    return str(soup)

@@ -1,11 +1,13 @@
-"""The one URL fetcher of every PDF we render: what WeasyPrint may load, and from where.
+"""The one URL fetcher of every email resource we load: what WeasyPrint may load for a PDF,
+and what the dashboard's email frame shows through its image proxy (``RemoteCache``).
 
 The email is written by whoever created the campaign, so it may point anywhere
 (``file:///etc/passwd``, a cloud metadata address, a service on localhost); the fetcher
-answers only with our own static files, ``data:`` URIs and, when ``PDF_REMOTE_IMAGES`` is on,
-resources on public addresses (checked after resolving, and connected to at the checked
-address). Anything else gets an invisible placeholder, so a refused fetch never shows up as
-an error page or a broken image in the PDF, and is logged at info.
+answers only with our own static files, ``data:`` URIs and, when remote resources are on
+(``PDF_REMOTE_IMAGES``, ``EMAIL_REMOTE_IMAGES``), resources on public addresses (checked
+after resolving, and connected to at the checked address), never Clickmap's own tracked
+links or pixels. Anything else gets an invisible placeholder, so a refused fetch never shows
+up as an error page or a broken image, and is logged at info.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import logging
 import mimetypes
 import socket
 import ssl
+import threading
 import time
 import urllib.request
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +50,12 @@ MAX_REDIRECTS = 3
 REMOTE_PORTS = frozenset({80, 443})
 # What a remote answer may be; anything else (HTML error pages, scripts) is refused.
 REMOTE_TYPES = ("image/", "font/", "application/font-", "application/x-font-", "text/css")
+# Paths under TRACKING_BASE_URL that count a recipient's action: the redirector's tracked
+# links, and any open pixel to come. Fetching one would record a click nobody made.
+TRACKING_PATHS = ("/c/", "/o/")
+# The email frame's proxy cache, per process: at most this much, each entry this long.
+CACHE_MAX_BYTES = 32 * 1024 * 1024
+CACHE_SECONDS = 3600.0
 
 # The answer to every refused fetch. It is at once a valid, empty SVG image (for <img>,
 # CSS backgrounds, <object>) and an empty stylesheet: CSS skips "<!--" and "-->" at the top
@@ -126,6 +136,10 @@ class FetchPolicy:
     max_bytes: int = REMOTE_MAX_BYTES
     # Web ports only: a public host's other services (SSH, databases) are not images.
     ports: frozenset[int] = REMOTE_PORTS
+    # (host, path prefix) pairs never fetched: our own tracked links and pixels.
+    refused_paths: tuple[tuple[str, str], ...] = ()
+    # The setting that turns remote resources on, named when they are refused for it.
+    remote_setting: str = "PDF_REMOTE_IMAGES"
 
 
 class RestrictedFetcher(URLFetcher):  # type: ignore[misc]
@@ -135,10 +149,13 @@ class RestrictedFetcher(URLFetcher):  # type: ignore[misc]
     (``file:``, ``ftp:``, proxies) is ever installed or called.
     """
 
-    def __init__(self, policy: FetchPolicy, resolver: Resolver = socket.getaddrinfo) -> None:
+    def __init__(
+        self, policy: FetchPolicy, resolver: Resolver = socket.getaddrinfo, purpose: str = "PDF"
+    ) -> None:
         urllib.request.OpenerDirector.__init__(self)
         self.policy = policy
         self.resolver = resolver
+        self.purpose = purpose  # named in the log
         # The attributes WeasyPrint reads on its fetchers.
         self._timeout = policy.timeout
         self._http_headers: dict[str, str] = {}
@@ -157,7 +174,7 @@ class RestrictedFetcher(URLFetcher):  # type: ignore[misc]
                 return self._static(url)
             if scheme in ("http", "https"):
                 if not self.policy.remote:
-                    raise Refused("remote resources are turned off (PDF_REMOTE_IMAGES)")
+                    raise Refused(f"remote resources are turned off ({self.policy.remote_setting})")
                 return self._remote(url)
             raise Refused(f"the {scheme or 'relative'} scheme is not allowed")
         except Refused as exc:
@@ -167,7 +184,7 @@ class RestrictedFetcher(URLFetcher):  # type: ignore[misc]
 
     def _refuse(self, url: str, reason: str) -> Any:
         shown = url if len(url) <= 200 else url[:200] + "..."
-        logger.info("PDF: not loading %s: %s", shown, reason)
+        logger.info("%s: not loading %s: %s", self.purpose, shown, reason)
         self.refused.append((url, reason))
         return _placeholder(url)
 
@@ -248,6 +265,11 @@ class RestrictedFetcher(URLFetcher):  # type: ignore[misc]
             raise Refused("no host")
         if parts.has_credentials:
             raise Refused("credentials in the URL")
+        # Compared decoded and case-blind, as a server may route ``/%63/`` or ``/C/``.
+        path = unquote(parts.target.split("?", 1)[0]).lower()
+        for refused_host, prefix in self.policy.refused_paths:
+            if host == refused_host and path.startswith(prefix):
+                raise Refused("one of Clickmap's own tracked addresses")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         if port not in self.policy.ports:
             raise Refused(f"port {port} is not allowed")
@@ -295,11 +317,102 @@ class RestrictedFetcher(URLFetcher):  # type: ignore[misc]
             connection.close()
 
 
-def fetch_policy(app: Flask) -> FetchPolicy:
-    """The fetch rules for ``app``: its static folder, and remote resources unless
-    ``PDF_REMOTE_IMAGES`` is off."""
+def tracking_paths(tracking_base_url: str) -> tuple[tuple[str, str], ...]:
+    """The (host, path prefix) pairs of Clickmap's own tracked addresses under
+    ``tracking_base_url``: what no fetch may ever request."""
+    try:
+        base = parse_web_address(tracking_base_url + "/")
+    except UnsafeDestination:
+        return ()
+    root = unquote(base.target.split("?", 1)[0]).rstrip("/").lower()
+    return tuple((base.bare_hostname, root + path) for path in TRACKING_PATHS)
+
+
+def fetch_policy(app: Flask, remote_setting: str = "PDF_REMOTE_IMAGES") -> FetchPolicy:
+    """The fetch rules for ``app``: its static folder, never its own tracked addresses, and
+    remote resources unless ``remote_setting`` (``PDF_REMOTE_IMAGES`` for PDFs,
+    ``EMAIL_REMOTE_IMAGES`` for the dashboard's frame) is off."""
     return FetchPolicy(
         static_folder=Path(app.static_folder) if app.static_folder else None,
         static_url_path=app.static_url_path or "/static",
-        remote=bool(app.config.get("PDF_REMOTE_IMAGES", True)),
+        remote=bool(app.config.get(remote_setting, True)),
+        refused_paths=tracking_paths(str(app.config.get("TRACKING_BASE_URL", ""))),
+        remote_setting=remote_setting,
     )
+
+
+# -- the dashboard's email frame ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A remote resource for the email frame; ``content_type`` is None when it was refused
+    (``body`` is then the placeholder)."""
+
+    body: bytes
+    content_type: str | None
+
+
+class RemoteCache:
+    """Remote images and fonts of emails, fetched by the rules above and kept in memory.
+
+    In memory, not on disk: what it holds is public images anyone can fetch again, so losing
+    it at a restart costs a few fetches, while a disk cache would need cleaning, could fill
+    the disk the click spool appends to, and would keep senders' files under the instance
+    folder. The price is one cache per worker process, each bounded by ``max_bytes``
+    (least recently used first out). Refusals are kept too, so a slow or hostile host is
+    asked once per ``seconds``, not on every page view.
+    """
+
+    def __init__(
+        self,
+        policy: FetchPolicy,
+        *,
+        max_bytes: int = CACHE_MAX_BYTES,
+        seconds: float = CACHE_SECONDS,
+        resolver: Resolver = socket.getaddrinfo,
+    ) -> None:
+        self.policy = policy
+        self.max_bytes = max_bytes
+        self.seconds = seconds
+        self.resolver = resolver
+        self._entries: OrderedDict[str, tuple[float, Fetched]] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, url: str) -> Fetched:
+        """``url`` (an absolute http(s) address) from the cache, or fetched now."""
+        now = time.monotonic()
+        with self._lock:
+            entry = self._entries.get(url)
+            if entry is not None and entry[0] > now:
+                self._entries.move_to_end(url)
+                return entry[1]
+        fetched = self._fetch(url)
+        self._keep(url, now + self.seconds, fetched)
+        return fetched
+
+    def _fetch(self, url: str) -> Fetched:
+        fetcher = RestrictedFetcher(self.policy, self.resolver, purpose="email frame")
+        if url.split(":", 1)[0].lower() not in ("http", "https"):
+            fetcher._refuse(url, "only http(s) addresses are proxied")
+            return Fetched(PLACEHOLDER, None)
+        response = fetcher.fetch(url)
+        body = response.read()
+        if fetcher.refused:
+            return Fetched(PLACEHOLDER, None)
+        return Fetched(body, response.content_type)
+
+    def _keep(self, url: str, expires: float, fetched: Fetched) -> None:
+        size = len(url) + len(fetched.body)
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            old = self._entries.pop(url, None)
+            if old is not None:
+                self._size -= len(url) + len(old[1].body)
+            self._entries[url] = (expires, fetched)
+            self._size += size
+            while self._size > self.max_bytes:
+                dropped, (_expires, gone) = self._entries.popitem(last=False)
+                self._size -= len(dropped) + len(gone.body)

@@ -6,16 +6,20 @@ API's Bearer-token check.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
-import hmac
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from flask import Flask, Request, g, has_request_context, redirect, request, url_for
+from flask import Flask, Request, current_app, g, has_request_context, redirect, request, url_for
 from flask import Response as FlaskResponse
 from flask import session as web_session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
+from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response
 
 from app.accounts import check_api_token
@@ -24,20 +28,38 @@ from app.errors import Unauthorized, error_response, is_api_request
 from app.models import ApiToken, User
 from app.urls import UnsafeDestination, parse_web_address
 
-# The login lives in a Flask-signed cookie holding the user's id and a fingerprint of their
-# password hash, so changing a password ends every session opened with the old one.
+# The login lives in a Flask-signed cookie holding the user's id and their session version
+# (``User.session_version``) at login. The version is compared with the user's row, which
+# every dashboard request loads anyway, so a cookie stops working the moment the version
+# moves on: at logout (from any browser) and with a new password. The cookie alone never
+# proves a login, however long it is kept or wherever it was copied to.
 
 _USER_ID_KEY = "user_id"
-_FINGERPRINT_KEY = "user_fp"
+_VERSION_KEY = "user_sv"
+
+# Paths that never read or write the login cookie: recipients following tracked links (they
+# are not users, and a marketer clicking a test email must not get the dashboard's cookie
+# refreshed by the redirect) and the health check (load balancers, monitors).
+_REDIRECT_PREFIX = "/c/"
+_HEALTH_PATH = "/healthz"
 
 
 # Endpoints anyone may call: the redirector (recipients are not users), the health check
-# (load balancers), the login page itself, and static files (the login page's stylesheet).
+# (load balancers; its counters need an API token, see ``_check_health_caller``), the
+# login page itself, and static files (the login page's stylesheet). The email frame's
+# images are requested by a sandboxed frame, which sends no cookie: each of their addresses
+# is signed for one user's session instead, and checked by the view (``email_asset``).
+HEALTH_ENDPOINT = "redirector.healthz"
 PUBLIC_ENDPOINTS = frozenset(
-    {"redirector.click", "redirector.healthz", "dashboard.login", "static"}
+    {"redirector.click", HEALTH_ENDPOINT, "dashboard.login", "dashboard.email_asset", "static"}
     # The API's contract and its reference page: documentation, no data.
     | {"api.openapi", "api.reference", "api.reference_asset"}
 )
+
+# How long a token this process found valid still opens the health counters while the
+# database cannot check it (a monitor polls every few seconds; an outage is what it watches).
+HEALTH_TOKEN_MEMORY_SECONDS = 3600.0
+_RECENT_TOKENS = "clickmap.health_tokens"
 
 
 def init_app(app: Flask) -> None:
@@ -48,6 +70,7 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_SAMESITE="Lax",
     )
     app.session_interface = SessionInterface()
+    app.extensions[_RECENT_TOKENS] = _RecentTokens(HEALTH_TOKEN_MEMORY_SECONDS)
     app.before_request(require_user_or_token)
 
 
@@ -60,8 +83,13 @@ class SessionInterface(SecureCookieSessionInterface):
     """
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        # Recipients following tracked links carry no cookie at all: hand them an empty
-        # session without parsing cookies or building the serializer (every redirect pays).
+        # The redirector and the health check never look at the cookie, even when a marketer's
+        # browser sends one: no parsing, no signature check, and nothing saved afterwards.
+        path = request.environ.get("PATH_INFO", "")
+        if path.startswith(_REDIRECT_PREFIX) or path == _HEALTH_PATH:
+            return _CookielessSession()
+        # Anyone else without our cookie gets an empty session without parsing cookies or
+        # building the serializer.
         if "HTTP_COOKIE" not in request.environ or (
             self.get_cookie_name(app) not in request.cookies
         ):
@@ -70,8 +98,9 @@ class SessionInterface(SecureCookieSessionInterface):
 
     def save_session(self, app: Flask, session: SessionMixin, response: FlaskResponse) -> None:
         # An empty session nobody changed sets and deletes nothing (as in Flask), so skip
-        # working out the cookie's attributes first.
-        if not session and not session.modified:
+        # working out the cookie's attributes first. A cookieless path never sets a cookie,
+        # not even the refresh Flask gives a permanent session on every response.
+        if isinstance(session, _CookielessSession) or (not session and not session.modified):
             return
         super().save_session(app, session, response)
 
@@ -79,6 +108,10 @@ class SessionInterface(SecureCookieSessionInterface):
         if app.config["SESSION_COOKIE_SECURE"]:
             return True
         return has_request_context() and request.is_secure
+
+
+class _CookielessSession(SecureCookieSession):
+    """The session of a path that never reads or writes the cookie (see ``open_session``)."""
 
 
 def require_user_or_token() -> Response | None:
@@ -91,6 +124,8 @@ def require_user_or_token() -> Response | None:
     """
     if request.url_rule is None:  # no route matched: let the 404 or 405 happen
         return None
+    if request.endpoint == HEALTH_ENDPOINT:
+        return _check_health_caller()
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
     if is_api_request():
@@ -120,9 +155,80 @@ def api_token_from_request() -> ApiToken:
     return found
 
 
-def _fingerprint(user: User) -> str:
-    # Short and one-way: enough to notice the hash changed, useless for guessing passwords.
-    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+# -- the health check's counters ----------------------------------------------------------------
+
+
+class _RecentTokens:
+    """SHA-256 digests of API tokens this process found valid lately, with when.
+
+    Only consulted while the database is unreachable: that is when a monitor most needs the
+    counters (``"database": "down"``, a growing spool), and when no token can be checked.
+    Bounded: the oldest digests go first.
+    """
+
+    def __init__(self, seconds: float, size: int = 64) -> None:
+        self.seconds = seconds
+        self.size = size
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def add(self, digest: str) -> None:
+        with self._lock:
+            self._seen.pop(digest, None)
+            self._seen[digest] = time.monotonic()
+            while len(self._seen) > self.size:
+                del self._seen[next(iter(self._seen))]
+
+    def discard(self, digest: str) -> None:
+        with self._lock:
+            self._seen.pop(digest, None)
+
+    def holds(self, digest: str) -> bool:
+        with self._lock:
+            seen = self._seen.get(digest)
+        return seen is not None and time.monotonic() - seen < self.seconds
+
+
+def _check_health_caller() -> Response | None:
+    """Decide whether this ``/healthz`` caller may see the counters: the redirector's view
+    reads ``g.health_counters`` (it sits below this module and cannot import it).
+
+    Without an ``Authorization`` header: no, and nothing is looked up, so the answer costs
+    nothing and a load balancer gets its 200 even with the database down. With one, the
+    token is checked like the API's (a wrong one answers 401); if the database cannot check
+    it, a token this process found valid within ``HEALTH_TOKEN_MEMORY_SECONDS`` still counts,
+    and any other gets a 503 saying why.
+    """
+    g.health_counters = False
+    if "Authorization" not in request.headers:
+        return None
+    _scheme, _, raw = request.headers["Authorization"].partition(" ")
+    digest = hashlib.sha256(raw.strip().encode()).hexdigest()
+    recent: _RecentTokens = current_app.extensions[_RECENT_TOKENS]
+    try:
+        api_token_from_request()
+    except Unauthorized:
+        recent.discard(digest)
+        raise
+    except SQLAlchemyError:
+        with contextlib.suppress(SQLAlchemyError):
+            get_session().rollback()
+        if not recent.holds(digest):
+            refused = error_response(
+                "database_unavailable",
+                "The database cannot be reached to check the token; try again shortly.",
+                503,
+            )
+            refused.headers["Retry-After"] = "30"
+            refused.headers["Cache-Control"] = "no-store"
+            return refused
+    else:
+        recent.add(digest)
+    g.health_counters = True
+    return None
+
+
+# -- dashboard sessions ---------------------------------------------------------------------------
 
 
 def login_user(user: User) -> None:
@@ -134,11 +240,27 @@ def login_user(user: User) -> None:
     web_session.clear()
     web_session.permanent = True
     web_session[_USER_ID_KEY] = user.id
-    web_session[_FINGERPRINT_KEY] = _fingerprint(user)
+    web_session[_VERSION_KEY] = user.session_version
     g.clickmap_user = user
 
 
 def logout_user() -> None:
+    """End the user's sessions on the server, then forget the cookie in this browser.
+
+    Raising the session version invalidates every cookie issued to the user so far, this
+    browser's and any copy of it (and the user's other browsers: logging out is for
+    everywhere). Done in SQL, so two logouts at once both count.
+    """
+    user = current_user()
+    if user is not None:
+        session = get_session()
+        session.execute(
+            update(User)
+            .where(User.id == user.id)
+            .values(session_version=User.session_version + 1)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
     web_session.clear()
     g.clickmap_user = None
 
@@ -152,11 +274,13 @@ def current_user() -> User | None:
     user_id = web_session.get(_USER_ID_KEY)
     if isinstance(user_id, int):
         candidate = get_session().get(User, user_id)
-        fingerprint = web_session.get(_FINGERPRINT_KEY)
+        version = web_session.get(_VERSION_KEY)
+        # A cookie without a version (issued before migration 0006) is not a login.
         if (
             candidate is not None
-            and isinstance(fingerprint, str)
-            and hmac.compare_digest(fingerprint, _fingerprint(candidate))
+            and isinstance(version, int)
+            and not isinstance(version, bool)
+            and version == candidate.session_version
         ):
             user = candidate
     g.clickmap_user = user

@@ -10,6 +10,11 @@ The email in the heatmap is hostile content as far as we are concerned (it came 
 sender, and links carry their text). It is served by its own route inside a sandboxed frame
 with a CSP that forbids scripts, so even a script hidden in it runs nowhere; rows highlight a
 link by navigating the frame to ``#cm-<position>``, which needs no script in the frame.
+
+Nor does the frame load anything from wherever the sender pointed: its remote images and
+fonts are rewritten to ``/campaigns/<id>/email/asset``, our proxy, which fetches them by the
+PDF's rules (public addresses only, limited types and sizes, never our own tracked links)
+and caches them; the CSP allows images and fonts from our origin only.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from flask import (
     request,
     url_for,
 )
+from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
@@ -41,8 +47,9 @@ from app.accounts import LoginThrottle, authenticate, client_network
 from app.db import get_session
 from app.errors import ClickmapError, InvalidInput, NotFound
 from app.ingest.campaigns import get_campaign
-from app.models import Campaign, Placement
-from app.reports.email_overlay import view_document
+from app.models import Campaign, Placement, User
+from app.reports.email_overlay import ResourceMap, view_document
+from app.reports.fetcher import PLACEHOLDER, RemoteCache, fetch_policy
 from app.reports.heatmap import ViewParams, build_view
 from app.reports.listings import campaign_list, iter_placement_clicks, placement_clicks
 from app.web import csrf
@@ -69,17 +76,27 @@ PAGE_CSP = (
     "frame-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
     "object-src 'none'"
 )
-# The annotated email: a sandbox with no scripts, remote images allowed (the email shows
-# as sent), inline styles allowed (emails are made of them), and only our page may frame it.
+# The annotated email: a sandbox with no scripts; images and fonts from our own proxy or
+# data: URIs only, never from another origin; inline styles allowed (emails are made of
+# them); and only our page may frame it.
 EMAIL_CSP = (
-    "sandbox; default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; "
-    "font-src https: data:; frame-ancestors 'self'"
+    "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; "
+    "font-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
 )
+# A proxied image or font, in case someone opens its address as a page: an SVG's script
+# must not run on our origin.
+ASSET_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'"
+# The proxy's addresses are signed for one user's session (the frame sends no cookie): this
+# salt keeps them apart from every other signature made with the secret keys.
+ASSET_SALT = "clickmap.email-asset"
+ASSET_MAX_AGE = 12 * 3600  # seconds a rendered frame's image addresses keep working
+EMAIL_ASSETS = "clickmap.email_assets"
 
 
 def init_app(app: Flask) -> None:
     """Register the dashboard, its login throttle and the templates' globals and filters."""
     app.extensions["clickmap.login_throttle"] = LoginThrottle.from_config(app.config)
+    app.extensions[EMAIL_ASSETS] = RemoteCache(fetch_policy(app, "EMAIL_REMOTE_IMAGES"))
     app.register_blueprint(bp)
     # The heatmap report's labels and figure filters are app.reports.labels' (create_app
     # installs them); the page's charts get the nonced filter instead of the PDF's.
@@ -203,7 +220,7 @@ def campaigns() -> str:
     )
 
 
-@bp.get("/campaigns/<int:campaign_id>")
+@bp.get("/campaigns/<id:campaign_id>")
 def heatmap(campaign_id: int) -> str:
     params = ViewParams.from_query(request.args)
     view = build_view(get_session(), campaign_id, params)
@@ -216,18 +233,81 @@ def heatmap(campaign_id: int) -> str:
     return render_template("heatmap.html", view=view, query=query, pdf_url=pdf_url, for_print=False)
 
 
-@bp.get("/campaigns/<int:campaign_id>/email")
+@bp.get("/campaigns/<id:campaign_id>/email")
 def email(campaign_id: int) -> Response:
     """The email as sent, annotated with the heatmap, for the sandboxed frame only."""
     params = ViewParams.from_query(request.args)
     session = get_session()
     view = build_view(session, campaign_id, params)
-    document = view_document(session, view)
+    document = view_document(session, view, resources=_asset_addresses(campaign_id))
     response = Response(document, mimetype="text/html")
     response.headers["Content-Security-Policy"] = EMAIL_CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    response.headers["X-DNS-Prefetch-Control"] = "off"
+    return response
+
+
+def _asset_signer() -> URLSafeTimedSerializer:
+    # Newest key last: it signs, and every key verifies (as for the click tokens).
+    return URLSafeTimedSerializer(list(current_app.config["SECRET_KEYS"]), salt=ASSET_SALT)
+
+
+def _asset_addresses(campaign_id: int) -> ResourceMap:
+    """Where the frame finds each remote image: the proxy, under an address signed for this
+    campaign, this address and this user's current session. So the proxy fetches only what
+    occurs in an email a logged-in user was shown, and the addresses die with the session
+    (logging out) or after ``ASSET_MAX_AGE``. With ``EMAIL_REMOTE_IMAGES`` off, nothing."""
+    user = current_user()
+    if user is None or not current_app.config["EMAIL_REMOTE_IMAGES"]:
+        return lambda _url: None
+    signer = _asset_signer()
+    identity = [campaign_id, user.id, user.session_version]
+
+    def address(url: str) -> str:
+        signed = signer.dumps([*identity, url])
+        return url_for(".email_asset", campaign_id=campaign_id, u=signed)
+
+    return address
+
+
+@bp.get("/campaigns/<id:campaign_id>/email/asset")
+def email_asset(campaign_id: int) -> Response:
+    """One remote image or font of a campaign's email, through our own origin.
+
+    The sandboxed frame asking for it sends no cookie, so the address itself is the
+    credential: signed by ``_asset_addresses`` for one campaign, one URL and one user's
+    session, which must still be current. The URL is fetched by the PDF's rules
+    (``app.reports.fetcher``) and cached; a refused fetch answers the same invisible
+    placeholder the PDF gets.
+    """
+    gone = NotFound("asset_not_found", "this image address is not valid, or no longer")
+    try:
+        signed = _asset_signer().loads(request.args.get("u", ""), max_age=ASSET_MAX_AGE)
+    except BadData as exc:
+        raise gone from exc
+    if not (
+        isinstance(signed, list)
+        and len(signed) == 4
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in signed[:3])
+        and isinstance(signed[3], str)
+        and signed[0] == campaign_id
+    ):
+        raise gone
+    user = get_session().get(User, signed[1])
+    if user is None or user.session_version != signed[2]:
+        raise gone
+    if current_app.config["EMAIL_REMOTE_IMAGES"]:
+        cache: RemoteCache = current_app.extensions[EMAIL_ASSETS]
+        fetched = cache.get(signed[3])
+        body, content_type = fetched.body, fetched.content_type
+    else:
+        body, content_type = PLACEHOLDER, None
+    # The placeholder is an empty SVG image (and, to a stylesheet, empty CSS).
+    response = Response(body, mimetype=content_type or "image/svg+xml")
+    response.headers["Content-Security-Policy"] = ASSET_CSP
+    response.headers["Cache-Control"] = "private, max-age=3600"
     return response
 
 
@@ -242,7 +322,7 @@ def _placement(session: Session, campaign_id: int, placement_id: int) -> tuple[C
     return campaign, placement
 
 
-@bp.get("/campaigns/<int:campaign_id>/links/<int:placement_id>")
+@bp.get("/campaigns/<id:campaign_id>/links/<id:placement_id>")
 def clicks(campaign_id: int, placement_id: int) -> str:
     session = get_session()
     campaign, placement = _placement(session, campaign_id, placement_id)
@@ -285,7 +365,7 @@ def _export_filename(campaign: Campaign, placement: Placement) -> str:
 CSV_COLUMNS = ("recipient", "clicked_at", "device", "client", "method", "user_agent")
 
 
-@bp.get("/campaigns/<int:campaign_id>/links/<int:placement_id>/clicks.csv")
+@bp.get("/campaigns/<id:campaign_id>/links/<id:placement_id>/clicks.csv")
 def clicks_csv(campaign_id: int, placement_id: int) -> Response:
     """Every click behind one link, streamed: exports can be large, memory stays flat."""
     campaign, placement = _placement(get_session(), campaign_id, placement_id)

@@ -3,11 +3,14 @@
 A live server (werkzeug, on a free port of 127.0.0.1) serves an app seeded with the demo
 campaign. Colors and numbers are read from the page as the browser computed them, inside the
 sandboxed email frame, and compared with the aggregates in the database. A second campaign
-is an email full of scripts and event handlers; none of them may run.
+is an email full of scripts and event handlers; none of them may run. A third points at
+images, fonts, stylesheets and prefetch hints on other hosts; the page may load nothing
+from anywhere but Clickmap.
 """
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
 import threading
@@ -27,6 +30,7 @@ from app.ingest.links import LinkRules
 from app.models import Placement, PlacementStats, Variant
 from app.ops import demo
 from app.reports.heatmap import TIER_COLORS, tier_for
+from tests.factories import Recorder
 from tests.prerequisites import missing
 
 pytestmark = pytest.mark.browser
@@ -259,3 +263,116 @@ def test_scripts_in_the_email_never_run(live: Live, page: Any) -> None:
     assert not [m for m in messages if m.startswith("pwned")]
     # The tracked links still got their colors and badges.
     assert {pos for pos in read_badges(page)} == {0, 2}
+
+
+# Everything here points away from Clickmap: OTHER is a server on 127.0.0.2 (another
+# address, another port: a host on the marketer's network), the rest are names that never
+# resolve, and TRACKED is Clickmap's own tracking base (a tracked link and an open pixel).
+REMOTE_EMAIL = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Remote</title>
+<meta http-equiv="refresh" content="1;url=OTHER/refresh">
+<link rel="stylesheet" href="OTHER/style.css">
+<link rel="prefetch" href="OTHER/prefetch">
+<link rel="preload" as="image" href="OTHER/preload.png">
+<link rel="modulepreload" href="OTHER/module.js">
+<link rel="prerender" href="OTHER/prerender">
+<link rel="preconnect" href="OTHER">
+<link rel="dns-prefetch" href="//dns.clickmap-test.invalid">
+<link rel="icon" href="OTHER/favicon.ico">
+<style>
+@import url("OTHER/import.css");
+body { background: #fff url(OTHER/body.png) }
+@font-face { font-family: Brand; src: url(http://fonts.clickmap-test.invalid/brand.woff2) }
+h1 { font-family: Brand, Arial }
+.hero { background-image: image-set("OTHER/hero.png" 1x) }
+</style></head>
+<body background="OTHER/attribute.png">
+<h1>Remote</h1>
+<img id="logo" src="OTHER/logo.png" srcset="OTHER/logo-2x.png 2x" alt="Logo" width="20">
+<picture><source srcset="http://images.clickmap-test.invalid/a.webp" type="image/webp">
+<img src="https://images.clickmap-test.invalid/a.png" width="20"></picture>
+<table background="OTHER/table.png"><tr>
+<td style="background-image:url('OTHER/cell.png')" class="hero">Cell</td></tr></table>
+<div style="background:url(//127.0.0.2:PORT/protocol-relative.png)">Text</div>
+<svg width="10" height="10"><image href="OTHER/svg.png" width="10" height="10"/></svg>
+<video poster="OTHER/poster.png" src="OTHER/video.mp4"></video>
+<audio src="OTHER/audio.mp3" autoplay></audio>
+<iframe src="OTHER/frame.html"></iframe>
+<object data="OTHER/object.swf"></object>
+<embed src="OTHER/embed.swf">
+<input type="image" src="OTHER/input.png">
+<img src="TRACKED/o/open-pixel.gif" width="1">
+<img src="TRACKED/c/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" width="1">
+<p><a href="https://shop.example.com/sale" ping="OTHER/ping">Shop the sale</a></p>
+</body></html>
+"""
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[tuple[int, list[str]]]:
+    """A web server on 127.0.0.2 that notes every request it gets."""
+    hits: list[str] = []
+    handler = type("Handler", (Recorder,), {"hits": hits})
+    server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], hits
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_the_email_loads_nothing_from_outside_clickmap(
+    live: Live, page: Any, session: Session, elsewhere: tuple[int, list[str]]
+) -> None:
+    port, hits = elsewhere
+    email = (
+        REMOTE_EMAIL.replace("OTHER", f"http://127.0.0.2:{port}")
+        .replace("PORT", str(port))
+        .replace("TRACKED", live.app.config["TRACKING_BASE_URL"])
+    )
+    remote = campaigns.create_campaign(
+        session, "Remote", [campaigns.VariantInput("A", email)],
+        rules=LinkRules(), max_part_bytes=live.app.config["MAX_PART_BYTES"],
+    ).campaign  # fmt: skip
+    session.commit()
+    requested: list[str] = []
+    images: list[str] = []
+    answered: dict[str, int] = {}
+    page.on("request", lambda request: requested.append(request.url))
+    page.on(
+        "request",
+        lambda request: (
+            images.append(request.url)
+            if request.resource_type == "image" and request.frame.name == "heatmap-frame"
+            else None
+        ),
+    )
+    page.on("response", lambda response: answered.__setitem__(response.url, response.status))
+    log_in(page, live)
+    page.goto(f"{live.url}/campaigns/{remote.id}")
+    frame = page.frame(name="heatmap-frame")
+    assert frame is not None
+    frame.wait_for_load_state()
+    page.wait_for_timeout(1500)  # the email's refresh would have fired after one second
+
+    outside = [
+        url for url in requested
+        if not url.startswith(live.url + "/") and not url.startswith(("data:", "about:"))
+    ]  # fmt: skip
+    assert outside == []
+    assert hits == []  # nor did the server fetch anything from the marketer's network
+    # Images and the font went through the proxy (a font's answer, the placeholder, is
+    # dropped by the browser's font checks before any response is reported).
+    proxied = [url for url in requested if "/email/asset?u=" in url]
+    assert set(images) <= set(proxied) and len(images) >= 8, requested
+    assert {answered.get(url) for url in images} == {200}
+    # The email is still shown, its link colored, and the proxied images are images (the
+    # placeholder here: none of those hosts is a public one).
+    assert frame.url.startswith(f"{live.url}/campaigns/{remote.id}/email")
+    assert set(read_badges(page)) == {0}
+    widths = frame.evaluate(
+        "() => [...document.images].filter(i => i.src.includes('/email/asset?u='))"
+        ".map(i => i.complete && i.naturalWidth > 0)"
+    )
+    assert widths and all(widths)

@@ -10,18 +10,19 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app.accounts import create_api_token
 from app.clicks import tracking
 from app.clicks import writer as writer_module
 from app.clicks.recording import RECORD_FIELDS, ClickEvent
 from app.db import get_engine
 from app.models import Campaign, Click, ClickHourly, Placement, PlacementRecipient, PlacementStats
 from app.tokens import ClickToken, TokenCodec
-from tests.factories import empty_tables, make_app, send
+from tests.factories import add_user, empty_tables, log_in, make_app, send
 
 IPHONE = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
@@ -254,20 +255,123 @@ def test_without_proxies_the_app_is_not_wrapped(app: Flask) -> None:
     assert not isinstance(app.wsgi_app, ProxyFix)
 
 
-def test_health_reports_database_and_waiting_clicks(app: Flask) -> None:
+def test_the_redirector_never_sets_a_cookie(app: Flask) -> None:
+    """A marketer clicking a test email carries the dashboard's cookie; no answer under
+    ``/c/`` (nor ``/healthz``) refreshes, sets or clears it."""
+    sent = send(app)
+    add_user(app)
+    client = app.test_client()
+    assert log_in(client).status_code == 302
+    # A dashboard page refreshes the login cookie (it is permanent)...
+    assert "Set-Cookie" in client.get("/campaigns").headers
+    # ...but a tracked link, a broken one, a HEAD and the health check never touch it.
+    answers = [
+        client.get(f"/c/{sent.token(0)}"),
+        client.head(f"/c/{sent.token(0, recipient=1)}"),
+        client.get(f"/c/{sent.token(0)}x"),
+        client.get("/c/not-a-token"),
+        client.get("/c/"),
+        client.get("/healthz"),
+    ]
+    assert [a.status_code for a in answers] == [302, 302, 404, 404, 404, 200]
+    for answer in answers:
+        assert "Set-Cookie" not in answer.headers, answer.request.path
+        assert "Cookie" not in answer.headers.get("Vary", "")
+    assert client.get("/campaigns").status_code == 200  # still logged in
+
+
+def api_token(app: Flask) -> dict[str, str]:
+    """The header of a fresh API token (what a monitor sends)."""
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        token = create_api_token(s, "monitor")
+        s.commit()
+    return {"Authorization": f"Bearer {token}"}
+
+
+# Nothing listens on port 1: every connection is refused at once.
+UNREACHABLE = "postgresql+psycopg://clickmap@127.0.0.1:1/clickmap?connect_timeout=2"
+
+
+def test_health_tells_anonymous_callers_only_that_it_is_up(app: Flask) -> None:
     client = app.test_client()
     response = client.get("/healthz")
     assert response.status_code == 200
+    assert response.json == {"status": "up"}
+    assert response.headers["Content-Type"] == "application/json"
+    # A session cookie is no credential here either.
+    add_user(app)
+    assert log_in(client).status_code == 302
+    assert client.get("/healthz").json == {"status": "up"}
+
+
+def test_health_stays_up_for_load_balancers_without_a_database(tmp_path: Path) -> None:
+    app = make_app(UNREACHABLE, tmp_path)
+    try:
+        response = app.test_client().get("/healthz")
+        assert response.status_code == 200
+        assert response.json == {"status": "up"}
+        # A token cannot be checked now, and this process never saw it valid: say so.
+        checked = app.test_client().get(
+            "/healthz", headers={"Authorization": "Bearer cm_never-seen-before"}
+        )
+        assert checked.status_code == 503
+        assert checked.json is not None
+        assert checked.json["error"]["code"] == "database_unavailable"
+        assert "database" not in checked.json
+    finally:
+        get_engine(app).dispose()
+
+
+@pytest.mark.parametrize(
+    "header", ["Bearer cm_not-a-real-token", "Bearer ", "Basic YW5hOnB3", "cm_no-scheme"]
+)
+def test_health_refuses_a_wrong_token(app: Flask, header: str) -> None:
+    response = app.test_client().get("/healthz", headers={"Authorization": header})
+    assert response.status_code == 401
     assert response.json is not None
+    assert response.json["error"]["code"] == "unauthorized"
+
+
+def test_health_reports_database_and_waiting_clicks_to_token_holders(app: Flask) -> None:
+    client = app.test_client()
+    monitor = api_token(app)
+    response = client.get("/healthz", headers=monitor)
+    assert response.status_code == 200
+    assert response.json is not None
+    assert response.json["status"] == "up"
     assert response.json["database"] == "up"
     assert response.json["pending_clicks"] == 0
     assert response.json["lost_clicks"] == 0
     assert response.json["writer_seen_seconds_ago"] is None  # no writer has reported yet
     assert client.get(f"/c/{send(app).token(0)}").status_code == 302
-    after = client.get("/healthz").json
+    after = client.get("/healthz", headers=monitor).json
     assert after is not None
     assert after["pending_clicks"] == 0 and after["spool_backlog_bytes"] == 0
     assert 0 <= after["writer_seen_seconds_ago"] < 5
+    assert after["cached_links"] == 1
+
+
+def test_health_shows_the_outage_to_a_monitor_it_knows(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The token cannot be checked while the database is down, but one this process found
+    valid shortly before still opens the counters: that is when they matter most."""
+    client = app.test_client()
+    monitor = api_token(app)
+    assert client.get("/healthz", headers=monitor).json["database"] == "up"  # type: ignore[index]
+    down = create_engine(UNREACHABLE)
+    monkeypatch.setitem(app.extensions, "clickmap.engine", down)
+    monkeypatch.setitem(app.extensions, "clickmap.sessionmaker", sessionmaker(down))
+    try:
+        during = client.get("/healthz", headers=monitor)
+        assert during.status_code == 200
+        assert during.json is not None
+        assert during.json["database"] == "down"
+        assert client.get("/healthz").json == {"status": "up"}
+        stranger = client.get("/healthz", headers={"Authorization": "Bearer cm_someone-else"})
+        assert stranger.status_code == 503
+    finally:
+        down.dispose()
 
 
 def test_database_outage_known_links_redirect_unknown_ones_wait(

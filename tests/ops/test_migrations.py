@@ -1,7 +1,7 @@
 """The migrations on a fresh database of each kind: the report aggregates added by 0002 are
 backfilled from clicks stored before it, and the click writer carries on exactly from there;
 0003 drops the foreign keys of ``click`` and keeps its rows; 0004 adds ``login_attempt``;
-0005 computes each tracked placement's ``location``.
+0005 computes each tracked placement's ``location``; 0006 gives users a session version.
 """
 
 from __future__ import annotations
@@ -336,3 +336,30 @@ def test_placements_get_the_browsers_location_at_upgrade(fresh: Engine) -> None:
         cfg.attributes["connection"] = connection
         command.downgrade(cfg, "0004")
     assert "location" not in {c["name"] for c in inspect(fresh).get_columns("placement")}
+
+
+def test_users_get_a_session_version_at_upgrade(fresh: Engine) -> None:
+    """0006: existing users keep their rows and can log in (version 0); downgrading drops
+    the column again."""
+    upgrade(fresh, "0005")
+    at = bindparam("at", type_=UTCDateTime())
+    with fresh.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO user_account (id, username, password_hash, created_at) "
+                "VALUES (1, 'ana', 'scrypt:x', :at)"
+            ).bindparams(at),
+            {"at": T0},
+        )
+    upgrade(fresh)
+    with fresh.connect() as conn:
+        assert conn.execute(text("SELECT username, session_version FROM user_account")).all() == [
+            ("ana", 0)
+        ]
+    cfg = alembic_config(fresh)
+    with fresh.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0005")
+    assert "session_version" not in {c["name"] for c in inspect(fresh).get_columns("user_account")}
+    with fresh.connect() as conn:
+        assert conn.execute(text("SELECT username FROM user_account")).scalars().all() == ["ana"]

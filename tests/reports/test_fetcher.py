@@ -166,3 +166,126 @@ def test_fetcher_refuses_unwanted_answers(
 )
 def test_is_public_address(address: str, public: bool) -> None:
     assert fetching.is_public_address(address) is public
+
+
+# -- Clickmap's own tracked addresses ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://t.example.com/c/AAAAtoken",
+        "http://t.example.com/c/AAAAtoken",
+        "https://T.EXAMPLE.COM/c/AAAAtoken",
+        "https://t.example.com/%63/AAAAtoken",
+        "https://t.example.com/C/AAAAtoken",
+        "https://t.example.com/o/pixel.gif",
+        "https://t.example.com/./c/AAAAtoken",
+    ],
+)
+def test_fetcher_never_loads_our_own_tracked_addresses(app: Flask, url: str) -> None:
+    """A tracked link or open pixel in an email's images would count a click or an open
+    nobody made, on every PDF and every look at the heatmap."""
+    asked: list[str] = []
+
+    def resolve(host: str, port: int, *_args: object) -> list[tuple[object, ...]]:
+        asked.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port))]
+
+    assert app.config["TRACKING_BASE_URL"] == "https://t.example.com"
+    fetcher = fetching.RestrictedFetcher(fetching.fetch_policy(app), resolver=resolve)
+    assert fetcher.fetch(url).read() == fetching.PLACEHOLDER
+    assert "tracked" in fetcher.refused[0][1]
+    assert asked == []  # refused before anything was looked up
+
+
+def test_tracking_paths_follow_the_base_path() -> None:
+    assert fetching.tracking_paths("https://example.com/go") == (
+        ("example.com", "/go/c/"),
+        ("example.com", "/go/o/"),
+    )
+
+
+def test_a_redirect_to_our_tracked_link_is_refused(
+    local_server: tuple[int, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, hits = local_server
+    monkeypatch.setattr(fetching, "is_public_address", lambda address: address == "127.0.0.1")
+
+    class Redirecting(Recorder):
+        def do_GET(self) -> None:
+            self.hits.append(self.path)
+            self.send_response(302)
+            self.send_header("Location", f"http://t.example.com:{port}/c/token")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    monkeypatch.setattr(Recorder, "do_GET", Redirecting.do_GET)
+    fetcher = fetching.RestrictedFetcher(
+        fetching.FetchPolicy(
+            static_folder=None,
+            ports=frozenset({port}),
+            refused_paths=fetching.tracking_paths(f"http://t.example.com:{port}"),
+        ),
+        resolver=_resolver("127.0.0.1"),
+    )
+    assert fetcher.fetch(f"http://img.example.com:{port}/x.png").read() == fetching.PLACEHOLDER
+    assert hits == ["/x.png"]  # the tracked link itself was never requested
+    assert "tracked" in fetcher.refused[0][1]
+
+
+# -- the email frame's cache ------------------------------------------------------------------
+
+
+def _cache(port: int, **kwargs: object) -> fetching.RemoteCache:
+    return fetching.RemoteCache(
+        fetching.FetchPolicy(static_folder=None, ports=frozenset({port})),
+        resolver=_resolver("127.0.0.1"),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_remote_cache_fetches_each_image_once(
+    local_server: tuple[int, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, hits = local_server
+    monkeypatch.setattr(fetching, "is_public_address", lambda address: address == "127.0.0.1")
+    cache = _cache(port)
+    url = f"http://images.example.com:{port}/logo.svg"
+    first, again = cache.get(url), cache.get(url)
+    assert first == again
+    assert first.content_type == "image/svg+xml"
+    assert first.body.startswith(b"<svg")
+    assert hits == [f"images.example.com:{port} /logo.svg"]
+
+
+def test_remote_cache_keeps_refusals_and_answers_the_placeholder(
+    local_server: tuple[int, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, hits = local_server
+    monkeypatch.setattr(Recorder, "content_type", "text/html")
+    monkeypatch.setattr(fetching, "is_public_address", lambda address: address == "127.0.0.1")
+    cache = _cache(port)
+    url = f"http://images.example.com:{port}/error-page"
+    assert cache.get(url) == fetching.Fetched(fetching.PLACEHOLDER, None)
+    assert cache.get(url).content_type is None
+    assert len(hits) == 1  # a refusal is remembered too
+    for other in ("data:image/png;base64,AA==", "file:///etc/passwd", "/static/clickmap.css"):
+        assert cache.get(other) == fetching.Fetched(fetching.PLACEHOLDER, None)
+
+
+def test_remote_cache_stays_within_its_size(
+    local_server: tuple[int, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, hits = local_server
+    monkeypatch.setattr(fetching, "is_public_address", lambda address: address == "127.0.0.1")
+    image = len(Recorder.body)
+    url = f"http://images.example.com:{port}/"
+    cache = _cache(port, max_bytes=3 * (image + len(url) + 1))
+    for name in "abcd":  # four images, room for three: the least recently used goes
+        cache.get(url + name)
+    cache.get(url + "d")
+    cache.get(url + "a")
+    assert len(hits) == 5
+    cache.get(url + "c")
+    assert len(hits) == 5

@@ -16,8 +16,10 @@ from app.models import User
 from app.web.auth import current_user, safe_next
 from tests.factories import PASSWORD, add_user, csrf_from, log_in
 
+# The email frame's images are public to the guard: their signed address is the credential
+# (tests/web/test_dashboard.py checks that an unsigned or stale one gets nothing).
 PUBLIC_PATHS = re.compile(
-    r"/c/<[^>]+>|/healthz|/login|/static/<path:filename>"
+    r"/c/<[^>]+>|/healthz|/login|/static/<path:filename>|/campaigns/<[^>]+>/email/asset"
     # The API's contract and its reference page: documentation, no data.
     r"|/api/v1/openapi\.json|/api/v1/docs|/api/v1/docs/assets/<path:filename>"
 )
@@ -221,6 +223,80 @@ def test_login_follows_next_only_within_the_site(app: Flask, client: FlaskClient
     assert log_in(client, next="//evil.example/").headers["Location"] == "/campaigns"
 
 
+def _copy_of_session(app: Flask, client: FlaskClient) -> FlaskClient:
+    """Another browser holding a copy of ``client``'s login cookie."""
+    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
+    assert cookie is not None
+    other = app.test_client()
+    other.set_cookie(cookie.key, cookie.value)
+    return other
+
+
+def _log_out(client: FlaskClient) -> None:
+    token = csrf_from(client.get("/").get_data(as_text=True))
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+
+
+def test_a_copied_cookie_stops_working_at_logout(app: Flask, client: FlaskClient) -> None:
+    add_user(app)
+    log_in(client)
+    stolen = _copy_of_session(app, client)
+    assert stolen.get("/campaigns").status_code == 200  # the copy works while logged in
+    _log_out(client)
+    replayed = stolen.get("/campaigns")
+    assert replayed.status_code == 302
+    assert replayed.headers["Location"].startswith("/login?next=")
+    # The API never took cookies, before or after.
+    assert stolen.get("/api/v1/campaigns/1").status_code == 401
+    # Logging in again opens a new session; the old cookie stays dead.
+    log_in(client)
+    assert client.get("/campaigns").status_code == 200
+    assert stolen.get("/campaigns").status_code == 302
+
+
+def test_logging_out_ends_the_users_other_sessions_too(app: Flask, client: FlaskClient) -> None:
+    add_user(app)
+    add_user(app, "bo")
+    laptop, phone, colleague = client, app.test_client(), app.test_client()
+    for browser, name in ((laptop, "ana"), (phone, "ana"), (colleague, "bo")):
+        assert log_in(browser, name).status_code == 302
+    _log_out(laptop)
+    assert phone.get("/").status_code == 302
+    assert colleague.get("/").status_code == 200  # another user's session is untouched
+
+
+def test_a_cookie_from_before_session_versions_is_not_a_login(app: Flask) -> None:
+    add_user(app)
+    factory = app.extensions["clickmap.sessionmaker"]
+    with factory() as s:
+        user_id = s.scalars(select(User.id)).one()
+    # What the login cookie held before migration 0006: the id and a password fingerprint.
+    old = app.session_interface.get_signing_serializer(app).dumps(  # type: ignore[attr-defined]
+        {"user_id": user_id, "user_fp": "0123456789abcdef", "_permanent": True}
+    )
+    browser = app.test_client()
+    browser.set_cookie(app.config["SESSION_COOKIE_NAME"], old)
+    assert browser.get("/").status_code == 302
+
+
+def test_set_password_on_the_command_line_ends_every_session(
+    app: Flask, client: FlaskClient, runner: FlaskCliRunner
+) -> None:
+    add_user(app)
+    log_in(client)
+    elsewhere = app.test_client()
+    log_in(elsewhere)
+    copy = _copy_of_session(app, client)
+    changed = runner.invoke(
+        args=["user", "set-password", "ana", "--password-stdin"], input="a newer password\n"
+    )
+    assert changed.exit_code == 0, changed.output
+    for browser in (client, elsewhere, copy):
+        assert browser.get("/").status_code == 302
+    assert log_in(client, password="a newer password").status_code == 302
+    assert client.get("/").status_code == 200
+
+
 def test_changing_the_password_ends_open_sessions(app: Flask, client: FlaskClient) -> None:
     add_user(app)
     log_in(client)
@@ -267,6 +343,8 @@ def test_public_routes_stay_public(client: FlaskClient) -> None:
         assert stylesheet.status_code == 200
     assert client.get("/c/not-a-token").status_code == 404  # answered, not sent to login
     assert client.get("/api/v1/openapi.json").json["openapi"] == "3.1.0"
+    # Answered too, but with nothing: the address is not signed.
+    assert client.get("/campaigns/1/email/asset?u=https://example.com/").status_code == 404
 
 
 def test_a_logged_in_session_does_not_open_the_api(app: Flask, client: FlaskClient) -> None:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import csv
+import html
+import http.server
 import io
 import re
-from dataclasses import dataclass
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -24,8 +29,9 @@ from app.ingest.campaigns import (
     record_deliveries,
 )
 from app.models import Placement
+from app.reports import fetcher as fetching
 from app.web import dashboard
-from tests.factories import AuthActions, add_user, csrf_from, log_in
+from tests.factories import AuthActions, Recorder, add_user, csrf_from, log_in
 
 HTML = """<!doctype html>
 <html><head><title>Spring</title></head><body>
@@ -459,3 +465,169 @@ def test_report_partial_renders_for_print_without_a_request(app: Flask) -> None:
         "Read the blog", "Shop the sale", "Careers",
     ]  # fmt: skip
     assert "Unique clickers" in page.get_text()
+
+
+# -- the email's remote images --------------------------------------------------------------------
+
+
+@pytest.fixture
+def image_server() -> Iterator[tuple[int, list[str]]]:
+    """An HTTP server on 127.0.0.1 answering every GET with a small SVG, noting each."""
+    hits: list[str] = []
+    handler = type("Handler", (Recorder,), {"hits": hits})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], hits
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def pretend_public(app: Flask, port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the proxy reach the test server as if 127.0.0.1 were a public host."""
+    monkeypatch.setattr(fetching, "is_public_address", lambda address: address == "127.0.0.1")
+
+    def resolve(host: str, port: int, *_args: object) -> list[tuple[object, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    policy = replace(fetching.fetch_policy(app, "EMAIL_REMOTE_IMAGES"), ports=frozenset({port}))
+    app.extensions[dashboard.EMAIL_ASSETS] = fetching.RemoteCache(policy, resolver=resolve)
+
+
+def seed_email(app: Flask, html: str) -> int:
+    factory = app.extensions["clickmap.sessionmaker"]
+    with factory() as s:
+        created = create_campaign(
+            s, "Images", [VariantInput("A", html)],
+            rules=link_rules(app), max_part_bytes=app.config["MAX_PART_BYTES"],
+        )  # fmt: skip
+        s.commit()
+        return created.campaign.id
+
+
+_ASSET = re.compile(r"/campaigns/\d+/email/asset\?u=[^\"'\s)]+")
+
+
+def asset_urls(body: str) -> list[str]:
+    return [html.unescape(found) for found in _ASSET.findall(body)]
+
+
+def frame_client(app: Flask) -> FlaskClient:
+    """What the sandboxed frame is to the server: a client that sends no cookie."""
+    return app.test_client(use_cookies=False)
+
+
+def images_email(port: int) -> str:
+    return (
+        "<!doctype html><html><head>"
+        f'<link rel="stylesheet" href="http://images.example.com:{port}/mail.css">'
+        f'<link rel="prefetch" href="http://images.example.com:{port}/next">'
+        f"<style>body{{background:url(http://images.example.com:{port}/bg.svg)}}</style>"
+        "</head><body>"
+        f'<img src="http://images.example.com:{port}/logo.svg" alt="Logo">'
+        '<a href="https://shop.example.com/sale">Shop the sale</a></body></html>'
+    )
+
+
+def test_the_email_frame_loads_images_only_through_our_proxy(
+    app: Flask, user_client: FlaskClient, image_server: tuple[int, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    port, hits = image_server
+    pretend_public(app, port, monkeypatch)
+    campaign_id = seed_email(app, images_email(port))
+    response = user_client.get(f"/campaigns/{campaign_id}/email")
+    csp = response.headers["Content-Security-Policy"]
+    assert "img-src 'self' data:;" in csp and "font-src 'self' data:;" in csp
+    assert "http:" not in csp and "https:" not in csp
+    assert response.headers["X-DNS-Prefetch-Control"] == "off"
+    body = response.get_data(as_text=True)
+    assert "images.example.com" not in body
+    assert "<link" not in body
+    urls = asset_urls(body)
+    assert len(urls) == 2  # the background and the logo
+    assert hits == []  # showing the email fetched nothing
+    # The sandboxed frame sends no cookie: the signed address alone is enough.
+    frame = frame_client(app)
+    for url in urls:
+        image = frame.get(url)
+        assert image.status_code == 200
+        assert image.mimetype == "image/svg+xml"
+        assert image.data == Recorder.body
+        assert image.headers["Content-Security-Policy"].startswith("sandbox;")
+        assert "Set-Cookie" not in image.headers
+    assert frame.get(urls[1]).data == Recorder.body
+    assert sorted(hits) == [f"images.example.com:{port} /{name}" for name in ("bg.svg", "logo.svg")]
+
+
+def test_the_proxy_serves_only_addresses_it_signed_for_a_live_session(
+    app: Flask, user_client: FlaskClient, image_server: tuple[int, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    port, hits = image_server
+    pretend_public(app, port, monkeypatch)
+    campaign_id = seed_email(app, images_email(port))
+    other_id = seed_email(app, "<p>Another email</p>")
+    page = user_client.get(f"/campaigns/{campaign_id}/email").get_data(as_text=True)
+    [background, logo] = asset_urls(page)
+    frame = frame_client(app)
+    signed = logo.split("?u=", 1)[1]
+    session_cookie = app.session_interface.get_signing_serializer(app).dumps(  # type: ignore[attr-defined]
+        [campaign_id, 1, 0, f"http://images.example.com:{port}/secret.svg"]
+    )
+    refused = [
+        f"/campaigns/{campaign_id}/email/asset",
+        f"/campaigns/{campaign_id}/email/asset?u=http://images.example.com:{port}/logo.svg",
+        f"/campaigns/{campaign_id}/email/asset?u={signed[:-2]}xx",
+        f"/campaigns/{other_id}/email/asset?u={signed}",  # signed for another campaign
+        f"/campaigns/{campaign_id}/email/asset?u={session_cookie}",  # another signature's salt
+    ]
+    for url in refused:
+        assert frame.get(url).status_code == 404, url
+    assert frame.get(logo).status_code == 200
+    # Logging out ends the session, and with it every image address it was given.
+    token = csrf_from(user_client.get("/").get_data(as_text=True))
+    assert user_client.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert frame.get(logo).status_code == 404
+    assert frame.get(background).status_code == 404
+    assert hits == [f"images.example.com:{port} /logo.svg"]
+
+
+def test_refused_images_answer_an_invisible_placeholder(
+    app: Flask, user_client: FlaskClient, image_server: tuple[int, list[str]]
+) -> None:
+    port, hits = image_server
+    tracked = app.config["TRACKING_BASE_URL"]
+    campaign_id = seed_email(
+        app,
+        f'<img src="http://127.0.0.1:{port}/intranet.png"><img src="http://10.1.2.3/x.png">'
+        f'<img src="{tracked}/c/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA">'
+        f'<img src="{tracked}/o/open.gif">',
+    )
+    body = user_client.get(f"/campaigns/{campaign_id}/email").get_data(as_text=True)
+    urls = asset_urls(body)
+    assert len(urls) == 4
+    for url in urls:
+        answer = frame_client(app).get(url)
+        assert answer.status_code == 200
+        assert answer.data == fetching.PLACEHOLDER
+        assert answer.mimetype == "image/svg+xml"
+    assert hits == []
+
+
+def test_remote_images_can_be_left_out_of_the_email_frame(
+    app: Flask, user_client: FlaskClient, image_server: tuple[int, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    port, hits = image_server
+    pretend_public(app, port, monkeypatch)
+    campaign_id = seed_email(app, images_email(port))
+    before = asset_urls(user_client.get(f"/campaigns/{campaign_id}/email").get_data(as_text=True))
+    app.config["EMAIL_REMOTE_IMAGES"] = False
+    body = user_client.get(f"/campaigns/{campaign_id}/email").get_data(as_text=True)
+    assert asset_urls(body) == []
+    assert "images.example.com" not in body and "Logo" in body
+    # An address handed out before the switch fetches nothing either.
+    assert frame_client(app).get(before[1]).data == fetching.PLACEHOLDER
+    assert hits == []
