@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -22,9 +23,9 @@ from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response
 
-from app.accounts import check_api_token
+from app.accounts import LoginThrottle, check_api_token, client_network
 from app.db import get_session
-from app.errors import Unauthorized, error_response, is_api_request
+from app.errors import TooManyRequests, Unauthorized, error_response, is_api_request
 from app.models import ApiToken, User
 from app.urls import UnsafeDestination, parse_web_address
 
@@ -140,8 +141,9 @@ def api_token_from_request() -> ApiToken:
     """The API token of this request's ``Authorization: Bearer <token>``, its use recorded.
 
     The only place the header is read. Raises ``Unauthorized`` (401, code ``unauthorized``)
-    when the header is missing or the token is not valid. The token is kept in
-    ``g.api_token`` for the view.
+    when the header is missing or the token is not valid, and ``TooManyRequests`` (429) once
+    the client's network has sent too many bad tokens and failed logins lately (the login
+    throttle's budget). The token is kept in ``g.api_token`` for the view.
     """
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -149,6 +151,14 @@ def api_token_from_request() -> ApiToken:
     session = get_session()
     found = check_api_token(session, token.strip())
     if found is None:
+        throttle = LoginThrottle.from_config(current_app.config)
+        wait = throttle.failed_token(session, client_network(request.remote_addr))
+        if wait:
+            raise TooManyRequests(
+                "too_many_attempts",
+                "too many invalid API tokens or logins from your network; try again later",
+                retry_after=math.ceil(wait),
+            )
         raise Unauthorized("unauthorized", "the API token is not valid")
     session.commit()  # keeps the token's last use
     g.api_token = found

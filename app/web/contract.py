@@ -158,7 +158,7 @@ PATH_PARAMETERS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 PATH_EXAMPLES: dict[str, Any] = {"campaign_id": 1, "name": "A"}
 # Every authenticated endpoint can answer these, whatever else it does.
-COMMON_ERRORS = (401, 404)
+COMMON_ERRORS = (401, 404, 429)
 
 
 class Contract:

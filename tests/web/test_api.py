@@ -553,3 +553,25 @@ def test_raw_clicks_page_by_cursor(
     assert (first["recipient"], first["variant"], first["part"]) == ("r1", "A", "html")
     bad = client.get(url + "&cursor=not-a-cursor", headers=auth)
     assert (bad.status_code, bad.json["error"]["code"]) == (400, "invalid_cursor")
+
+
+def test_guessing_tokens_is_throttled_per_network(
+    app: Flask, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    app.config["LOGIN_NETWORK_ATTEMPTS"] = 3
+    guess = {"Authorization": "Bearer cm_" + "x" * 43}
+    here = {"REMOTE_ADDR": "198.51.100.7"}
+    statuses = [
+        client.get("/api/v1/campaigns/1", headers=guess, environ_base=here).status_code
+        for _ in range(5)
+    ]
+    assert statuses == [401, 401, 401, 429, 429]
+    refused = client.get("/api/v1/campaigns/1", headers=guess, environ_base=here)
+    assert refused.json["error"]["code"] == "too_many_attempts"
+    assert int(refused.headers["Retry-After"]) > 0
+    # Another network is not affected, and a valid token is never refused.
+    elsewhere = {"REMOTE_ADDR": "203.0.113.9"}
+    assert (
+        client.get("/api/v1/campaigns/1", headers=guess, environ_base=elsewhere).status_code == 401
+    )
+    assert client.get("/api/v1/campaigns/1", headers=auth, environ_base=here).status_code == 404
