@@ -19,6 +19,7 @@ docs/machine-clicks.md gives every rule's source, threshold and known false posi
 from __future__ import annotations
 
 import csv
+import dataclasses
 import ipaddress
 import math
 import re
@@ -383,9 +384,10 @@ def sweep(
     A sweep is a burst of clicks (each at most ``sweep_gap_seconds`` after the previous)
     covering most of the email's ``link_count`` tracked links (``sweep_share``, and at
     least ``sweep_min_links``). Only the first sweep counts, and only its first
-    ``link_count`` clicks: a gateway scans once at delivery, so a person's later clicks,
-    even quick ones, stay human (https://support.customerminds.com/hc/en-us/articles/10837243653533,
-    rules 1 and 2). Likely: a person opening every link in tabs would look the same.
+    ``link_count`` navigations (HEAD and prefetch requests aside): a gateway scans once, at
+    delivery, so a person's later clicks, even quick ones, stay human (customerminds' rules
+    1 and 2: https://support.customerminds.com/hc/en-us/articles/10837243653533).
+    Likely: a person opening every link in tabs would look the same.
     """
     findings: list[Finding | None] = [None] * len(clicks)
     needed = max(thresholds.sweep_min_links, math.ceil(thresholds.sweep_share * link_count))
@@ -394,8 +396,15 @@ def sweep(
     for burst in _bursts(clicks, thresholds.sweep_gap_seconds):
         links = {clicks[i].placement_id for i in burst if not clicks[i].honeypot}
         if len(links) >= needed:
-            for i in burst[:link_count]:
+            navigations = 0
+            for i in burst:
+                if navigations == link_count:
+                    break
                 findings[i] = Finding(SWEEP, "likely")
+                # HEAD and prefetch requests are machines by their own rules and come in
+                # pairs with a GET; only navigations use up the sweep's share of clicks.
+                if head(clicks[i]) is None and prefetch(clicks[i]) is None:
+                    navigations += 1
             break
     return findings
 
@@ -460,9 +469,8 @@ def classify(facts: ClickFacts, context: Context = DEFAULT_CONTEXT) -> Verdict:
     if not decisive and findings:
         widened = too_soon(
             facts,
-            Thresholds(
-                too_soon_seconds=thresholds.corroborated_window_seconds,
-                delivery_skew_seconds=thresholds.delivery_skew_seconds,
+            dataclasses.replace(
+                thresholds, too_soon_seconds=thresholds.corroborated_window_seconds
             ),
         )
         if widened is not None:

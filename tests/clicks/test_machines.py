@@ -376,6 +376,19 @@ def test_only_the_first_link_count_clicks_of_a_sweep_are_flagged() -> None:
     assert labels(verdicts) == ["machine"] * 4 + ["human"]
 
 
+def test_a_sweep_probing_each_link_with_head_first_is_caught_whole() -> None:
+    # HEAD then GET per link: the HEADs do not use up the sweep's share of clicks
+    scan = [
+        click(3600 + 0.5 * i, method="HEAD" if i % 2 == 0 else "GET", placement_id=i // 2 + 1)
+        for i in range(8)
+    ]
+    later = click(3600 + 6, placement_id=1)  # within the burst gap, after all four GETs
+    verdicts = classify_email([*scan, later], link_count=4)
+    assert labels(verdicts) == ["machine"] * 8 + ["human"]
+    assert verdicts[0].reasons == ("head", "sweep")
+    assert verdicts[1].reasons == ("sweep",)
+
+
 def test_only_the_first_sweep_counts() -> None:
     first = [click(3600 + 0.5 * i, placement_id=i + 1) for i in range(4)]
     tabs = [click(7200 + 0.5 * i, placement_id=i + 1) for i in range(4)]
