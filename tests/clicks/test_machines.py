@@ -34,9 +34,12 @@ PEOPLE = {
     ),
     "new Outlook for Windows (WebView2)": (
         "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-        "Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0 OneOutlook/1.2024.1030.400"
+        "Chrome/136.0.0.0 Safari/537.36 Edg/136.0.0.0 OneOutlook/1.2025.516.400"
     ),
     "Outlook for Mac": "MacOutlook/16.89.24091630 (Intelx64 Mac OS X 14.7 (Build 23H124))",
+    "Outlook for Mac (Microsoft- prefix)": (
+        "Microsoft-MacOutlook/16.81.0 (Mac OS/13.6; Build/16.81.0)"
+    ),
     "Outlook for iOS (Microsoft's documented agent)": "Outlook-iOS/2.0",
     "Outlook for Android (Microsoft's documented agent)": "Outlook-Android/2.0",
     "Outlook for iOS in-app browser": (
@@ -54,9 +57,13 @@ PEOPLE = {
         "Mozilla/5.0 (Linux; Android 14; Pixel 8 Build/AP2A.240905.003; wv) AppleWebKit/537.36 "
         "(KHTML, like Gecko) Version/4.0 Chrome/129.0.6668.100 Mobile Safari/537.36"
     ),
-    "Gmail app (iOS)": (
+    "Safari on iOS (where iOS mail apps open links)": (
         "Mozilla/5.0 (iPhone; CPU iPhone OS 17_6 like Mac OS X) AppleWebKit/605.1.15 "
-        "(KHTML, like Gecko) Version/17.6 Mobile/15E148 Safari/604.1 Gmail/6.0.240915"
+        "(KHTML, like Gecko) Version/17.6 Mobile/15E148 Safari/604.1"
+    ),
+    "Google app (iOS)": (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_6 like Mac OS X) AppleWebKit/605.1.15 "
+        "(KHTML, like Gecko) GSA/333.0.680877564 Mobile/15E148 Safari/604.1"
     ),
     "Yahoo Mail app": (
         "Mozilla/5.0 (Linux; Android 13; SM-G991B Build/TP1A.220624.014; wv) "
