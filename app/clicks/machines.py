@@ -360,13 +360,19 @@ def too_soon(facts: ClickFacts, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> 
 
 
 def _bursts(clicks: Sequence[ClickFacts], gap_seconds: float) -> list[list[int]]:
-    """Indexes of ``clicks`` grouped into bursts: in time order, a click joins the previous
-    burst when it came at most ``gap_seconds`` after that burst's last click."""
-    order = sorted(range(len(clicks)), key=lambda i: clicks[i].clicked_at)
+    """Indexes of ``clicks`` grouped into bursts, recipient by recipient: in time order, a
+    click joins the previous burst when it is the same recipient's and came at most
+    ``gap_seconds`` after that burst's last click."""
+    order = sorted(range(len(clicks)), key=lambda i: (clicks[i].recipient_id, clicks[i].clicked_at))
     gap = timedelta(seconds=gap_seconds)
     bursts: list[list[int]] = []
     for i in order:
-        if bursts and clicks[i].clicked_at - clicks[bursts[-1][-1]].clicked_at <= gap:
+        last = clicks[bursts[-1][-1]] if bursts else None
+        if (
+            last is not None
+            and last.recipient_id == clicks[i].recipient_id
+            and clicks[i].clicked_at - last.clicked_at <= gap
+        ):
             bursts[-1].append(i)
         else:
             bursts.append([i])
@@ -378,8 +384,8 @@ def sweep(
     link_count: int,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
 ) -> list[Finding | None]:
-    """One recipient's clicks on one email (any order), judged together: per click, a
-    ``sweep`` finding or None.
+    """The clicks on one email (any order, any recipients), each recipient's judged
+    together: per click, a ``sweep`` finding or None.
 
     A sweep is a burst of clicks (each at most ``sweep_gap_seconds`` after the previous)
     covering most of the email's ``link_count`` tracked links (``sweep_share``, and at
@@ -393,9 +399,12 @@ def sweep(
     needed = max(thresholds.sweep_min_links, math.ceil(thresholds.sweep_share * link_count))
     if link_count < thresholds.sweep_min_links:
         return findings
+    swept: set[int] = set()  # recipients whose first sweep is found
     for burst in _bursts(clicks, thresholds.sweep_gap_seconds):
+        recipient = clicks[burst[0]].recipient_id
         links = {clicks[i].placement_id for i in burst if not clicks[i].honeypot}
-        if len(links) >= needed:
+        if recipient not in swept and len(links) >= needed:
+            swept.add(recipient)
             navigations = 0
             for i in burst:
                 if navigations == link_count:
@@ -405,18 +414,17 @@ def sweep(
                 # pairs with a GET; only navigations use up the sweep's share of clicks.
                 if head(clicks[i]) is None and prefetch(clicks[i]) is None:
                     navigations += 1
-            break
     return findings
 
 
 def honeypot(
     clicks: Sequence[ClickFacts], thresholds: Thresholds = DEFAULT_THRESHOLDS
 ) -> list[Finding | None]:
-    """One recipient's clicks on one email: the burst holding a click on the hidden
-    honeypot link is a machine, certain. Nobody can see the link, so whatever clicked it
-    was walking the links (https://mailplus.spotler.help/hc/en-us/articles/360011295619:
-    a bot "with 100% certainty"); the clicks around it, as close as a sweep's, are the same
-    walk.
+    """The clicks on one email (any order, any recipients): the burst of a recipient's
+    clicks holding a click on the hidden honeypot link is a machine, certain. Nobody can
+    see the link, so whatever clicked it was walking the links
+    (https://mailplus.spotler.help/hc/en-us/articles/360011295619: a bot "with 100%
+    certainty"); the clicks around it, as close as a sweep's, are the same walk.
     """
     findings: list[Finding | None] = [None] * len(clicks)
     for burst in _bursts(clicks, thresholds.sweep_gap_seconds):
@@ -491,8 +499,9 @@ def classify_email(
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     networks: NetworkTable | None = None,
 ) -> list[Verdict]:
-    """Verdicts for one recipient's clicks on one email (``clicks`` in any order; the
-    result follows it): the sequence rules run over the list, then ``classify`` per click.
+    """Verdicts for the clicks on one email (any order, any recipients; the result follows
+    ``clicks``): the sequence rules run over each recipient's clicks, then ``classify`` per
+    click.
     ``link_count`` is the email's tracked links, the honeypot excluded."""
     swept = sweep(clicks, link_count, thresholds)
     trapped = honeypot(clicks, thresholds)

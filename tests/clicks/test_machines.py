@@ -155,6 +155,7 @@ def click(
     ip_prefix: str | None = "192.0.2.0/24",
     purpose: str | None = None,
     placement_id: int = 1,
+    recipient_id: int = 7,
     delivered: bool = True,
     honeypot: bool = False,
 ) -> ClickFacts:
@@ -164,7 +165,7 @@ def click(
         user_agent=user_agent,
         ip_prefix=ip_prefix,
         purpose=purpose,
-        recipient_id=7,
+        recipient_id=recipient_id,
         placement_id=placement_id,
         delivered_at=DELIVERED if delivered else None,
         honeypot=honeypot,
@@ -408,6 +409,21 @@ def test_input_order_does_not_matter() -> None:
     later = click(4000, placement_id=1)
     shuffled = [later, scan[2], scan[0], scan[3], scan[1]]
     assert labels(classify_email(shuffled, link_count=4)) == ["human"] + ["machine"] * 4
+
+
+def test_recipients_are_judged_apart() -> None:
+    # two recipients each clicking two of four links in the same seconds: no one swept
+    clicks = [click(3600 + 0.5 * i, placement_id=i + 1, recipient_id=7 + i % 2) for i in range(4)]
+    assert labels(classify_email(clicks, link_count=4)) == ["human"] * 4
+    # each recipient's first sweep is found, whoever else clicked in between
+    scans = [
+        click(3600 + 0.5 * i, placement_id=i // 2 + 1, recipient_id=7 + i % 2) for i in range(8)
+    ]
+    assert labels(classify_email(scans, link_count=4)) == ["machine"] * 8
+    # a honeypot click marks its own recipient's burst only
+    trap = click(3600 + 1, placement_id=99, recipient_id=9, honeypot=True)
+    verdicts = classify_email([*clicks, trap], link_count=4)
+    assert labels(verdicts) == ["human"] * 4 + ["machine"]
 
 
 @pytest.mark.parametrize(("link_count", "swept"), [(2, False), (3, True), (10, False)])
