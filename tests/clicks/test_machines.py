@@ -287,9 +287,6 @@ def test_shipped_networks_load_with_sources_and_dates() -> None:
     # Exchange Online Protection is a mail-filtering network: a click from it is a machine
     eop = click(600, ip_prefix="40.107.3.0/24")
     assert classify(eop) == Verdict("machine", ("scanner_network",), "certain")
-    # Barracuda's /25 inside an Amazon /24: it only backs another signal
-    barracuda = click(600, ip_prefix="3.24.133.0/24")
-    assert classify(barracuda) == machines.HUMAN
     # an iCloud Private Relay egress network and Google's are never labelled by network
     for prefix in ("172.224.226.0/24", "66.249.84.0/24", "2a01:111:f402::/48"):
         assert classify(click(600, ip_prefix=prefix)) == machines.HUMAN
