@@ -631,3 +631,17 @@ def test_remote_images_can_be_left_out_of_the_email_frame(
     # An address handed out before the switch fetches nothing either.
     assert frame_client(app).get(before[1]).data == fetching.PLACEHOLDER
     assert hits == []
+
+
+@pytest.mark.parametrize("big", [2**31, 2**63, 2**64 + 1, 10**30])
+def test_ids_past_the_database_range_are_404_pages(user_client: FlaskClient, big: int) -> None:
+    for url in (
+        f"/campaigns/{big}",
+        f"/campaigns/{big}/email",
+        f"/campaigns/{big}/report.pdf",
+        f"/campaigns/1/links/{big}",
+        f"/campaigns/1/links/{big}/clicks.csv",
+    ):
+        response = user_client.get(url)
+        assert response.status_code == 404, url
+        assert b"<html" in response.data.lower() or b"<!doctype" in response.data.lower()
