@@ -1,7 +1,7 @@
 """The ``clickmap`` command line, assembled here and nowhere else.
 
 Each command group is a module of this package (``database``, ``accounts``, ``campaigns``,
-``reports``, ``serving``, ``demo``); the domain modules they call know nothing of click.
+``reports``, ``stats``, ``serving``, ``demo``); the domain modules they call know nothing of click.
 Commands run inside an application context, so they use the same configuration, database
 and domain modules as the web app. Errors print one clear line and exit non-zero.
 """
@@ -12,7 +12,7 @@ import click
 from flask import Flask
 from flask.cli import FlaskGroup
 
-from app.cli import accounts, campaigns, database, demo, reports, serving
+from app.cli import accounts, campaigns, database, demo, reports, serving, stats
 
 
 def _create_app() -> Flask:
@@ -33,6 +33,7 @@ COMMANDS: tuple[click.Command, ...] = (
     accounts.token_group,
     campaigns.campaign_group,
     reports.report_group,
+    stats.stats_group,
     serving.serve_command,
     demo.demo_command,
 )
