@@ -179,6 +179,14 @@ def test_unexpected_topic_is_refused_before_any_fetch(
     assert fetcher.urls == []
 
 
+def test_topic_configured_as_one_string_is_an_error(
+    key: rsa.RSAPrivateKey, fetcher: Fetcher
+) -> None:
+    signed = _sign(key, _notification(DELIVERY, TopicArn=TOPIC[:-3]), "2")
+    with pytest.raises(TypeError):
+        verify(signed, topic_arns=TOPIC, fetch_certificate=fetcher, now=NOW)
+
+
 @pytest.mark.parametrize(
     "url",
     [

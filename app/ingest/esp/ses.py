@@ -145,6 +145,8 @@ def verify(
     message = body if isinstance(body, Mapping) else load_json(body)
     if not isinstance(message, Mapping):
         raise WebhookRejected("malformed", "the body is not a JSON object")
+    if isinstance(topic_arns, str):  # ``in`` would match any substring of one ARN
+        raise TypeError("topic_arns must be a collection of ARNs, not one string")
     data = signing_string(message)
     topic = message["TopicArn"]
     if topic not in topic_arns:
