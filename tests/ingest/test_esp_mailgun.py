@@ -60,6 +60,11 @@ def test_wrong_key_is_refused() -> None:
     assert caught.value.code == "bad_signature"
 
 
+def test_empty_signing_key_is_a_configuration_error() -> None:
+    with pytest.raises(ValueError):
+        verify(_body(key=""), "", _never, now=NOW)
+
+
 def test_stale_timestamp_is_refused() -> None:
     with pytest.raises(WebhookRejected) as caught:
         verify(_body(timestamp=NOW - 301), KEY, _never, now=NOW)

@@ -51,6 +51,9 @@ def verify(
     asked only about authentic, recent tokens: the caller may record the token there (an
     insert that reports whether it existed is race-free). Raises ``WebhookRejected``.
     """
+    if not signing_key:
+        # Anyone can compute an HMAC under an empty key: a missing setting must not pass.
+        raise ValueError("the Mailgun webhook signing key must not be empty")
     block = _body(body).get("signature")
     if not isinstance(block, Mapping):
         raise WebhookRejected("malformed", "the signature block is missing")
