@@ -452,6 +452,23 @@ class Recorder(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@contextmanager
+def recording_server(host: str = "127.0.0.1") -> Iterator[tuple[int, list[str]]]:
+    """A web server on ``host`` that answers every GET with a small image (``Recorder``) and
+    notes each request; yields its port and the list of requests."""
+    hits: list[str] = []
+    handler = type("Handler", (Recorder,), {"hits": hits})
+    server = http.server.ThreadingHTTPServer((host, 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], hits
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 # -- the app on a real HTTP server ------------------------------------------------------------
 
 

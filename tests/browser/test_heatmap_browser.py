@@ -10,10 +10,8 @@ from anywhere but Clickmap.
 
 from __future__ import annotations
 
-import http.server
 import os
 import shutil
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +20,6 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from werkzeug.serving import make_server
 
 from app.accounts import create_user
 from app.ingest import campaigns
@@ -30,7 +27,7 @@ from app.ingest.links import LinkRules
 from app.models import Placement, PlacementStats, Variant
 from app.ops import demo
 from app.reports.heatmap import TIER_COLORS, tier_for
-from tests.factories import Recorder
+from tests.factories import recording_server, serving
 from tests.prerequisites import missing
 
 pytestmark = pytest.mark.browser
@@ -113,16 +110,8 @@ def live(app: Flask, session: Session) -> Iterator[Live]:
     session.commit()
     hits: list[str] = []
     app.wsgi_app = _Recorder(app.wsgi_app, hits)  # type: ignore[method-assign]
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield Live(f"http://127.0.0.1:{server.server_port}", app, seeded.campaign_id,
-                   hostile.id, hits)  # fmt: skip
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(app) as url:
+        yield Live(url, app, seeded.campaign_id, hostile.id, hits)
 
 
 @pytest.fixture
@@ -311,15 +300,8 @@ h1 { font-family: Brand, Arial }
 @pytest.fixture
 def elsewhere() -> Iterator[tuple[int, list[str]]]:
     """A web server on 127.0.0.2 that notes every request it gets."""
-    hits: list[str] = []
-    handler = type("Handler", (Recorder,), {"hits": hits})
-    server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1], hits
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with recording_server("127.0.0.2") as found:
+        yield found
 
 
 def test_the_email_loads_nothing_from_outside_clickmap(

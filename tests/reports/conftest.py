@@ -3,8 +3,6 @@ helpers of test_stats) and a local HTTP server that records what is asked of it.
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -12,7 +10,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from app.models import Campaign
-from tests.factories import T0, Recorder, click, make_campaign, placement, recipients
+from tests.factories import T0, click, make_campaign, placement, recipients, recording_server
 
 
 @pytest.fixture
@@ -33,12 +31,5 @@ def sale(session: Session) -> tuple[Campaign, dict[str, int]]:
 @pytest.fixture
 def local_server() -> Iterator[tuple[int, list[str]]]:
     """An HTTP server on 127.0.0.1 that records every request made to it."""
-    hits: list[str] = []
-    handler = type("Handler", (Recorder,), {"hits": hits})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1], hits
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with recording_server() as found:
+        yield found

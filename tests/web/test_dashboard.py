@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import csv
 import html
-import http.server
 import io
 import re
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -31,7 +29,7 @@ from app.ingest.campaigns import (
 from app.models import Placement
 from app.reports import fetcher as fetching
 from app.web import dashboard
-from tests.factories import AuthActions, Recorder, add_user, csrf_from, log_in
+from tests.factories import AuthActions, Recorder, add_user, csrf_from, log_in, recording_server
 
 HTML = """<!doctype html>
 <html><head><title>Spring</title></head><body>
@@ -473,15 +471,8 @@ def test_report_partial_renders_for_print_without_a_request(app: Flask) -> None:
 @pytest.fixture
 def image_server() -> Iterator[tuple[int, list[str]]]:
     """An HTTP server on 127.0.0.1 answering every GET with a small SVG, noting each."""
-    hits: list[str] = []
-    handler = type("Handler", (Recorder,), {"hits": hits})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1], hits
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with recording_server() as found:
+        yield found
 
 
 def pretend_public(app: Flask, port: int, monkeypatch: pytest.MonkeyPatch) -> None:
