@@ -247,6 +247,8 @@ class HeatmapView:
     time_chart_svg: str
     device_chart_svg: str
     variant: str  # the chosen variant's name (params.variant may be None)
+    variant_id: int
+    where: stats.ClickFilter  # the clicks every figure of this view counts
 
 
 def _basis(metric: str, total: int, unique: int, delivered: int) -> int:
@@ -350,4 +352,6 @@ def build_view(
         time_chart_svg=time_svg,
         device_chart_svg=device_svg,
         variant=variant_name,
+        variant_id=variant_id,
+        where=where,
     )

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, send_from_directory
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db import get_session
@@ -29,9 +28,8 @@ from app.ingest import campaigns
 from app.ingest.campaigns import link_rules, personalizer
 from app.models import Variant
 from app.reports import exports, repeats
-from app.reports.heatmap import HeatmapView, LinkStat, ViewParams, build_view, period_bounds
+from app.reports.heatmap import HeatmapView, LinkStat, ViewParams, build_view
 from app.reports.selectors import placement_selectors
-from app.reports.stats import ClickFilter
 from app.web import schemas
 from app.web.contract import Contract, json_body, query_args
 from app.web.downloads import pdf_response
@@ -144,14 +142,12 @@ def deliveries(campaign_id: int) -> Response:
 
 def _selectors(session: Session, view: HeatmapView) -> dict[int, str | None]:
     """CSS selectors of the view's links in the sent part, by position."""
-    variant = session.scalars(
-        select(Variant).where(Variant.campaign_id == view.campaign_id, Variant.name == view.variant)
-    ).one()
-    if view.params.part == "amp":
-        return (
-            placement_selectors(variant.amp, "amp", link_rules(current_app)) if variant.amp else {}
-        )
-    return placement_selectors(variant.html, "html", link_rules(current_app))
+    variant = session.get(Variant, view.variant_id)
+    assert variant is not None  # build_view found it
+    rules = link_rules(current_app)
+    if view.params.part == "amp" and variant.amp is not None:  # build_view checked it exists
+        return placement_selectors(variant.amp, "amp", rules)
+    return placement_selectors(variant.html, "html", rules)
 
 
 def _view_params(query: schemas.HeatmapQuery, metric: str | None = None) -> ViewParams:
@@ -168,8 +164,8 @@ def _view_params(query: schemas.HeatmapQuery, metric: str | None = None) -> View
     )
 
 
-def _window(view: HeatmapView, now: datetime) -> dict[str, Any]:
-    since, until = period_bounds(view.params, now)
+def _window(view: HeatmapView) -> dict[str, Any]:
+    since, until = view.where.since, view.where.until
     return {
         "campaign": view.campaign_id,
         "name": view.campaign_name,
@@ -213,7 +209,7 @@ def heatmap(campaign_id: int) -> Response:
     selectors = _selectors(session, view)
     return jsonify(
         {
-            **_window(view, now),
+            **_window(view),
             "totalClicks": view.total,
             "uniqueClickers": view.unique,
             "deliveries": view.delivered,
@@ -249,7 +245,7 @@ def elements(campaign_id: int) -> Response:
     selectors = _selectors(session, view)
     return jsonify(
         {
-            **_window(view, now),
+            **_window(view),
             "deliveries": view.delivered,
             "elements": [_entry(view, selectors, link) for link in ranked],
         }
@@ -286,13 +282,11 @@ def repeat_clicks(campaign_id: int) -> Response:
     session, now = get_session(), datetime.now(UTC)
     view = build_view(session, campaign_id, _view_params(query), now, charts=False)
     window = timedelta(seconds=query.window_seconds)
-    found = repeats.repeat_clicks(
-        session, _click_filter(session, view, now), min_clicks=query.min_clicks, window=window
-    )
+    found = repeats.repeat_clicks(session, view.where, min_clicks=query.min_clicks, window=window)
     selectors = _selectors(session, view)
     return jsonify(
         {
-            **_window(view, now),
+            **_window(view),
             "minClicks": query.min_clicks,
             "windowSeconds": query.window_seconds,
             "repeatClicks": [
@@ -327,12 +321,10 @@ def clicks(campaign_id: int) -> Response:
     query = query_args(schemas.ClicksQuery)
     session, now = get_session(), datetime.now(UTC)
     view = build_view(session, campaign_id, _view_params(query), now, charts=False)
-    page = exports.click_page(
-        session, _click_filter(session, view, now), after=query.cursor, limit=query.limit
-    )
+    page = exports.click_page(session, view.where, after=query.cursor, limit=query.limit)
     return jsonify(
         {
-            **_window(view, now),
+            **_window(view),
             "clicks": [
                 {
                     "clickId": row.click_id,
@@ -353,15 +345,6 @@ def clicks(campaign_id: int) -> Response:
             "nextCursor": page.next_cursor,
         }
     )
-
-
-def _click_filter(session: Session, view: HeatmapView, now: datetime) -> ClickFilter:
-    variant_id = session.scalars(
-        select(Variant.id).where(
-            Variant.campaign_id == view.campaign_id, Variant.name == view.variant
-        )
-    ).one()
-    return view.params.click_filter(view.campaign_id, variant_id, now)
 
 
 @contract.endpoint(
