@@ -33,6 +33,18 @@ from app.models import (
     PlacementStats,
 )
 
+# Every aggregate table, in the one global order writers touch them (see ``add_clicks``).
+TABLES = (
+    PlacementRecipient,
+    PartClicker,
+    CampaignClicker,
+    ClickHourly,
+    PartHourly,
+    PlacementStats,
+    PartStats,
+    CampaignStats,
+)
+
 
 def _hour(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)

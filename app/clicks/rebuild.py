@@ -22,31 +22,12 @@ from datetime import datetime
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from app.clicks.aggregates import add_clicks
+from app.clicks.aggregates import TABLES, add_clicks
 from app.clicks.statements import dialect_insert
-from app.models import (
-    CampaignClicker,
-    CampaignStats,
-    Click,
-    ClickHourly,
-    PartClicker,
-    PartHourly,
-    PartStats,
-    PlacementRecipient,
-    PlacementStats,
-)
+from app.models import Click
 
-# In the writer's global order (``add_clicks``), so a rebuild and a writer never deadlock.
-AGGREGATES = (
-    PlacementRecipient,
-    PartClicker,
-    CampaignClicker,
-    ClickHourly,
-    PartHourly,
-    PlacementStats,
-    PartStats,
-    CampaignStats,
-)
+# In the writer's global order, so a rebuild and a writer never deadlock.
+AGGREGATES = TABLES
 BATCH = 5000
 _COLUMNS = (
     Click.id,
