@@ -15,6 +15,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import config as config_module
+from app.clicks.labelling import thresholds_from
 
 
 def create_app(
@@ -47,6 +48,10 @@ def create_app(
     if settings["SPOOL_DIR"] is None:
         settings["SPOOL_DIR"] = os.path.join(app.instance_path, "spool")
     config_module.check(settings)
+    try:  # a typo in a rule's threshold fails the start, not every batch of clicks
+        thresholds_from(settings)
+    except ValueError as exc:
+        raise config_module.ConfigError(f"MACHINE_THRESHOLDS: {exc}") from exc
     app.config.update(settings)
     # Flask's own session cookie is signed with the newest key too.
     app.config["SECRET_KEY"] = settings["SECRET_KEYS"][-1]

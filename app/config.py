@@ -60,6 +60,10 @@ DEFAULTS: dict[str, Any] = {
     # addresses only, cached); the marketer's browser never loads them from the sender's
     # hosts either way. Off: they are left out of the page altogether.
     "EMAIL_REMOTE_IMAGES": True,
+    # Overrides of the machine-click rules' thresholds, by name (``app.clicks.machines.
+    # Thresholds`` has each default and why), e.g. "too_soon_seconds=2,sweep_share=0.9".
+    # After a change, ``clickmap clicks reclassify`` judges the stored clicks again.
+    "MACHINE_THRESHOLDS": {},
     # "production" refuses the development secret.
     "ENV": "development",
 }
@@ -95,6 +99,10 @@ def from_environ(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             settings[name] = int(raw)
         elif name in _FLOAT_SETTINGS:
             settings[name] = float(raw)
+        elif name == "MACHINE_THRESHOLDS":
+            settings[name] = dict(
+                item.strip().partition("=")[::2] for item in raw.split(",") if item.strip()
+            )
         elif name in _BOOL_SETTINGS:
             settings[name] = raw.strip().lower() in {"1", "true", "yes", "on"}
         else:

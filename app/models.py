@@ -171,6 +171,9 @@ class Click(Base):
     __table_args__ = (
         Index("ix_click_placement_clicked_at", "placement_id", "clicked_at"),
         Index("ix_click_campaign_clicked_at", "campaign_id", "clicked_at"),
+        # One recipient's clicks on one campaign: what the writer reads to label a click
+        # (``app.clicks.labelling``), since a sweep is judged over the recipient's clicks.
+        Index("ix_click_campaign_recipient", "campaign_id", "recipient_id", "clicked_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -186,6 +189,14 @@ class Click(Base):
     device: Mapped[str] = mapped_column(String(16), default="other")
     client: Mapped[str | None] = mapped_column(String(64), default=None)
     ip_prefix: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The request's ``Sec-Purpose`` (or legacy ``Purpose``) header: a prefetch is no click.
+    purpose: Mapped[str | None] = mapped_column(String(64), default=None)
+    # ``human`` or ``machine`` (``app.clicks.machines``), the rules that fired, comma
+    # separated in ``machines.REASONS`` order ('' for a human), and how sure they are
+    # (``certain`` or ``likely``; None for a human). Kept by ``app.clicks.labelling``.
+    label: Mapped[str] = mapped_column(String(8), default="human", server_default="human")
+    reasons: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    certainty: Mapped[str | None] = mapped_column(String(8), default=None)
 
 
 class PlacementRecipient(Base):
@@ -207,6 +218,8 @@ class PlacementRecipient(Base):
     first_clicked_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_clicked_at: Mapped[datetime] = mapped_column(UTCDateTime())
     clicks: Mapped[int] = mapped_column(Integer, default=0)
+    # Of ``clicks``, those labelled human: the pair counts as a human clicker while > 0.
+    human_clicks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     device: Mapped[str] = mapped_column(String(16), default="other")
 
 
@@ -223,6 +236,9 @@ class PlacementStats(Base):
     )
     total: Mapped[int] = mapped_column(BigInteger, default=0)
     unique: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The same two figures over the clicks labelled human (``app.clicks.labelling``).
+    human_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    human_unique: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class ClickHourly(Base):
@@ -237,6 +253,9 @@ class ClickHourly(Base):
     device: Mapped[str] = mapped_column(String(16), primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
     total: Mapped[int] = mapped_column(BigInteger, default=0)
+    human_total: Mapped[int] = mapped_column(
+        BigInteger, default=0, server_default="0"
+    )  # of them, human
 
 
 class PartClicker(Base):
@@ -285,6 +304,9 @@ class PartStats(Base):
     part: Mapped[str] = mapped_column(String(8), primary_key=True)
     total: Mapped[int] = mapped_column(BigInteger, default=0)
     unique: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The same two figures over the clicks labelled human (``app.clicks.labelling``).
+    human_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    human_unique: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class CampaignStats(Base):
@@ -297,6 +319,9 @@ class CampaignStats(Base):
     )
     total: Mapped[int] = mapped_column(BigInteger, default=0)
     unique: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The same two figures over the clicks labelled human (``app.clicks.labelling``).
+    human_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    human_unique: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class PartHourly(Base):
@@ -315,6 +340,27 @@ class PartHourly(Base):
     hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
     device: Mapped[str] = mapped_column(String(16), primary_key=True)
     total: Mapped[int] = mapped_column(BigInteger, default=0)
+    human_total: Mapped[int] = mapped_column(
+        BigInteger, default=0, server_default="0"
+    )  # of them, human
+
+
+class MachineReasons(Base):
+    """Clicks labelled machine per variant part and reason: the "left out as machine"
+    panel. A click with two reasons counts under each, so the rows add up to more than the
+    machine clicks; the machine total is ``total - human_total`` of the stats tables."""
+
+    __tablename__ = "machine_reasons"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True
+    )
+    variant_id: Mapped[int] = mapped_column(
+        ForeignKey("variant.id", ondelete="CASCADE"), primary_key=True
+    )
+    part: Mapped[str] = mapped_column(String(8), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    clicks: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class User(Base):

@@ -1,7 +1,8 @@
 """The ``clickmap`` command line, assembled here and nowhere else.
 
 Each command group is a module of this package (``database``, ``accounts``, ``campaigns``,
-``reports``, ``stats``, ``serving``, ``demo``); the domain modules they call know nothing of click.
+``reports``, ``stats`` (with ``clicks``), ``serving``, ``demo``); the domain modules they
+call know nothing of click.
 Commands run inside an application context, so they use the same configuration, database
 and domain modules as the web app. Errors print one clear line and exit non-zero.
 """
@@ -34,6 +35,7 @@ COMMANDS: tuple[click.Command, ...] = (
     campaigns.campaign_group,
     reports.report_group,
     stats.stats_group,
+    stats.clicks_group,
     serving.serve_command,
     demo.demo_command,
 )

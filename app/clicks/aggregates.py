@@ -14,7 +14,7 @@ table, key by key) so concurrent writers never deadlock. docs/heatmap.md has the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ from app.models import (
     CampaignClicker,
     CampaignStats,
     ClickHourly,
+    MachineReasons,
     PartClicker,
     PartHourly,
     PartStats,
@@ -42,6 +43,7 @@ TABLES = (
     PartHourly,
     PlacementStats,
     PartStats,
+    MachineReasons,
     CampaignStats,
 )
 
@@ -51,15 +53,25 @@ def _hour(moment: datetime) -> datetime:
 
 
 def add_clicks(
-    connection: Connection, insert: Callable[..., Any], clicks: list[dict[str, Any]]
+    connection: Connection,
+    insert: Callable[..., Any],
+    clicks: list[dict[str, Any]],
+    human: Mapping[tuple[Any, ...], int],
 ) -> None:
-    """Add newly stored ``clicks`` (in time order) to every aggregate.
+    """Add newly stored ``clicks`` (in time order) to every aggregate, and ``human`` (the
+    difference of the human figures, ``app.clicks.labelling.human_figures``, which a
+    relabelled older click also changes) to the human columns and ``machine_reasons``.
 
     Tables are written in one global order, each batch's rows sorted by key:
     placement_recipient, part_clicker, campaign_clicker, click_hourly, part_hourly,
-    placement_stats, part_stats, campaign_stats. The one-row-per-campaign counters come last
-    so their (hot) row locks are held for the shortest time before the commit.
+    placement_stats, part_stats, machine_reasons, campaign_stats. The one-row-per-campaign
+    counters come last so their (hot) row locks are held for the shortest time before the
+    commit.
     """
+    by_table: dict[str, dict[tuple[Any, ...], int]] = {}
+    for key, delta in human.items():
+        by_table.setdefault(key[0], {})[key[1:]] = delta
+    human_pairs = by_table.get("pair", {})
     # Per (placement, recipient): campaign, clicks, first, last, device of the first click.
     pairs: dict[tuple[int, int], dict[str, Any]] = {}
     # Where each placement lives: (campaign, variant, part).
@@ -81,6 +93,7 @@ def add_clicks(
                 "first_clicked_at": c["clicked_at"],
                 "last_clicked_at": c["clicked_at"],
                 "clicks": 1,
+                "human_clicks": human_pairs.get((c["campaign_id"], *key), 0),
                 "device": c["device"],
             }
         else:
@@ -98,7 +111,9 @@ def add_clicks(
         campaign_totals[part[0]] = campaign_totals.get(part[0], 0) + 1
 
     ordered = [pairs[key] for key in sorted(pairs)]
-    if connection.dialect.name == "postgresql":
+    if not ordered:  # only relabels: no click of this batch is new
+        first_time = set()
+    elif connection.dialect.name == "postgresql":
         first_time = _upsert_pairs_postgresql(connection, ordered)
     else:
         first_time = {
@@ -108,6 +123,11 @@ def add_clicks(
         again = [p for p in ordered if (p["placement_id"], p["recipient_id"]) not in first_time]
         if again:
             _bump_pairs(connection, again)
+    in_batch = {(p["campaign_id"], p["placement_id"], p["recipient_id"]) for p in ordered}
+    _bump_human_pairs(
+        connection,
+        [(key, delta) for key, delta in sorted(human_pairs.items()) if key not in in_batch],
+    )
 
     # Clickers. A recipient already counted for a part (or the campaign) clicked some link of
     # it before, so only a (placement, recipient) pair created just now can bring a new one:
@@ -140,6 +160,12 @@ def add_clicks(
     for c, _r in new_campaign_clickers:
         campaign_unique[c] = campaign_unique.get(c, 0) + 1
 
+    # The human columns: the same keys, plus those only a relabelled click touches.
+    hourly_human = by_table.get("hourly", {})
+    campaign_of = {p: part[0] for p, part in parts_of.items()}
+    for name in ("pair", "hourly", "placement_total", "placement_unique"):
+        campaign_of.update((key[1], key[0]) for key in by_table.get(name, {}))
+    hourly_keys = set(hourly) | {(p, h, d) for (_c, p, h, d) in hourly_human}
     _add_up(
         connection,
         insert,
@@ -149,12 +175,14 @@ def add_clicks(
                 "placement_id": p,
                 "hour": hour,
                 "device": device,
-                "campaign_id": parts_of[p][0],
-                "total": hourly[(p, hour, device)],
+                "campaign_id": campaign_of[p],
+                "total": hourly.get((p, hour, device), 0),
+                "human_total": hourly_human.get((campaign_of[p], p, hour, device), 0),
             }
-            for p, hour, device in sorted(hourly)
+            for p, hour, device in sorted(hourly_keys)
         ],
     )
+    part_hourly_human = by_table.get("part_hourly", {})
     _add_up(
         connection,
         insert,
@@ -166,11 +194,14 @@ def add_clicks(
                 "part": part,
                 "hour": hour,
                 "device": device,
-                "total": total,
+                "total": part_hourly.get((c, v, part, hour, device), 0),
+                "human_total": part_hourly_human.get((c, v, part, hour, device), 0),
             }
-            for (c, v, part, hour, device), total in sorted(part_hourly.items())
+            for (c, v, part, hour, device) in sorted(set(part_hourly) | set(part_hourly_human))
         ],
     )
+    p_total, p_unique = by_table.get("placement_total", {}), by_table.get("placement_unique", {})
+    placements = set(placement_totals) | {p for _c, p in p_total} | {p for _c, p in p_unique}
     _add_up(
         connection,
         insert,
@@ -178,12 +209,18 @@ def add_clicks(
         [
             {
                 "placement_id": p,
-                "campaign_id": parts_of[p][0],
-                "total": total,
+                "campaign_id": campaign_of[p],
+                "total": placement_totals.get(p, 0),
                 "unique": placement_unique.get(p, 0),
+                "human_total": p_total.get((campaign_of[p], p), 0),
+                "human_unique": p_unique.get((campaign_of[p], p), 0),
             }
-            for p, total in sorted(placement_totals.items())
+            for p in sorted(placements)
         ],
+    )
+    part_human_total, part_human_unique = (
+        by_table.get("part_total", {}),
+        by_table.get("part_unique", {}),
     )
     _add_up(
         connection,
@@ -194,24 +231,46 @@ def add_clicks(
                 "campaign_id": c,
                 "variant_id": v,
                 "part": part,
-                "total": total,
+                "total": part_totals.get((c, v, part), 0),
                 "unique": part_unique.get((c, v, part), 0),
+                "human_total": part_human_total.get((c, v, part), 0),
+                "human_unique": part_human_unique.get((c, v, part), 0),
             }
-            for (c, v, part), total in sorted(part_totals.items())
+            for (c, v, part) in sorted(
+                set(part_totals) | set(part_human_total) | set(part_human_unique)
+            )
         ],
     )
     _add_up(
         connection,
         insert,
+        MachineReasons,
+        [
+            {"campaign_id": c, "variant_id": v, "part": part, "reason": reason, "clicks": n}
+            for (c, v, part, reason), n in sorted(by_table.get("reason", {}).items())
+        ],
+    )
+    c_total, c_unique = by_table.get("campaign_total", {}), by_table.get("campaign_unique", {})
+    _add_up(
+        connection,
+        insert,
         CampaignStats,
         [
-            {"campaign_id": c, "total": total, "unique": campaign_unique.get(c, 0)}
-            for c, total in sorted(campaign_totals.items())
+            {
+                "campaign_id": c,
+                "total": campaign_totals.get(c, 0),
+                "unique": campaign_unique.get(c, 0),
+                "human_total": c_total.get((c,), 0),
+                "human_unique": c_unique.get((c,), 0),
+            }
+            for c in sorted(
+                set(campaign_totals) | {k[0] for k in c_total} | {k[0] for k in c_unique}
+            )
         ],
     )
 
 
-_COUNTERS = ("total", "unique")
+_COUNTERS = ("total", "unique", "human_total", "human_unique", "clicks")
 
 
 def _add_up(
@@ -273,6 +332,7 @@ def _upsert_pairs_postgresql(
             f"FROM json_populate_recordset(NULL::{table.name}, :rows) "
             "ON CONFLICT (placement_id, recipient_id) DO UPDATE SET "
             "clicks = pr.clicks + excluded.clicks, "
+            "human_clicks = pr.human_clicks + excluded.human_clicks, "
             "device = CASE WHEN excluded.first_clicked_at < pr.first_clicked_at "
             "THEN excluded.device ELSE pr.device END, "
             "first_clicked_at = LEAST(pr.first_clicked_at, excluded.first_clicked_at), "
@@ -282,6 +342,32 @@ def _upsert_pairs_postgresql(
     )
     rows = connection.execute(stmt, {"rows": as_json(pairs)})
     return {(row[0], row[1]) for row in rows if row[2]}
+
+
+def _bump_human_pairs(connection: Connection, deltas: list[tuple[tuple[Any, ...], int]]) -> None:
+    """Add to ``human_clicks`` of (placement, recipient) rows this batch brought no click
+    to: their recipient's older clicks were relabelled. Every such row exists, since the
+    click it counts was stored before."""
+    if not deltas:
+        return
+    table = table_of(PlacementRecipient)
+    connection.execute(
+        memo(
+            ("human pairs", connection.dialect.name),
+            lambda: (
+                update(table)
+                .where(
+                    table.c.placement_id == bindparam("h_placement"),
+                    table.c.recipient_id == bindparam("h_recipient"),
+                )
+                .values(human_clicks=table.c.human_clicks + bindparam("h_delta"))
+            ),
+        ),
+        [
+            {"h_placement": placement, "h_recipient": recipient, "h_delta": delta}
+            for (_campaign, placement, recipient), delta in deltas
+        ],
+    )
 
 
 def _bump_pairs(connection: Connection, pairs: list[dict[str, Any]]) -> None:
@@ -297,6 +383,7 @@ def _bump_pairs(connection: Connection, pairs: list[dict[str, Any]]) -> None:
                 "b_first": p["first_clicked_at"],
                 "b_last": p["last_clicked_at"],
                 "b_device": p["device"],
+                "b_human": p["human_clicks"],
             }
             for p in pairs
         ],
@@ -319,6 +406,7 @@ def _bump_statement() -> Any:
         )
         .values(
             clicks=table.c.clicks + bindparam("b_clicks"),
+            human_clicks=table.c.human_clicks + bindparam("b_human"),
             first_clicked_at=case((earlier, first), else_=table.c.first_clicked_at),
             device=case((earlier, bindparam("b_device")), else_=table.c.device),
             last_clicked_at=case(

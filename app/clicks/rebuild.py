@@ -1,44 +1,48 @@
-"""Rebuilding a campaign's report aggregates exactly from its raw clicks.
+"""Rebuilding a campaign's report aggregates exactly from its raw clicks, and labelling its
+clicks again by today's rules.
 
 The writer keeps the aggregates click by click (``app.clicks.aggregates.add_clicks``). When
 they may be wrong, they need recomputing from the clicks themselves: after a restore from a
-backup, a bug fixed, or a rule that relabels clicks. ``rebuild_campaign`` deletes one
-campaign's aggregate rows and adds its clicks back, in time order, through the same
-``add_clicks`` the writer uses, so a rebuilt figure and a kept one cannot differ in
-definition. Running it twice changes nothing.
+backup, or a bug fixed. When the rules that label clicks human or machine change (a new
+release, new settings, a new scanner-network file), the labels need judging again, and the
+human figures with them. ``rebuild_campaign`` deletes one campaign's aggregate rows and adds
+its clicks back through the same ``add_clicks`` and ``labelling.human_figures`` the writer
+uses, so a rebuilt figure and a kept one cannot differ in definition; with ``relabel`` it
+judges each recipient's clicks again first (``labelling.judge``, as the writer does). Running
+either twice changes nothing.
 
-One campaign is rebuilt in one transaction, so a report never reads it half done, and a
-writer storing new clicks meanwhile stays exact. A click the writer committed before the
-rebuild's reads is counted once, by the rebuild, because its aggregate rows are deleted with
-the rest. A click committed later adds its increments after the rebuild commits: on
-PostgreSQL its updates wait for the rebuild's row locks, and on SQLite writes take turns.
+Clicks are read a page of recipients at a time, all of each recipient's clicks together,
+since a recipient's figures (a unique clicker, a sweep) need all of them.
+
+One campaign is rebuilt in one transaction, so a report never reads it half done. On
+PostgreSQL it holds the campaign's advisory lock (``labelling.lock_campaign``): writers
+storing the campaign's clicks finish first, and the next ones wait for the commit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app.clicks.aggregates import TABLES, add_clicks
+from app.clicks.labelling import (
+    EmailFacts,
+    apply_verdicts,
+    human_figures,
+    judge,
+    lock_campaign,
+    relabel,
+    stored_clicks,
+)
+from app.clicks.machines import DEFAULT_THRESHOLDS, Thresholds
 from app.clicks.statements import dialect_insert
 from app.models import Click
 
 # In the writer's global order, so a rebuild and a writer never deadlock.
 AGGREGATES = TABLES
-BATCH = 5000
-_COLUMNS = (
-    Click.id,
-    Click.clicked_at,
-    Click.campaign_id,
-    Click.variant_id,
-    Click.part,
-    Click.placement_id,
-    Click.recipient_id,
-    Click.device,
-)
+RECIPIENTS_PER_PAGE = 2000
 
 
 def click_count(session: Session, campaign_id: int) -> int:
@@ -47,31 +51,45 @@ def click_count(session: Session, campaign_id: int) -> int:
 
 
 def rebuild_campaign(
-    session: Session, campaign_id: int, progress: Callable[[int], None] | None = None
+    session: Session,
+    campaign_id: int,
+    progress: Callable[[int], None] | None = None,
+    *,
+    relabel_clicks: bool = False,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
 ) -> int:
     """Recompute every aggregate of ``campaign_id`` from its clicks; returns the clicks read.
 
-    Does not commit: the caller commits, which makes the whole rebuild visible at once.
-    ``progress`` is told how many clicks each batch added.
+    With ``relabel_clicks``, each click is judged again first and its stored label
+    rewritten where the verdict changed. Does not commit: the caller commits, which makes
+    the whole rebuild visible at once. ``progress`` is told how many clicks each page added.
     """
     connection = session.connection()
+    lock_campaign(connection, campaign_id)
     insert = dialect_insert(session)
     for model in AGGREGATES:
         connection.execute(delete(model).where(model.campaign_id == campaign_id))
     done = 0
-    after: tuple[datetime, int] | None = None
+    after = -1
     while True:
-        query = select(*_COLUMNS).where(Click.campaign_id == campaign_id)
-        if after is not None:
-            moment, row_id = after
-            query = query.where(
-                or_(Click.clicked_at > moment, and_(Click.clicked_at == moment, Click.id > row_id))
+        recipients = list(
+            connection.scalars(
+                select(Click.recipient_id)
+                .where(Click.campaign_id == campaign_id, Click.recipient_id > after)
+                .group_by(Click.recipient_id)
+                .order_by(Click.recipient_id)
+                .limit(RECIPIENTS_PER_PAGE)
             )
-        rows = connection.execute(query.order_by(Click.clicked_at, Click.id).limit(BATCH)).all()
-        if not rows:
+        )
+        if not recipients:
             return done
-        add_clicks(connection, insert, [dict(row._mapping) for row in rows])
-        done += len(rows)
-        after = (rows[-1].clicked_at, rows[-1].id)
+        clicks = stored_clicks(connection, [(campaign_id, r) for r in recipients])
+        if relabel_clicks:
+            verdicts = judge(clicks, EmailFacts(connection, clicks), thresholds)
+            relabel(connection, apply_verdicts(clicks, verdicts))
+        clicks.sort(key=lambda c: (c["clicked_at"], c["id"]))
+        add_clicks(connection, insert, clicks, human_figures(clicks))
+        done += len(clicks)
+        after = recipients[-1]
         if progress is not None:
-            progress(len(rows))
+            progress(len(clicks))

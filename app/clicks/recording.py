@@ -5,10 +5,11 @@ list whose fields follow ``RECORD_FIELDS`` (the one definition of that order: th
 path, ``app.clicks.tracking.record``, builds the list directly in it, and the writer decodes
 it with ``ClickEvent.from_record``).
 
-``record_clicks`` inserts a batch of clicks and, in the same transaction, adds only the
-clicks it actually inserted to the aggregates (``app.clicks.aggregates``). ``click_id`` is
-minted before the redirect is answered, so a click replayed after a crash or an outage
-conflicts with its first copy and counts nowhere twice.
+``record_clicks`` labels a batch of clicks human or machine (``app.clicks.labelling``),
+inserts them and, in the same transaction, adds only the clicks it actually inserted to the
+aggregates (``app.clicks.aggregates``), with the human figures of any click relabelled.
+``click_id`` is minted before the redirect is answered, so a click replayed after a crash
+or an outage conflicts with its first copy and counts nowhere twice.
 
 Concurrency: several writers (one per server process, on many hosts) may record at once.
 Every statement is an insert that resolves conflicts in the database (ON CONFLICT), rows are
@@ -30,10 +31,13 @@ from sqlalchemy.orm import Session
 
 from app.clicks.aggregates import add_clicks
 from app.clicks.devices import classify
+from app.clicks.labelling import store_labelled
+from app.clicks.machines import DEFAULT_THRESHOLDS, Thresholds
 from app.clicks.statements import dialect_insert, insert_ignoring_conflicts
 from app.models import Click, Placement, Recipient
 
 USER_AGENT_LIMIT = 512
+PURPOSE_LIMIT = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,8 @@ class ClickEvent:
     method: str
     user_agent: str
     ip_prefix: str | None
+    # The request's ``Sec-Purpose`` (or legacy ``Purpose``) header, when it had one.
+    purpose: str | None = None
 
     def to_record(self) -> list[Any]:
         """The compact JSON-able form the spool keeps: the fields in ``RECORD_FIELDS``
@@ -66,9 +72,24 @@ class ClickEvent:
         """The event of a spool record; ``ValueError`` or ``TypeError`` if it is not one.
 
         Unpacked by position, in ``RECORD_FIELDS`` order, for speed (the writer decodes every
-        click); the round-trip test holds it to ``to_record``.
+        click); the round-trip test holds it to ``to_record``. A record spooled by a version
+        without ``purpose`` (ten fields) still reads, as a click without that header.
         """
-        (click_id, ts, campaign, variant, part, placement, recipient, method, agent, ip) = record
+        if len(record) == len(RECORD_FIELDS) - 1:
+            record = [*record, None]
+        (
+            click_id,
+            ts,
+            campaign,
+            variant,
+            part,
+            placement,
+            recipient,
+            method,
+            agent,
+            ip,
+            purpose,
+        ) = record
         return cls(
             str(click_id),
             datetime.fromtimestamp(float(ts), UTC),
@@ -80,6 +101,7 @@ class ClickEvent:
             str(method),
             str(agent),
             None if ip is None else str(ip),
+            None if purpose is None else str(purpose)[:PURPOSE_LIMIT],
         )
 
 
@@ -88,8 +110,11 @@ RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ClickE
 CLICKED_AT = RECORD_FIELDS.index("clicked_at")
 
 
-def record_clicks(session: Session, events: Sequence[ClickEvent]) -> int:
-    """Store ``events`` and update the aggregates; returns how many clicks were new.
+def record_clicks(
+    session: Session, events: Sequence[ClickEvent], thresholds: Thresholds = DEFAULT_THRESHOLDS
+) -> int:
+    """Store ``events``, labelled by the machine-click rules with ``thresholds``, and update
+    the aggregates; returns how many clicks were new.
 
     The caller owns the transaction (commit after, roll back on error). Replayed events
     (a ``click_id`` already stored) are ignored entirely.
@@ -115,18 +140,35 @@ def record_clicks(session: Session, events: Sequence[ClickEvent]) -> int:
                 "device": device,
                 "client": client,
                 "ip_prefix": e.ip_prefix,
+                "purpose": e.purpose,
             }
         )
     # Core statements on the session's connection: the ORM's bulk path would add per-row
     # bookkeeping that costs more than the insert itself.
     connection = session.connection()
-    inserted = {row[0] for row in insert_ignoring_conflicts(connection, insert, Click, rows)}
-    new = sorted(
-        (row for row in rows if row["click_id"] in inserted), key=lambda r: r["clicked_at"]
-    )
-    if new:
-        add_clicks(connection, insert, new)
+
+    def insert_new(labelled: list[dict[str, Any]]) -> set[str]:
+        return {row[0] for row in insert_ignoring_conflicts(connection, insert, Click, labelled)}
+
+    stored, human = store_labelled(connection, rows, insert_new, thresholds)
+    new = sorted(stored, key=lambda r: r["clicked_at"])
+    if new or human:
+        add_clicks(connection, insert, new, human)
     return len(new)
+
+
+def judge_again(
+    session: Session,
+    keys: Sequence[tuple[int, int]],
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> None:
+    """Judge the stored clicks of these (campaign, recipient) pairs again and keep the
+    aggregates exact: for evidence that arrives without a click, such as a delivery
+    recorded after its recipient's clicks were judged. The caller owns the transaction."""
+    connection = session.connection()
+    _none, human = store_labelled(connection, [], lambda _rows: set(), thresholds, also=keys)
+    if human:
+        add_clicks(connection, dialect_insert(session), [], human)
 
 
 def known_only(session: Session, events: Sequence[ClickEvent]) -> list[ClickEvent]:

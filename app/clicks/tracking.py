@@ -34,7 +34,8 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.clicks.devices import truncate_ip
-from app.clicks.recording import USER_AGENT_LIMIT, ClickEvent, record_clicks
+from app.clicks.labelling import thresholds_from
+from app.clicks.recording import PURPOSE_LIMIT, USER_AGENT_LIMIT, ClickEvent, record_clicks
 from app.clicks.spool import Spool, SpoolError, backlog_bytes
 from app.clicks.writer import ClickWriter, read_status
 from app.db import get_engine, session_scope
@@ -149,7 +150,9 @@ class Tracker:
         # redirected, and the click is written now, synchronously, or counted as lost.
         try:
             with session_scope(self.app) as session:
-                record_clicks(session, [ClickEvent.from_record(record)])
+                record_clicks(
+                    session, [ClickEvent.from_record(record)], thresholds_from(self.app.config)
+                )
             log.warning("spool unwritable (%s): click %s stored directly", reason, record[0])
         except SQLAlchemyError as exc:
             with self._lock:
@@ -333,6 +336,7 @@ def writer_for(app: Flask) -> ClickWriter:
         app.extensions["clickmap.sessionmaker"],
         app.config["SPOOL_DIR"],
         float(app.config.get("CLICK_BATCH_INTERVAL", 1.0)),
+        thresholds_from(app.config),
     )
 
 
@@ -369,6 +373,7 @@ def record(app: Flask, token: ClickToken, target: Target, request: Request) -> N
     environ = request.environ  # read directly: the headers wrapper costs more than the rest
     # Behind trusted proxies, ProxyFix (create_app) has put the client's address here.
     address = environ.get("REMOTE_ADDR")
+    purpose = environ.get("HTTP_SEC_PURPOSE") or environ.get("HTTP_PURPOSE")
     # Fields in the order of recording.RECORD_FIELDS, built here without an event object
     # (the redirect path pays for every allocation); tests/clicks/test_redirector.py checks it.
     found.submit(
@@ -383,5 +388,7 @@ def record(app: Flask, token: ClickToken, target: Target, request: Request) -> N
             request.method,
             environ.get("HTTP_USER_AGENT", "")[:USER_AGENT_LIMIT],
             truncate_ip(address),
+            # Only a prefetching browser sends these (``machines.prefetch``).
+            purpose[:PURPOSE_LIMIT] if purpose else None,
         ]
     )

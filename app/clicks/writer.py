@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.clicks.machines import DEFAULT_THRESHOLDS, Thresholds
 from app.clicks.recording import ClickEvent, known_only, record_clicks
 from app.clicks.spool import SpoolReader, Taken
 
@@ -38,8 +39,15 @@ class ClickWriter:
     BATCH = 5000
     MAX_BACKOFF = 5.0
 
-    def __init__(self, sessions: sessionmaker[Session], spool_dir: str, gather: float) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        spool_dir: str,
+        gather: float,
+        thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    ) -> None:
         self.sessions = sessions
+        self.thresholds = thresholds  # of the machine-click rules
         self.spool_dir = Path(spool_dir)
         # How long clicks gather between transactions: fewer, larger commits cost far less
         # database and CPU time per click; reports lag by about this much.
@@ -91,7 +99,7 @@ class ClickWriter:
                     log.error("unreadable spool record skipped: %r", frame.record)
         try:
             with self.sessions.begin() as session:
-                return record_clicks(session, events)
+                return record_clicks(session, events, self.thresholds)
         except IntegrityError:
             with self.sessions.begin() as session:
                 kept = known_only(session, events)
@@ -99,7 +107,7 @@ class ClickWriter:
                     "dropped %d clicks whose placement or recipient no longer exists",
                     len(events) - len(kept),
                 )
-                return record_clicks(session, kept)
+                return record_clicks(session, kept, self.thresholds)
 
     def _went_down(self, exc: BaseException) -> None:
         if self.database_up:

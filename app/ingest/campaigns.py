@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session
 from app.errors import NotFound, TooLarge, Unprocessable
 from app.ingest.links import skip_message
 from app.ingest.rewriting import CompiledPart, LinkRules, NotHTMLError, check_html, scan
-from app.models import Campaign, Delivery, Placement, Recipient, Variant
+from app.models import Campaign, Delivery, Placement, Recipient, Variant, utcnow
 from app.tokens import MAX_POSITION, TokenCodec, token_codec
 from app.urls import UnsafeDestination, location_for
 from app.vocabulary import PARTS, Part
@@ -246,9 +247,16 @@ def ensure_recipients(session: Session, external_ids: Iterable[str]) -> dict[str
 
 
 def record_deliveries(
-    session: Session, campaign: Campaign, variant_name: str, external_ids: Sequence[str]
+    session: Session,
+    campaign: Campaign,
+    variant_name: str,
+    external_ids: Sequence[str],
+    delivered_at: datetime | None = None,
 ) -> int:
-    """Record that these recipients were sent this variant. Idempotent; returns rows added."""
+    """Record that these recipients were sent this variant. Idempotent; returns rows added.
+
+    ``delivered_at`` (default: now) is when the email reached them; the machine-click rules
+    judge a click's timing against it (``app.clicks.machines.too_soon``)."""
     variant = get_variant(campaign, variant_name)
     ids = ensure_recipients(session, external_ids)
     if not ids:
@@ -258,7 +266,12 @@ def record_deliveries(
         insert(Delivery)
         .values(
             [
-                {"campaign_id": campaign.id, "variant_id": variant.id, "recipient_id": rid}
+                {
+                    "campaign_id": campaign.id,
+                    "variant_id": variant.id,
+                    "recipient_id": rid,
+                    "delivered_at": delivered_at or utcnow(),
+                }
                 for rid in ids.values()
             ]
         )

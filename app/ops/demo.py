@@ -7,7 +7,9 @@ untracked) instead of depending on files a user may not have.
 
 Clicks are made up but shaped like real ones: a few recipients click, a few links take most
 of the clicks (Zipf-like, so every color of the heatmap shows), most clicks come in the
-first hours after the send, and the devices and user agents are the usual mix. They go in
+first hours after the send, and the devices and user agents are the usual mix. Machines
+click too (``plan_machine_clicks``: gateway sweeps and link previews), so the people-only
+view and its "left out as machine" panel have something to show. They all go in
 through ``record_clicks``, the writer's own path, so the aggregates are exactly what a real
 campaign would have. The random generator is seeded and click ids are derived from the
 campaign, so running the demo again reuses the campaign and adds nothing twice.
@@ -22,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask
@@ -244,6 +247,68 @@ def plan_clicks(
                         )
                     )
                 moment += timedelta(minutes=rng.uniform(0.2, 25))
+    return events + plan_machine_clicks(campaign, recipients, settings, now)
+
+
+# The machines' share of the demo: far below the field figures (most clicks in B2B mail),
+# so the people's heatmap still has something to show, but enough that the switch and the
+# "left out as machine" panel do too. docs/machine-clicks.md has the behaviours' sources.
+GATEWAY_SHARE = 0.12  # recipients behind a gateway that scans every link at delivery
+PREVIEW_SHARE = 0.03  # recipients who paste a link into a chat app that previews it
+GATEWAY_AGENT = (  # Safe Links and its peers present themselves as a desktop browser
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36"
+)
+PREVIEW_AGENT = "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"
+
+
+def plan_machine_clicks(
+    campaign: Campaign, recipients: dict[str, int], settings: DemoSettings, now: datetime
+) -> list[ClickEvent]:
+    """The machines' clicks: a gateway's sweep of every link of the HTML part a second or
+    three after delivery, each link probed with HEAD then fetched, from one of Microsoft's
+    published mail networks (40.92.0.0/15); and chat-app link previews, hours later. From
+    their own random stream, so the people's clicks stay what they were."""
+    rng = random.Random(settings.seed + 1)  # noqa: S311 (made-up data, repeatable on purpose)
+    sent = campaign.created_at
+    if sent.tzinfo is None:
+        sent = sent.replace(tzinfo=UTC)
+    by_variant = {v.name: v for v in campaign.variants}
+    events: list[ClickEvent] = []
+
+    def add(
+        variant: Variant, placement: Placement, recipient: int, at: datetime, **how: Any
+    ) -> None:
+        if at < now:
+            events.append(
+                ClickEvent(
+                    click_id=f"demo-{campaign.id}-m{len(events):06d}",
+                    clicked_at=at,
+                    campaign_id=campaign.id,
+                    variant_id=variant.id,
+                    part=placement.part,
+                    placement_id=placement.id,
+                    recipient_id=recipient,
+                    **how,
+                )
+            )
+
+    for index, recipient_id in enumerate(recipients.values()):
+        variant = by_variant["A" if index % 2 == 0 else "B"]
+        links = [p for p in variant.placements if p.part == "html" and p.tracked]
+        roll = rng.random()
+        if roll < GATEWAY_SHARE:
+            network = f"40.{rng.choice((92, 93))}.{rng.randrange(0, 256)}.0/24"
+            moment = sent + timedelta(seconds=rng.uniform(1, 3))
+            for placement in links:
+                for method in ("HEAD", "GET"):
+                    add(variant, placement, recipient_id, moment, method=method,
+                        user_agent=GATEWAY_AGENT, ip_prefix=network)  # fmt: skip
+                    moment += timedelta(milliseconds=rng.uniform(40, 250))
+        elif roll < GATEWAY_SHARE + PREVIEW_SHARE and links:
+            at = sent + timedelta(hours=rng.uniform(1, settings.days * 24 - 1))
+            add(variant, links[0], recipient_id, at, method="GET",
+                user_agent=PREVIEW_AGENT, ip_prefix="3.80.12.0/24")  # fmt: skip
     return events
 
 

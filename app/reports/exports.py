@@ -60,6 +60,9 @@ class ExportedClick:
     client: str | None
     user_agent: str
     ip_prefix: str | None  # IPv4 /24 or IPv6 /48, never the full address
+    label: str  # "human" | "machine" (app.clicks.machines)
+    reasons: tuple[str, ...]  # the rules that labelled it machine, empty for human
+    certainty: str | None  # "certain" | "likely"; None for human
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,9 @@ def _query(where: ClickFilter) -> Select[*tuple[Any, ...]]:
             Click.client,
             Click.user_agent,
             Click.ip_prefix,
+            Click.label,
+            Click.reasons,
+            Click.certainty,
         )
         .join(Variant, Variant.id == Click.variant_id)
         .join(Placement, Placement.id == Click.placement_id)
@@ -157,6 +163,9 @@ def _exported(values: Any) -> ExportedClick:
         client=values.client,
         user_agent=values.user_agent,
         ip_prefix=values.ip_prefix,
+        label=values.label,
+        reasons=tuple(reason for reason in values.reasons.split(",") if reason),
+        certainty=values.certainty,
     )
 
 

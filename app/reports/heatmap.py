@@ -50,6 +50,8 @@ _TOLERANCE = 1e-9
 METRICS = ("total", "unique", "rate", "share")
 PERIODS = ("all", "24h", "7d", "30d", "90d", "custom")
 SORTS = ("metric", "position")
+# Machine clicks (``app.clicks.machines``) are left out of every figure by default.
+MACHINES = ("exclude", "include")
 _PERIOD_HOURS = {"24h": 24, "7d": 7 * 24, "30d": 30 * 24, "90d": 90 * 24}
 
 
@@ -116,9 +118,11 @@ class ViewParams:
     end: date | None = None
     device: str | None = None  # desktop | mobile | tablet | other
     sort: str = "metric"  # metric | position
+    machines: str = "exclude"  # exclude | include: clicks labelled machine
 
     def __post_init__(self) -> None:
         _choice("metric", self.metric, METRICS)
+        _choice("machines", self.machines, MACHINES)
         _choice("part", self.part, PARTS)
         _choice("period", self.period, PERIODS)
         _choice("sort", self.sort, SORTS)
@@ -158,6 +162,7 @@ class ViewParams:
             end=end,
             device=get("device"),
             sort=get("sort") or "metric",
+            machines=get("machines") or "exclude",
         )
 
     def to_query(self, **changes: Any) -> dict[str, str]:
@@ -176,9 +181,18 @@ class ViewParams:
         return query
 
     def click_filter(self, campaign_id: int, variant_id: int, now: datetime) -> stats.ClickFilter:
-        """The clicks this view counts: the chosen variant's part, period and device."""
+        """The clicks this view counts: the chosen variant's part, period and device, human
+        only unless the viewer included machine clicks."""
         since, until = period_bounds(self, now)
-        return stats.ClickFilter(campaign_id, variant_id, self.part, since, until, self.device)
+        return stats.ClickFilter(
+            campaign_id,
+            variant_id,
+            self.part,
+            since,
+            until,
+            self.device,
+            human_only=self.machines == "exclude",
+        )
 
 
 def period_bounds(params: ViewParams, now: datetime) -> tuple[datetime | None, datetime | None]:
@@ -249,6 +263,8 @@ class HeatmapView:
     variant: str  # the chosen variant's name (params.variant may be None)
     variant_id: int
     where: stats.ClickFilter  # the clicks every figure of this view counts
+    # The machine clicks in this view's scope, period and device, shown or not.
+    left_out: stats.LeftOut = dataclasses.field(default_factory=lambda: stats.LeftOut(0))
 
 
 def _basis(metric: str, total: int, unique: int, delivered: int) -> int:
@@ -354,4 +370,5 @@ def build_view(
         variant=variant_name,
         variant_id=variant_id,
         where=where,
+        left_out=stats.machine_clicks(session, where),
     )

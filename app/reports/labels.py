@@ -36,6 +36,19 @@ PERIOD_LABELS = {
     "custom": "Custom dates",
 }
 DEVICE_LABELS = {"": "All devices", **{d: d.capitalize() for d in DEVICES}}
+MACHINES_LABELS = {"exclude": "People only", "include": "People and machines"}
+# What each machine-click rule caught, as the "left out as machine" panel words it; one per
+# ``app.clicks.machines.REASONS`` (docs/machine-clicks.md has each rule's evidence).
+REASON_LABELS = {
+    "head": "HEAD requests (link checkers)",
+    "prefetch": "Prefetches",
+    "scanner_ua": "Scanner or link-preview agents",
+    "scanner_network": "Security-gateway networks",
+    "before_delivery": "Before delivery",
+    "too_soon": "Within a second of delivery",
+    "sweep": "Sweeps of most links in seconds",
+    "honeypot": "The hidden honeypot link",
+}
 
 
 def format_percent(value: float | None, digits: int = 1) -> str:
@@ -85,6 +98,8 @@ def init_app(app: Flask) -> None:
         ("part_labels", PART_LABELS),
         ("period_labels", PERIOD_LABELS),
         ("device_labels", DEVICE_LABELS),
+        ("machines_labels", MACHINES_LABELS),
+        ("reason_labels", REASON_LABELS),
     ):
         env.globals.setdefault(name, value)
     for name, function in (

@@ -30,9 +30,10 @@ class CampaignRow:
     name: str
     created_at: datetime
     delivered: int
-    total: int
-    unique: int
+    total: int  # human clicks, as every report counts by default
+    unique: int  # distinct human clickers
     rate: float | None  # unique / delivered x 100; None when nothing was delivered
+    machine: int = 0  # clicks left out as machine
 
 
 def _check_page(page: int, per_page: int) -> None:
@@ -51,7 +52,8 @@ def campaign_list(
 
     ``search`` matches anywhere in the name, ignoring case (on SQLite only ASCII letters
     fold). Figures for the page come from two grouped queries, not one per campaign:
-    deliveries, and the ``campaign_stats`` rows (total clicks, distinct clickers).
+    deliveries, and the ``campaign_stats`` rows (human clicks, distinct human clickers,
+    and the machine clicks left out of them).
     """
     _check_page(page, per_page)
     filters: list[ColumnElement[bool]] = [Campaign.deleted_at.is_(None)]
@@ -68,7 +70,7 @@ def campaign_list(
     ).all()
     ids = [row.id for row in campaigns]
     delivered: dict[int, int] = {}
-    figures: dict[int, tuple[int, int]] = {}
+    figures: dict[int, tuple[int, int, int]] = {}
     if ids:
         delivered = _grouped(
             session,
@@ -77,17 +79,20 @@ def campaign_list(
             .group_by(Delivery.campaign_id),
         )
         figures = {
-            int(cid): (int(total), int(unique))
-            for cid, total, unique in session.execute(
-                select(CampaignStats.campaign_id, CampaignStats.total, CampaignStats.unique).where(
-                    CampaignStats.campaign_id.in_(ids)
-                )
+            int(cid): (int(human), int(unique), int(total) - int(human))
+            for cid, human, unique, total in session.execute(
+                select(
+                    CampaignStats.campaign_id,
+                    CampaignStats.human_total,
+                    CampaignStats.human_unique,
+                    CampaignStats.total,
+                ).where(CampaignStats.campaign_id.in_(ids))
             )
         }
     rows = []
     for cid, name, created_at in campaigns:
         sent = delivered.get(cid, 0)
-        total, unique = figures.get(cid, (0, 0))
+        total, unique, machine = figures.get(cid, (0, 0, 0))
         rows.append(
             CampaignRow(
                 id=cid,
@@ -97,6 +102,7 @@ def campaign_list(
                 total=total,
                 unique=unique,
                 rate=click_rate(unique, sent),
+                machine=machine,
             )
         )
     return rows, count
@@ -114,11 +120,14 @@ class ClickRow:
     client: str | None
     method: str
     user_agent: str
+    label: str = "human"  # or "machine" (app.clicks.machines)
+    reasons: tuple[str, ...] = ()  # the rules that labelled it machine
+    certainty: str | None = None
 
 
 def _clicks_query(
     session: Session, campaign_id: int, placement_id: int
-) -> Select[str, datetime, str, str | None, str, str]:
+) -> Select[*tuple[Any, ...]]:
     get_campaign(session, campaign_id)
     found = session.scalar(
         select(Placement.id).where(
@@ -137,6 +146,9 @@ def _clicks_query(
             Click.client,
             Click.method,
             Click.user_agent,
+            Click.label,
+            Click.reasons,
+            Click.certainty,
         )
         .join(Recipient, Recipient.id == Click.recipient_id)
         .where(Click.placement_id == placement_id)
@@ -145,8 +157,18 @@ def _clicks_query(
 
 
 def _row(values: Sequence[Any]) -> ClickRow:
-    recipient, clicked_at, device, client, method, user_agent = values
-    return ClickRow(recipient, in_utc(clicked_at), device, client, method, user_agent)
+    recipient, clicked_at, device, client, method, user_agent, label, reasons, certainty = values
+    return ClickRow(
+        recipient,
+        in_utc(clicked_at),
+        device,
+        client,
+        method,
+        user_agent,
+        label,
+        tuple(reason for reason in reasons.split(",") if reason),
+        certainty,
+    )
 
 
 def placement_clicks(

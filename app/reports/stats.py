@@ -21,8 +21,9 @@ each figure costs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -34,13 +35,17 @@ from app.models import (
     Click,
     ClickHourly,
     Delivery,
+    MachineReasons,
     PartClicker,
     PartHourly,
     PartStats,
     Placement,
+    PlacementRecipient,
     PlacementStats,
 )
 from app.vocabulary import DEVICES
+
+HUMAN = "human"  # the label of a click no machine rule fired on
 
 # Up to this span the time series uses hourly buckets; beyond it, daily ones (UTC days).
 HOURLY_SPAN = timedelta(hours=72)  # longer spans are charted per day,
@@ -77,6 +82,8 @@ class ClickFilter:
 
     ``since`` is inclusive and ``until`` exclusive; both are kept in UTC and must fall on a
     whole hour (``ValueError`` otherwise), so hourly totals and raw-click uniques agree.
+    ``human_only`` (the default everywhere) leaves out the clicks labelled machine
+    (``app.clicks.machines``): every figure then reads the aggregates' human columns.
     """
 
     campaign_id: int
@@ -85,6 +92,7 @@ class ClickFilter:
     since: datetime | None = None
     until: datetime | None = None
     device: str | None = None
+    human_only: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "since", _bound(self.since, "since"))
@@ -128,7 +136,12 @@ def _hourly_filters(
 
 
 def _part_filters(
-    table: type[PartHourly] | type[PartStats] | type[PartClicker] | type[Click], where: ClickFilter
+    table: type[PartHourly]
+    | type[PartStats]
+    | type[PartClicker]
+    | type[MachineReasons]
+    | type[Click],
+    where: ClickFilter,
 ) -> list[ColumnElement[bool]]:
     """Rows of one campaign's parts, narrowed to a variant and/or a part when given."""
     filters: list[ColumnElement[bool]] = [table.campaign_id == where.campaign_id]
@@ -139,10 +152,22 @@ def _part_filters(
     return filters
 
 
-def click_filters(where: ClickFilter) -> list[ColumnElement[bool]]:
+def click_filters(where: ClickFilter, *, labels: bool = True) -> list[ColumnElement[bool]]:
     """The conditions on raw ``click`` rows that select what ``where`` covers; every report
-    that reads raw clicks uses them, so a filter means the same thing in each."""
-    return _part_filters(Click, where) + _span_filters(where, Click.clicked_at, Click.device)
+    that reads raw clicks uses them, so a filter means the same thing in each. ``labels``
+    False keeps machine clicks in even for a human-only filter (to count them)."""
+    filters = _part_filters(Click, where) + _span_filters(where, Click.clicked_at, Click.device)
+    if labels and where.human_only:
+        filters.append(Click.label == HUMAN)
+    return filters
+
+
+def _counted(model: Any, where: ClickFilter) -> tuple[Any, Any]:
+    """The (total, unique) columns of an aggregate table that ``where`` reads: the human
+    ones unless machine clicks are included. A table without uniques gives None for them."""
+    if where.human_only:
+        return model.human_total, getattr(model, "human_unique", None)
+    return model.total, getattr(model, "unique", None)
 
 
 def link_counts(session: Session, where: ClickFilter) -> dict[int, tuple[int, int]]:
@@ -159,7 +184,7 @@ def link_counts(session: Session, where: ClickFilter) -> dict[int, tuple[int, in
     wanted = _placement_ids(where, tracked_only=True)
     if where.unfiltered:
         rows = session.execute(
-            select(PlacementStats.placement_id, PlacementStats.total, PlacementStats.unique).where(
+            select(PlacementStats.placement_id, *_counted(PlacementStats, where)).where(
                 PlacementStats.placement_id.in_(wanted)
             )
         )
@@ -167,7 +192,7 @@ def link_counts(session: Session, where: ClickFilter) -> dict[int, tuple[int, in
             counts[placement_id] = (int(total), int(unique))
         return counts
     totals = session.execute(
-        select(ClickHourly.placement_id, func.sum(ClickHourly.total))
+        select(ClickHourly.placement_id, func.sum(_counted(ClickHourly, where)[0]))
         .where(ClickHourly.placement_id.in_(wanted), *_hourly_filters(where))
         .group_by(ClickHourly.placement_id)
     )
@@ -210,7 +235,7 @@ def campaign_summary(session: Session, where: ClickFilter) -> tuple[int, int, in
     """
     delivered = delivered_count(session, where.campaign_id, where.variant_id)
     if not where.unfiltered:
-        total_query = select(func.sum(PartHourly.total)).where(
+        total_query = select(func.sum(_counted(PartHourly, where)[0])).where(
             *_part_filters(PartHourly, where), *_hourly_filters(where, PartHourly)
         )
         total = int(session.scalar(total_query) or 0)
@@ -221,26 +246,49 @@ def campaign_summary(session: Session, where: ClickFilter) -> tuple[int, int, in
         return delivered, total, unique
     if where.variant_id is None and where.part is None:
         row = session.execute(
-            select(CampaignStats.total, CampaignStats.unique).where(
+            select(*_counted(CampaignStats, where)).where(
                 CampaignStats.campaign_id == where.campaign_id
             )
         ).first()
     elif where.variant_id is not None and where.part is not None:
         row = session.execute(
-            select(PartStats.total, PartStats.unique).where(*_part_filters(PartStats, where))
+            select(*_counted(PartStats, where)).where(*_part_filters(PartStats, where))
         ).first()
     else:
-        clickers = (
-            select(func.count(PartClicker.recipient_id.distinct()))
-            .where(*_part_filters(PartClicker, where))
-            .scalar_subquery()
-        )
         row = session.execute(
-            select(func.sum(PartStats.total), clickers).where(*_part_filters(PartStats, where))
+            select(func.sum(_counted(PartStats, where)[0]), _mixed_clickers(where)).where(
+                *_part_filters(PartStats, where)
+            )
         ).first()
     if row is None:
         return delivered, 0, 0
     return delivered, int(row[0] or 0), int(row[1] or 0)
+
+
+def _mixed_clickers(where: ClickFilter) -> Any:
+    """Distinct clickers of one variant across its parts, or one part across variants.
+
+    Everyone who clicked is in ``part_clicker``; a human clicker is a (link, recipient) pair
+    with a human click (``placement_recipient.human_clicks``), so that count joins the
+    pairs to their links.
+    """
+    if not where.human_only:
+        return (
+            select(func.count(PartClicker.recipient_id.distinct()))
+            .where(*_part_filters(PartClicker, where))
+            .scalar_subquery()
+        )
+    links = [Placement.campaign_id == where.campaign_id]
+    if where.variant_id is not None:
+        links.append(Placement.variant_id == where.variant_id)
+    if where.part is not None:
+        links.append(Placement.part == where.part)
+    return (
+        select(func.count(PlacementRecipient.recipient_id.distinct()))
+        .join(Placement, Placement.id == PlacementRecipient.placement_id)
+        .where(PlacementRecipient.human_clicks > 0, *links)
+        .scalar_subquery()
+    )
 
 
 def _hourly(session: Session, where: ClickFilter) -> list[tuple[datetime, str, int]]:
@@ -251,7 +299,7 @@ def _hourly(session: Session, where: ClickFilter) -> list[tuple[datetime, str, i
     return [
         (in_utc(hour), name, int(total or 0))
         for hour, name, total in session.execute(
-            select(PartHourly.hour, PartHourly.device, func.sum(PartHourly.total))
+            select(PartHourly.hour, PartHourly.device, func.sum(_counted(PartHourly, where)[0]))
             .where(*_part_filters(PartHourly, where), *_hourly_filters(where, PartHourly))
             .group_by(PartHourly.hour, PartHourly.device)
         )
@@ -335,3 +383,59 @@ def activity(
 def click_rate(unique: int, delivered: int) -> float | None:
     """Unique clickers per hundred deliveries; None (not 0) when the base is unknown."""
     return unique / delivered * 100 if delivered else None
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """The clicks labelled machine within a filter's scope, period and device: how many,
+    and how many of them each rule caught (a click caught by two rules counts under both,
+    so the reasons can add up to more than ``clicks``)."""
+
+    clicks: int
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+def machine_clicks(session: Session, where: ClickFilter) -> LeftOut:
+    """The machine clicks ``where`` covers, whether or not the view shows them: the panel
+    that says "N clicks left out as machine", and why.
+
+    Unfiltered, the aggregates answer (``total - human_total`` of the stats row, the
+    reasons from ``machine_reasons``); a period or device counts the raw machine clicks,
+    the same path as the filtered uniques.
+    """
+    if where.unfiltered:
+        if where.variant_id is None and where.part is None:
+            row = session.execute(
+                select(CampaignStats.total - CampaignStats.human_total).where(
+                    CampaignStats.campaign_id == where.campaign_id
+                )
+            ).first()
+        else:
+            row = session.execute(
+                select(func.sum(PartStats.total - PartStats.human_total)).where(
+                    *_part_filters(PartStats, where)
+                )
+            ).first()
+        found = session.execute(
+            select(MachineReasons.reason, func.sum(MachineReasons.clicks))
+            .where(*_part_filters(MachineReasons, where))
+            .group_by(MachineReasons.reason)
+        )
+        reasons = {reason: int(n) for reason, n in found if n}
+        return LeftOut(int(row[0] or 0) if row else 0, _in_order(reasons))
+    machine = [*click_filters(where, labels=False), Click.label != HUMAN]
+    reasons = {}
+    clicks = 0
+    for joined, n in session.execute(
+        select(Click.reasons, func.count()).where(*machine).group_by(Click.reasons)
+    ):
+        clicks += int(n)
+        for reason in joined.split(","):
+            if reason:
+                reasons[reason] = reasons.get(reason, 0) + int(n)
+    return LeftOut(clicks, _in_order(reasons))
+
+
+def _in_order(reasons: dict[str, int]) -> dict[str, int]:
+    """Most clicks first, then by name, so the panel reads from the biggest cause."""
+    return dict(sorted(reasons.items(), key=lambda item: (-item[1], item[0])))

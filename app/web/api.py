@@ -22,6 +22,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, render_template, send_from_directory
 from sqlalchemy.orm import Session
 
+from app.clicks.labelling import thresholds_from
+from app.clicks.recording import judge_again
 from app.db import get_session
 from app.errors import ClickmapError
 from app.ingest import campaigns
@@ -130,7 +132,14 @@ def deliveries(campaign_id: int) -> Response:
     ids = _batch(body.recipients, DELIVERY_BATCH)
     session = get_session()
     campaign = campaigns.get_campaign(session, campaign_id)
-    added = campaigns.record_deliveries(session, campaign, body.variant, ids)
+    added = campaigns.record_deliveries(session, campaign, body.variant, ids, body.delivered_at)
+    # Clicks judged before their delivery was known are judged again against it.
+    recipients = campaigns.ensure_recipients(session, ids)
+    judge_again(
+        session,
+        [(campaign.id, rid) for rid in sorted(recipients.values())],
+        thresholds_from(current_app.config),
+    )
     session.commit()
     return jsonify(
         {"campaign": campaign.id, "variant": body.variant, "recorded": len(set(ids)), "new": added}
@@ -161,6 +170,7 @@ def _view_params(query: schemas.HeatmapQuery, metric: str | None = None) -> View
         start=query.start_date,
         end=query.end_date,
         device=query.device,
+        machines=query.machines,
     )
 
 
@@ -176,6 +186,8 @@ def _window(view: HeatmapView) -> dict[str, Any]:
         "startDate": since.isoformat() if since else None,
         "endDate": until.isoformat() if until else None,
         "device": view.params.device,
+        "machines": view.params.machines,
+        "machineClicks": {"count": view.left_out.clicks, "reasons": view.left_out.reasons},
     }
 
 
@@ -339,6 +351,9 @@ def clicks(campaign_id: int) -> Response:
                     "client": row.client,
                     "userAgent": row.user_agent,
                     "ipPrefix": row.ip_prefix,
+                    "label": row.label,
+                    "reasons": row.reasons,
+                    "certainty": row.certainty,
                 }
                 for row in page.rows
             ],

@@ -122,7 +122,7 @@ def _pages(count: int, per_page: int) -> int:
 
 # The heatmap's query arguments, carried from the heatmap to the drill-down and back. Only
 # these pass through: anything else could collide with url_for's own (``_external``...).
-VIEW_KEYS = ("metric", "variant", "part", "period", "start", "end", "device", "sort")
+VIEW_KEYS = ("metric", "variant", "part", "period", "start", "end", "device", "sort", "machines")
 
 
 def _view_query(args: Mapping[str, str]) -> dict[str, str]:
@@ -362,7 +362,16 @@ def _export_filename(campaign: Campaign, placement: Placement) -> str:
     return f"clickmap-{campaign.id}-{slug}-link-{placement.part}-{placement.position}-clicks.csv"
 
 
-CSV_COLUMNS = ("recipient", "clicked_at", "device", "client", "method", "user_agent")
+CSV_COLUMNS = (
+    "recipient",
+    "clicked_at",
+    "device",
+    "client",
+    "method",
+    "user_agent",
+    "label",
+    "reasons",
+)
 
 
 @bp.get("/campaigns/<id:campaign_id>/links/<id:placement_id>/clicks.csv")
@@ -388,6 +397,8 @@ def clicks_csv(campaign_id: int, placement_id: int) -> Response:
                         csv_cell(row.client),
                         csv_cell(row.method),
                         csv_cell(row.user_agent),
+                        row.label,
+                        " ".join(row.reasons),
                     ]
                 )
                 if number % 500 == 0:

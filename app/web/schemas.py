@@ -11,10 +11,18 @@ schema-driven fuzzing check every answer against them.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 from app.vocabulary import DEVICES, PARTS
 
@@ -35,10 +43,22 @@ def _iso_date(value: object) -> object:
 
 
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+
+
+def _in_utc(value: datetime) -> datetime:
+    """An instant in UTC, within the years reports know (2000 to 2999), so that moving
+    it to UTC can never leave the calendar (0001-01-01T00:00+14:00 would)."""
+    if not 2000 <= value.year <= 2999:
+        raise ValueError("expected a time between the years 2000 and 2999")
+    return value.astimezone(UTC)
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 Part = Literal["html", "amp"]
 Device = Literal["desktop", "mobile", "tablet", "other"]
 Metric = Literal["total", "unique", "rate", "share"]
 Period = Literal["all", "24h", "7d", "30d", "90d"]
+Machines = Literal["exclude", "include"]
 assert set(Part.__args__) == set(PARTS) and set(Device.__args__) == set(DEVICES)  # type: ignore[attr-defined]
 
 
@@ -82,6 +102,13 @@ class PersonalizeIn(Body):
 class DeliveriesIn(Body):
     variant: VariantName
     recipients: list[RecipientId] = Field(min_length=1, max_length=10_000)
+    delivered_at: Instant | None = Field(
+        default=None,
+        alias="deliveredAt",
+        strict=False,  # JSON has no datetime type: an ISO 8601 string is the only form
+        description="When the email reached them (ISO 8601 with an offset); default now. "
+        "The machine-click rules judge a click's timing against it.",
+    )
 
 
 class HeatmapQuery(Query):
@@ -98,6 +125,11 @@ class HeatmapQuery(Query):
         default=None, alias="endDate", description="Last day, inclusive (UTC, ISO 8601)."
     )
     device: Device | None = None
+    machines: Machines = Field(
+        default="exclude",
+        description="Clicks labelled machine (security scanners, link previewers): left out "
+        "of every figure by default; include them to count every click.",
+    )
 
 
 class ReportQuery(HeatmapQuery):
@@ -216,6 +248,16 @@ class HeatmapEntry(BaseModel):
     tier: Literal["red", "orange", "yellow", "green", "blue", "gray"]
 
 
+class MachineClicks(BaseModel):
+    count: int = Field(
+        description="Clicks labelled machine in this window (whether or not counted above)."
+    )
+    reasons: dict[str, int] = Field(
+        description="Machine clicks per rule that caught them, most first; a click caught by "
+        "two rules counts under both."
+    )
+
+
 class Window(BaseModel):
     campaign: int
     name: str
@@ -226,6 +268,8 @@ class Window(BaseModel):
     startDate: datetime | None = Field(description="Inclusive, UTC; null: since the start.")
     endDate: datetime | None = Field(description="Exclusive, UTC; null: until now.")
     device: Device | None
+    machines: Machines
+    machineClicks: MachineClicks
 
 
 class HeatmapOut(Window):
@@ -271,6 +315,9 @@ class ClickOut(BaseModel):
     client: str | None
     userAgent: str
     ipPrefix: str | None
+    label: Literal["human", "machine"]
+    reasons: list[str] = Field(description="The rules that labelled it machine; empty for human.")
+    certainty: Literal["certain", "likely"] | None
 
 
 class ClicksOut(Window):

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from app.accounts import create_user
 from app.ingest import campaigns
 from app.ingest.links import LinkRules
-from app.models import Placement, PlacementStats, Variant
+from app.models import MachineReasons, PartStats, Placement, PlacementStats, Variant
 from app.ops import demo
 from app.reports.heatmap import TIER_COLORS, tier_for
 from tests.factories import recording_server, serving
@@ -150,11 +150,22 @@ def rgb(hex_color: str) -> str:
 
 
 def expected_badges(
-    session: Session, campaign_id: int, variant: str, part: str, metric: str
+    session: Session,
+    campaign_id: int,
+    variant: str,
+    part: str,
+    metric: str,
+    machines: str = "exclude",
 ) -> dict[int, tuple[str, str]]:
-    """position -> (tier color, badge text), from the aggregate tables directly."""
+    """position -> (tier color, badge text), from the aggregate tables directly: their
+    human columns unless machine clicks are included."""
+    counted = (
+        (PlacementStats.human_total, PlacementStats.human_unique)
+        if machines == "exclude"
+        else (PlacementStats.total, PlacementStats.unique)
+    )
     rows = session.execute(
-        select(Placement.position, PlacementStats.total, PlacementStats.unique)
+        select(Placement.position, *counted)
         .join(Variant, Variant.id == Placement.variant_id)
         .outerjoin(PlacementStats, PlacementStats.placement_id == Placement.id)
         .where(Variant.campaign_id == campaign_id, Variant.name == variant,
@@ -202,18 +213,19 @@ def test_heatmap_colors_and_numbers_follow_the_view(
     log_in(page, live)
     page.goto(f"{live.url}/campaigns/{live.campaign_id}")
     steps = [
-        (None, None, "A", "html", "total"),
-        ("metric", "unique", "A", "html", "unique"),
-        ("variant", "B", "B", "html", "unique"),
-        ("part", "amp", "B", "amp", "unique"),
-        ("metric", "total", "B", "amp", "total"),
+        (None, None, "A", "html", "total", "exclude"),
+        ("metric", "unique", "A", "html", "unique", "exclude"),
+        ("variant", "B", "B", "html", "unique", "exclude"),
+        ("part", "amp", "B", "amp", "unique", "exclude"),
+        ("metric", "total", "B", "amp", "total", "exclude"),
+        ("machines", "include", "B", "amp", "total", "include"),
     ]
     tiers_seen: set[str] = set()
-    for control, value, variant, part, metric in steps:
+    for control, value, variant, part, metric, machines in steps:
         if control is not None and value is not None:
             switch(page, control, value)
         assert f"variant={variant}" in page.url or variant == "A"
-        expected = expected_badges(session, live.campaign_id, variant, part, metric)
+        expected = expected_badges(session, live.campaign_id, variant, part, metric, machines)
         assert read_badges(page) == expected, (variant, part, metric)
         tiers_seen |= {color for color, _label in expected.values()}
         table = read_table(page)
@@ -222,6 +234,44 @@ def test_heatmap_colors_and_numbers_follow_the_view(
         for position, (_color, label) in expected.items():
             assert table[position][column] == label
     assert len(tiers_seen) >= 5
+
+
+def test_the_demo_opens_on_people_and_says_what_machines_were_left_out(
+    live: Live, page: Any, session: Session
+) -> None:
+    """The demo seeds scanner sweeps, HEAD probes and link previews: the heatmap counts
+    people by default, and its panel gives the machine clicks it left out, by reason,
+    matching the database; including them brings the page's total up to every click."""
+    log_in(page, live)
+    page.goto(f"{live.url}/campaigns/{live.campaign_id}")
+    variant = session.scalars(
+        select(Variant).where(Variant.campaign_id == live.campaign_id, Variant.name == "A")
+    ).one()
+    part = session.get(PartStats, (live.campaign_id, variant.id, "html"))
+    assert part is not None and part.total > part.human_total > 0
+    figures = page.locator(".summary .figure dd").all_inner_texts()
+    assert figures[1] == f"{part.human_total:,}"
+    panel = page.locator("[data-machines]")
+    machine = part.total - part.human_total
+    assert f"{machine:,} clicks left out as machine" in panel.locator("h2").inner_text()
+    reasons = dict(
+        session.execute(
+            select(MachineReasons.reason, MachineReasons.clicks).where(
+                MachineReasons.variant_id == variant.id, MachineReasons.part == "html"
+            )
+        ).all()
+    )
+    shown = {
+        item.get_attribute("data-reason"): item.locator("strong").inner_text()
+        for item in panel.locator("li").all()
+    }
+    assert shown == {reason: f"{n:,}" for reason, n in reasons.items() if n}
+    assert {"sweep", "head", "scanner_ua"} <= set(shown)
+    with page.expect_navigation():
+        panel.get_by_role("link", name="Include machine clicks").click()
+    assert "machines=include" in page.url
+    assert page.locator(".summary .figure dd").all_inner_texts()[1] == f"{part.total:,}"
+    assert "labelled machine" in page.locator("[data-machines] h2").inner_text()
 
 
 def test_scripts_in_the_email_never_run(live: Live, page: Any) -> None:

@@ -54,7 +54,7 @@ def seeded(session: Session) -> tuple[Campaign, Campaign]:
 def test_a_rebuild_restores_exactly_what_the_writer_kept(
     session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(rebuild, "BATCH", 7)  # many batches, split inside an hour
+    monkeypatch.setattr(rebuild, "RECIPIENTS_PER_PAGE", 3)  # many pages, split inside an hour
     first, second = seeded(session)
     kept, other = aggregates(session, first.id), aggregates(session, second.id)
     # Wrong in every way an aggregate can be: rows gone, counts off.

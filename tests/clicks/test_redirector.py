@@ -72,7 +72,7 @@ def test_the_spooled_record_follows_record_fields(
     monkeypatch.setattr(tracking.Tracker, "submit", lambda self, record: spooled.append(record))
     response = app.test_client().get(
         f"/c/{sent.token(0, recipient=1)}",
-        headers={"User-Agent": IPHONE},
+        headers={"User-Agent": IPHONE, "Sec-Purpose": "prefetch"},
         environ_base={"REMOTE_ADDR": "203.0.113.77"},
     )
     assert response.status_code == 302
@@ -90,6 +90,7 @@ def test_the_spooled_record_follows_record_fields(
         "method": "GET",
         "user_agent": IPHONE,
         "ip_prefix": "203.0.113.0/24",
+        "purpose": "prefetch",
     }
     assert abs(fields["clicked_at"] - datetime.now(UTC).timestamp()) < 60
     event = ClickEvent.from_record(record)

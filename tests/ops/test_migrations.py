@@ -1,7 +1,8 @@
 """The migrations on a fresh database of each kind: the report aggregates added by 0002 are
 backfilled from clicks stored before it, and the click writer carries on exactly from there;
 0003 drops the foreign keys of ``click`` and keeps its rows; 0004 adds ``login_attempt``;
-0005 computes each tracked placement's ``location``; 0006 gives users a session version.
+0005 computes each tracked placement's ``location``; 0006 gives users a session version;
+0007 labels clicks and keeps human figures beside every aggregate.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.clicks.recording import ClickEvent, record_clicks
 from app.db import make_engine
-from app.models import CampaignStats, PartHourly, PartStats, UTCDateTime
+from app.models import CampaignStats, Click, PartHourly, PartStats, UTCDateTime
 from app.ops.migrate import alembic_config, current, upgrade
 from tests.factories import DESKTOP, part_and_campaign_aggregates
 from tests.pgserver import PgServer
@@ -234,9 +235,15 @@ def test_click_loses_its_foreign_keys_and_keeps_its_rows(fresh: Engine) -> None:
         ("placement_id", "placement", "CASCADE"),
         ("recipient_id", "recipient", "CASCADE"),
     }
-    with Session(fresh) as session:
-        assert record_clicks(session, [_click(2, 1, "html", 8, T0 + timedelta(days=1))]) == 1
-        session.commit()
+    with fresh.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO click (click_id, clicked_at, campaign_id, variant_id, part, "
+                "placement_id, recipient_id, method, user_agent, device) VALUES ('later', "
+                ":at, 1, 1, 'html', 2, 8, 'GET', '', 'other')"
+            ).bindparams(bindparam("at", type_=UTCDateTime())),
+            {"at": T0 + timedelta(days=1)},
+        )
     assert _click_count(fresh) == 61
 
     # A click whose placement is gone (no cascade removes it any more) is deleted by the
@@ -363,3 +370,34 @@ def test_users_get_a_session_version_at_upgrade(fresh: Engine) -> None:
     assert "session_version" not in {c["name"] for c in inspect(fresh).get_columns("user_account")}
     with fresh.connect() as conn:
         assert conn.execute(text("SELECT username FROM user_account")).scalars().all() == ["ana"]
+
+
+def test_stored_clicks_start_human_and_every_human_figure_equals_the_total(
+    fresh: Engine,
+) -> None:
+    """0007: clicks stored before it were never judged, so they start human and reports
+    read exactly as before; the writer labels from there, and downgrading drops it all."""
+    upgrade(fresh, "0001")
+    _store_clicks_the_old_way(fresh)
+    upgrade(fresh, "0006")
+    upgrade(fresh)
+    with Session(fresh) as session:
+        assert set(session.scalars(select(Click.label).distinct())) == {"human"}
+        stats = session.get(CampaignStats, 1)
+        assert stats is not None and (stats.human_total, stats.human_unique) == (48, 7)
+        for table, counter, human in (
+            ("placement_recipient", "clicks", "human_clicks"),
+            ("placement_stats", '"unique"', "human_unique"),
+            ("part_stats", "total", "human_total"),
+            ("part_stats", '"unique"', "human_unique"),
+            ("click_hourly", "total", "human_total"),
+            ("part_hourly", "total", "human_total"),
+        ):
+            unequal = f"SELECT count(*) FROM {table} WHERE {counter} <> {human}"
+            assert session.scalar(text(unequal)) == 0, table
+    cfg = alembic_config(fresh)
+    with fresh.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0006")
+    assert "label" not in {c["name"] for c in inspect(fresh).get_columns("click")}
+    assert "machine_reasons" not in inspect(fresh).get_table_names()

@@ -490,7 +490,8 @@ def clicked(app: Flask, client: FlaskClient, auth: dict[str, str]) -> dict[str, 
         json={"variant": "A", "recipients": ["r1", "r2"]},
         headers=auth,
     )
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    # After the deliveries just recorded: a click before its delivery is a machine's.
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=1)
     with app.extensions["clickmap.sessionmaker"]() as s:
         links = s.scalars(
             select(Placement)
@@ -553,6 +554,107 @@ def test_raw_clicks_page_by_cursor(
     assert (first["recipient"], first["variant"], first["part"]) == ("r1", "A", "html")
     bad = client.get(url + "&cursor=not-a-cursor", headers=auth)
     assert (bad.status_code, bad.json["error"]["code"]) == (400, "invalid_cursor")
+
+
+def test_machine_clicks_are_left_out_unless_included(
+    app: Flask, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    """A person's click, a HEAD probe and a link preview: the figures count the person, the
+    window says what was left out and why, and ``machines=include`` counts all three."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.clicks.recording import record_clicks
+    from tests.factories import click_event
+
+    cid = _create(client, auth).json["id"]
+    client.post(
+        f"/api/v1/campaigns/{cid}/deliveries",
+        json={"variant": "A", "recipients": ["r1", "r2", "r3"]},
+        headers=auth,
+    )
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        links = s.scalars(
+            select(Placement)
+            .where(Placement.campaign_id == cid, Placement.part == "html", Placement.tracked)
+            .order_by(Placement.position)
+        ).all()
+        ids = ensure(s, ["r1", "r2", "r3"])
+        record_clicks(
+            s,
+            [
+                click_event(links[0], ids["r1"], later),
+                click_event(links[0], ids["r2"], later, method="HEAD"),
+                click_event(links[1], ids["r3"], later, user_agent="Slackbot 1.0"),
+            ],
+        )
+        s.commit()
+    url = f"/api/v1/campaigns/{cid}/heatmap"
+    people = client.get(url, headers=auth).json
+    assert (people["totalClicks"], people["uniqueClickers"], people["machines"]) == (
+        1,
+        1,
+        "exclude",
+    )
+    assert people["machineClicks"] == {"count": 2, "reasons": {"head": 1, "scanner_ua": 1}}
+    assert [e["count"] for e in people["clicks"]] == [1, 0]
+    everyone = client.get(url + "?machines=include", headers=auth).json
+    assert (everyone["totalClicks"], everyone["uniqueClickers"]) == (3, 3)
+    assert everyone["machineClicks"]["count"] == 2
+    listed = client.get(url + "/clicks?machines=include", headers=auth).json["clicks"]
+    assert sorted((c["label"], tuple(c["reasons"]), c["certainty"]) for c in listed) == [
+        ("human", (), None),
+        ("machine", ("head",), "certain"),
+        ("machine", ("scanner_ua",), "certain"),
+    ]
+    assert [c["label"] for c in client.get(url + "/clicks", headers=auth).json["clicks"]] == [
+        "human"
+    ]
+    bad = client.get(url + "?machines=maybe", headers=auth)
+    assert (bad.status_code, bad.json["error"]["code"]) == (422, "validation_failed")
+
+
+def test_a_delivery_reported_late_relabels_the_clicks_before_it(
+    app: Flask, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    """A click stored before its delivery was known is human; the delivery, reported
+    afterwards with a later ``deliveredAt``, makes it a machine (a gateway scans before it
+    delivers), and the figures follow at once. A time that cannot be a delivery is 422."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.clicks.recording import record_clicks
+    from tests.factories import click_event
+
+    cid = _create(client, auth).json["id"]
+    scanned = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        link = s.scalars(
+            select(Placement).where(Placement.campaign_id == cid, Placement.tracked)
+        ).first()
+        assert link is not None
+        record_clicks(s, [click_event(link, ensure(s, ["r1"])["r1"], scanned)])
+        s.commit()
+    url = f"/api/v1/campaigns/{cid}/heatmap"
+    assert client.get(url, headers=auth).json["totalClicks"] == 1
+    delivered = (scanned + timedelta(minutes=2)).isoformat()
+    response = client.post(
+        f"/api/v1/campaigns/{cid}/deliveries",
+        json={"variant": "A", "recipients": ["r1"], "deliveredAt": delivered},
+        headers=auth,
+    )
+    assert response.status_code == 200
+    body = client.get(url, headers=auth).json
+    assert (body["totalClicks"], body["machineClicks"]) == (
+        0,
+        {"count": 1, "reasons": {"before_delivery": 1}},
+    )
+    for bad in ("0001-01-01T00:00:00+14:00", "2026-05-04T09:00:00"):
+        refused = client.post(
+            f"/api/v1/campaigns/{cid}/deliveries",
+            json={"variant": "A", "recipients": ["r2"], "deliveredAt": bad},
+            headers=auth,
+        )
+        assert refused.status_code == 422, bad
 
 
 def test_guessing_tokens_is_throttled_per_network(

@@ -29,7 +29,15 @@ from app.ingest.campaigns import (
 from app.models import Placement
 from app.reports import fetcher as fetching
 from app.web import dashboard
-from tests.factories import AuthActions, Recorder, add_user, csrf_from, log_in, recording_server
+from tests.factories import (
+    AuthActions,
+    Recorder,
+    add_user,
+    click_event,
+    csrf_from,
+    log_in,
+    recording_server,
+)
 
 HTML = """<!doctype html>
 <html><head><title>Spring</title></head><body>
@@ -64,7 +72,9 @@ def seed(app: Flask, name: str = "Spring sale", clicks: bool = True) -> Seeded:
             max_part_bytes=app.config["MAX_PART_BYTES"],
         )
         campaign = created.campaign
-        record_deliveries(s, campaign, "A", RECIPIENTS)
+        start = datetime.now(UTC) - timedelta(hours=3)
+        # Delivered before the clicks: a click before its delivery is a machine's.
+        record_deliveries(s, campaign, "A", RECIPIENTS, delivered_at=start - timedelta(hours=1))
         tracked = s.scalars(
             select(Placement)
             .where(Placement.campaign_id == campaign.id, Placement.tracked.is_(True))
@@ -72,7 +82,6 @@ def seed(app: Flask, name: str = "Spring sale", clicks: bool = True) -> Seeded:
         ).all()
         sale, blog, _careers = tracked
         ids = ensure_recipients(s, RECIPIENTS)
-        start = datetime.now(UTC) - timedelta(hours=3)
         plan = [
             (blog, RECIPIENTS[0], "-evil agent"),
             (blog, RECIPIENTS[0], "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0"),
@@ -179,14 +188,21 @@ def test_csrf_token_may_come_in_a_header(user_client: FlaskClient) -> None:
 
 def test_campaign_list_shows_figures(app: Flask, user_client: FlaskClient) -> None:
     seeded = seed(app)
+    with app.extensions["clickmap.sessionmaker"]() as s:  # and a link checker's HEAD
+        link = s.get(Placement, seeded.placements[0])
+        assert link is not None
+        probe = click_event(link, ensure_recipients(s, RECIPIENTS[:1])[RECIPIENTS[0]],
+                            datetime.now(UTC), method="HEAD")  # fmt: skip
+        record_clicks(s, [probe])
+        s.commit()
     page = soup_of(user_client.get("/campaigns"))
     rows = page.select("table.campaigns tbody tr")
     assert len(rows) == 1
     name, created, *figures = cells(rows[0])
     assert name == "Spring sale"
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", created)
-    # delivered, clicks, unique clickers (any link), click rate
-    assert figures == ["10", "7", "4", "40.0%"]
+    # delivered, clicks, unique clickers (any link), click rate: people's; machines left out
+    assert figures == ["10", "7", "4", "40.0%", "1"]
     link = rows[0].find("a")
     assert link is not None
     assert link["href"] == f"/campaigns/{seeded.campaign_id}"
@@ -422,7 +438,17 @@ def test_clicks_csv_is_streamed_and_formula_safe(app: Flask, user_client: FlaskC
     expected = r'attachment; filename="clickmap-\d+-spring-sale-x-link-html-\d+-clicks\.csv"'
     assert re.fullmatch(expected, disposition)
     table = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
-    assert table[0] == ["recipient", "clicked_at", "device", "client", "method", "user_agent"]
+    assert table[0] == [
+        "recipient",
+        "clicked_at",
+        "device",
+        "client",
+        "method",
+        "user_agent",
+        "label",
+        "reasons",
+    ]
+    assert {row[6] for row in table[1:]} == {"human"}
     assert len(table) == 6
     recipients = [row[0] for row in table[1:]]
     assert recipients == [
