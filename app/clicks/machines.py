@@ -42,6 +42,7 @@ BEFORE_DELIVERY = "before_delivery"
 TOO_SOON = "too_soon"
 SWEEP = "sweep"
 HONEYPOT = "honeypot"
+ECHO = "echo"
 REASONS: tuple[str, ...] = (
     HEAD,
     PREFETCH,
@@ -51,6 +52,7 @@ REASONS: tuple[str, ...] = (
     TOO_SOON,
     SWEEP,
     HONEYPOT,
+    ECHO,
 )
 
 NetworkAddress = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -129,6 +131,9 @@ class Thresholds:
     sweep_share: float = 0.8
     # ... and at least this many of them (an email with fewer links is never swept).
     sweep_min_links: int = 3
+    # ``echo``: a second request for a link the recipient just followed, this soon and from
+    # another user agent, is the gateway checking it at the click (12 s seen). 0: off.
+    echo_seconds: float = 30.0
 
 
 DEFAULT_THRESHOLDS = Thresholds()
@@ -434,6 +439,55 @@ def honeypot(
     return findings
 
 
+def _navigation(facts: ClickFacts) -> bool:
+    """A request that follows the link (not a HEAD probe, not a prefetch)."""
+    return head(facts) is None and prefetch(facts) is None
+
+
+def echo(
+    clicks: Sequence[ClickFacts],
+    human: Sequence[bool],
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> list[Finding | None]:
+    """The clicks on one email (any order, any recipients) and whether the other rules
+    left each human: per click, an ``echo`` finding or None.
+
+    A navigation is an echo when the same recipient followed the same link, at most
+    ``echo_seconds`` earlier, from another user agent, and that earlier click was judged
+    human. That is a gateway which rewrote the link checking the target when the person
+    clicks (Mimecast URL Protect "checks at click time":
+    https://mimecastsupport.zendesk.com/hc/en-us/articles/34000676323603; a second click 12 s
+    after a person's, from another address and system:
+    https://github.com/resend/resend-node/issues/901). A person following a link again
+    within seconds does it from the same browser. Likely. Which of the two requests is the
+    gateway's cannot be told; the later is labelled, so the link counts the person's click
+    and the person once either way. An earlier machine click (a sweep at delivery) never
+    makes a fast person's click an echo.
+    """
+    findings: list[Finding | None] = [None] * len(clicks)
+    if thresholds.echo_seconds <= 0:
+        return findings
+    window = timedelta(seconds=thresholds.echo_seconds)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, facts in enumerate(clicks):
+        if human[i] and _navigation(facts):
+            groups.setdefault((facts.recipient_id, facts.placement_id), []).append(i)
+    for members in groups.values():
+        members.sort(key=lambda i: clicks[i].clicked_at)
+        kept: list[int] = []  # the human navigations so far
+        for j in members:
+            later = clicks[j]
+            if any(
+                clicks[i].user_agent != later.user_agent
+                and later.clicked_at - clicks[i].clicked_at <= window
+                for i in kept
+            ):
+                findings[j] = Finding(ECHO, "likely")
+            else:
+                kept.append(j)
+    return findings
+
+
 # --- combining ------------------------------------------------------------------------------
 
 
@@ -501,18 +555,21 @@ def classify_email(
 ) -> list[Verdict]:
     """Verdicts for the clicks on one email (any order, any recipients; the result follows
     ``clicks``): the sequence rules run over each recipient's clicks, then ``classify`` per
-    click.
+    click, then ``echo`` over the clicks still human.
     ``link_count`` is the email's tracked links, the honeypot excluded."""
     swept = sweep(clicks, link_count, thresholds)
     trapped = honeypot(clicks, thresholds)
-    return [
-        classify(
-            facts,
-            Context(
-                thresholds,
-                networks,
-                tuple(f for f in (swept[i], trapped[i]) if f is not None),
-            ),
-        )
+    sequence = [
+        tuple(f for f in (swept[i], trapped[i]) if f is not None) for i in range(len(clicks))
+    ]
+    verdicts = [
+        classify(facts, Context(thresholds, networks, sequence[i]))
         for i, facts in enumerate(clicks)
     ]
+    echoes = echo(clicks, [v.label == "human" for v in verdicts], thresholds)
+    for i, finding in enumerate(echoes):
+        if finding is not None:
+            verdicts[i] = classify(
+                clicks[i], Context(thresholds, networks, (*sequence[i], finding))
+            )
+    return verdicts

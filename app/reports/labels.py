@@ -48,6 +48,7 @@ REASON_LABELS = {
     "too_soon": "Within a second of delivery",
     "sweep": "Sweeps of most links in seconds",
     "honeypot": "The hidden honeypot link",
+    "echo": "Gateway checks at the click",
 }
 
 

@@ -455,6 +455,62 @@ def test_a_honeypot_click_alone_is_a_machine() -> None:
     assert classify_email([trap], link_count=4) == [Verdict("machine", ("honeypot",), "certain")]
 
 
+# --- echo -----------------------------------------------------------------------------------
+
+CHROME_ON_WINDOWS = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36"
+)
+
+
+def test_a_gateway_checking_the_link_at_the_click_is_an_echo() -> None:
+    """The person follows a link; 12 s later the same link is fetched again for the same
+    recipient, from another system: the gateway's check. The person stays human."""
+    person = click(3600, placement_id=2)
+    check = click(3612, placement_id=2, user_agent=CHROME_ON_WINDOWS, ip_prefix="198.51.100.0/24")
+    assert classify_email([check, person], link_count=6) == [
+        Verdict("machine", ("echo",), "likely"),
+        machines.HUMAN,
+    ]
+
+
+def test_people_following_a_link_again_are_not_echoes() -> None:
+    """The same browser again within seconds (a double click, a reload), another browser
+    minutes later, another link at once from another device: all people."""
+    first = click(3600, placement_id=2)
+    again = click(3603, placement_id=2)
+    desktop_later = click(3600 + 300, placement_id=2, user_agent=CHROME_ON_WINDOWS)
+    other_link = click(3605, placement_id=3, user_agent=CHROME_ON_WINDOWS)
+    clicks = [first, again, desktop_later, other_link]
+    assert labels(classify_email(clicks, link_count=6)) == ["human"] * 4
+
+
+def test_outlooks_probe_then_the_browser_is_no_echo() -> None:
+    """Office's HEAD probe is the machine; the browser's GET right after it is the person."""
+    probe = click(3600, method="HEAD", user_agent="Microsoft Office Existence Discovery")
+    person = click(3600.4)
+    assert labels(classify_email([probe, person], link_count=6)) == ["machine", "human"]
+
+
+def test_a_fast_person_after_a_sweep_is_no_echo() -> None:
+    """A sweep at delivery, then the person, 10 s later, on one of the swept links from
+    another browser: the earlier click was a machine's, so the person's is no echo."""
+    scan = [
+        click(1.5 + 0.3 * i, placement_id=i + 1, user_agent=CHROME_ON_WINDOWS) for i in range(5)
+    ]
+    person = click(12, placement_id=2)
+    assert labels(classify_email([*scan, person], link_count=5)) == ["machine"] * 5 + ["human"]
+
+
+def test_echo_is_a_setting() -> None:
+    person = click(3600, placement_id=2)
+    check = click(3612, placement_id=2, user_agent=CHROME_ON_WINDOWS)
+    off = Thresholds(echo_seconds=0)
+    assert labels(classify_email([person, check], link_count=6, thresholds=off)) == ["human"] * 2
+    short = Thresholds(echo_seconds=10)
+    assert labels(classify_email([person, check], link_count=6, thresholds=short)) == ["human"] * 2
+
+
 # --- combining ------------------------------------------------------------------------------
 
 
