@@ -731,9 +731,15 @@ def test_a_disagreement_between_the_readers_never_splices_blindly(
     real = rewriting._scan_raw
 
     def forgetful(
-        text: str, start: int, end: int, part: Part, inside: bool, out: list[rewriting._RawTag]
+        text: str,
+        start: int,
+        end: int,
+        part: Part,
+        inside: bool,
+        out: list[rewriting._RawTag],
+        marks: dict[str, int] | None = None,
     ) -> None:
-        real(text, start, end, part, inside, out)
+        real(text, start, end, part, inside, out, marks)
         if not inside:
             del out[1]
 
