@@ -40,7 +40,7 @@ from app.models import (
     Placement,
     PlacementStats,
 )
-from app.vocabulary import DEVICES
+from app.vocabulary import DEVICES, HONEYPOT
 
 # Up to this span the time series uses hourly buckets; beyond it, daily ones (UTC days).
 HOURLY_SPAN = timedelta(hours=72)  # longer spans are charted per day,
@@ -96,8 +96,14 @@ class ClickFilter:
         return self.since is None and self.until is None and self.device is None
 
 
+# The placements reports show: every link of the sender's, but not the hidden honeypot link
+# ingest adds (docs/machine-clicks.md), which only machines click. Every report query that
+# lists placements or their raw clicks applies this one condition.
+REPORTED: ColumnElement[bool] = Placement.kind != HONEYPOT
+
+
 def _placement_ids(where: ClickFilter, tracked_only: bool = False) -> Select[int]:
-    query = select(Placement.id).where(Placement.campaign_id == where.campaign_id)
+    query = select(Placement.id).where(Placement.campaign_id == where.campaign_id, REPORTED)
     if where.variant_id is not None:
         query = query.where(Placement.variant_id == where.variant_id)
     if where.part is not None:
