@@ -19,6 +19,7 @@ from app.ingest.campaigns import (
 from app.ingest.rewriting import LinkRules
 from app.models import Placement, Recipient
 from app.tokens import TokenCodec
+from app.vocabulary import HONEYPOT
 
 AMP_HEAD = (
     '<!doctype html><html ⚡4email data-css-strict><head><meta charset="utf-8">'
@@ -69,7 +70,7 @@ def test_do_not_track_and_opt_out_rules_apply(session: Session) -> None:
         rules=LinkRules(do_not_track=("example.org",)),
         max_part_bytes=5_000_000,
     )
-    reasons = [p.skip_reason for p in created.campaign.variants[0].placements]
+    reasons = [p.skip_reason for p in created.campaign.variants[0].placements if p.kind != HONEYPOT]
     assert reasons == ["do_not_track", "opt_out", None]
 
 
@@ -99,8 +100,12 @@ def test_personalized_tokens_point_at_their_placements(session: Session) -> None
     [email] = list(engine.personalize(session, variant, ["r-1"]))
     tokens = re.findall(r"https://t\.example\.com/c/([\w.-]+)", email["html"])
     positions = [codec.decode(t).position for t in tokens]
-    assert positions == [0, 1, 2, 3, 4]
+    # The hidden honeypot link comes first in the email, at the position after the last link.
+    assert positions == [5, 0, 1, 2, 3, 4]
     placements = session.scalars(
         select(Placement).where(Placement.variant_id == variant.id).order_by(Placement.position)
     ).all()
-    assert [p.destination for p in placements] == [f"https://example.com/{i}" for i in range(5)]
+    assert [(p.kind, p.destination) for p in placements] == [
+        *(("a", f"https://example.com/{i}") for i in range(5)),
+        ("honeypot", "https://example.com/0"),
+    ]

@@ -14,8 +14,10 @@ from sqlalchemy.orm import Session
 
 from app.accounts import create_api_token
 from app.ingest.campaigns import ensure_recipients as ensure
+from app.ingest.rewriting import HONEYPOT_AFTER, HONEYPOT_BEFORE
 from app.models import ApiToken, Campaign, Delivery, Placement, Recipient
 from app.tokens import token_codec
+from app.vocabulary import HONEYPOT
 from tests.factories import empty_tables, make_app
 
 HTML = """<!DOCTYPE html>
@@ -78,19 +80,23 @@ def test_personalize_rewrites_only_tracked_links(
     assert response.status_code == 200
     emails = response.json["emails"]
     assert [e["recipient"] for e in emails] == ["alice@example.com", "bob@example.com"]
+    # The two tracked links, after the hidden honeypot link that opens the body.
     urls = re.findall(r"https://t\.example\.com/c/[\w.-]+", emails[0]["html"])
-    assert len(urls) == 2
+    assert len(urls) == 3
     assert "mailto:help@example.com" in emails[0]["html"]
     assert "{{unsubscribe_url}}" in emails[0]["html"]
     # Only the URLs differ between recipients and from the original.
     masked = re.sub(r"https://t\.example\.com/c/[\w.-]+", "URL", emails[0]["html"])
-    assert masked == HTML.replace("https://shop.example.com/sale?utm_x=1&amp;b=2#top", "URL")
+    honeypot = HONEYPOT_BEFORE + "URL" + HONEYPOT_AFTER
+    assert masked == HTML.replace(
+        "https://shop.example.com/sale?utm_x=1&amp;b=2#top", "URL"
+    ).replace("<body>", "<body>" + honeypot)
     assert emails[0]["html"] != emails[1]["html"]
     assert "alice" not in emails[0]["html"]
     assert re.findall(r"https://t\.example\.com/c/[\w.-]+", emails[0]["amp"])
     # Each token decodes to this recipient's placement.
     codec = token_codec(app)
-    decoded = codec.decode(urls[1].rsplit("/", 1)[1])
+    decoded = codec.decode(urls[2].rsplit("/", 1)[1])
     assert decoded.part == "html" and decoded.position == 3
 
 
@@ -495,6 +501,7 @@ def clicked(app: Flask, client: FlaskClient, auth: dict[str, str]) -> dict[str, 
         links = s.scalars(
             select(Placement)
             .where(Placement.campaign_id == cid, Placement.part == "html", Placement.tracked)
+            .where(Placement.kind != HONEYPOT)
             .order_by(Placement.position)
         ).all()
         ids = ensure(s, ["r1", "r2", "r3"])

@@ -28,6 +28,7 @@ from app.ingest.campaigns import (
 )
 from app.models import Placement
 from app.reports import fetcher as fetching
+from app.vocabulary import HONEYPOT
 from app.web import dashboard
 from tests.factories import AuthActions, Recorder, add_user, csrf_from, log_in, recording_server
 
@@ -68,6 +69,7 @@ def seed(app: Flask, name: str = "Spring sale", clicks: bool = True) -> Seeded:
         tracked = s.scalars(
             select(Placement)
             .where(Placement.campaign_id == campaign.id, Placement.tracked.is_(True))
+            .where(Placement.kind != HONEYPOT)
             .order_by(Placement.position)
         ).all()
         sale, blog, _careers = tracked
