@@ -529,6 +529,32 @@ def test_elements_rank_the_most_clicked_links(
     assert client.get(url + "?limit=51", headers=auth).status_code == 422
 
 
+def test_elements_never_list_the_honeypot_even_once_it_is_clicked(
+    app: Flask, client: FlaskClient, auth: dict[str, str], clicked: dict[str, Any]
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tests.factories import click
+
+    url = f"/api/v1/campaigns/{clicked['id']}/heatmap/elements?sort=position"
+    before = client.get(url, headers=auth).json["elements"]
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        [honeypot] = s.scalars(
+            select(Placement).where(Placement.campaign_id == clicked["id"])
+            .where(Placement.kind == HONEYPOT)
+        ).all()  # fmt: skip
+        for n in range(6):  # a burst, too
+            click(s, honeypot, ensure(s, ["r1"])["r1"], datetime.now(UTC) + timedelta(seconds=n))
+        s.commit()
+        honeypot_id = honeypot.id
+    after = client.get(url, headers=auth).json["elements"]
+    assert after == before
+    assert honeypot_id not in {e["element"]["placementId"] for e in after}
+    repeats = f"/api/v1/campaigns/{clicked['id']}/heatmap/repeat-clicks"
+    bursts = client.get(repeats, headers=auth).json["repeatClicks"]
+    assert [b["element"]["placementId"] for b in bursts] == [clicked["first"]]
+
+
 def test_repeat_clicks_find_the_burst(
     client: FlaskClient, auth: dict[str, str], clicked: dict[str, Any]
 ) -> None:

@@ -405,6 +405,19 @@ def test_drill_down_pages_through_clicks(
     assert [cells(row)[0] for row in last.select("table.clicks tbody tr")] == [RECIPIENTS[0]]
 
 
+def test_the_honeypot_has_no_drill_down(app: Flask, user_client: FlaskClient) -> None:
+    seeded = seed(app)
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        honeypot = s.scalars(
+            select(Placement.id).where(
+                Placement.campaign_id == seeded.campaign_id, Placement.kind == HONEYPOT
+            )
+        ).one()
+    url = f"/campaigns/{seeded.campaign_id}/links/{honeypot}"
+    assert user_client.get(url).status_code == 404
+    assert user_client.get(url + "/clicks.csv").status_code == 404
+
+
 def test_drill_down_ignores_url_for_specials(app: Flask, user_client: FlaskClient) -> None:
     seeded = seed(app)
     url = f"/campaigns/{seeded.campaign_id}/links/{seeded.placements[1]}"
