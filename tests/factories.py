@@ -53,6 +53,7 @@ from app.models import (
     PlacementStats,
 )
 from app.tokens import ClickToken, TokenCodec
+from app.vocabulary import HONEYPOT
 from tests.prerequisites import require_programs
 
 # -- apps -------------------------------------------------------------------------------------
@@ -304,7 +305,7 @@ def seed_campaign(session: Session, html: str, *, recipients: int = 40) -> Seede
     mapping = campaigns.ensure_recipients(session, ids)
     events: list[ClickEvent] = []
     links: dict[int, tuple[str, int, int]] = {}
-    tracked = [p for p in campaign.variants[0].placements if p.tracked]
+    tracked = [p for p in campaign.variants[0].placements if p.tracked and p.kind != HONEYPOT]
     for number, placement in enumerate(tracked, 1):
         clickers = [mapping[ids[i % recipients]] for i in range((number + 1) // 2)]
         for i in range(number):

@@ -39,6 +39,7 @@ from app.clicks.machines import (
 )
 from app.clicks.statements import memo, table_of
 from app.models import Click, Delivery, Placement
+from app.vocabulary import HONEYPOT
 
 # The click columns judging and the figures need, as dict keys of a click row.
 COLUMNS = (
@@ -59,7 +60,7 @@ COLUMNS = (
     Click.reasons,
     Click.certainty,
 )
-HONEYPOT_KIND = "honeypot"
+
 _CHUNK = 900  # ids per IN list: below every SQLite build's bound-parameter limit
 
 Figures = Counter[tuple[Any, ...]]
@@ -194,7 +195,7 @@ class EmailFacts:
         self.honeypots: set[int] = set()
         self.delivered_at: dict[tuple[int, int], datetime] = {}
         for chunk in _chunks(variants):
-            honeypot = Placement.kind == HONEYPOT_KIND
+            honeypot = Placement.kind == HONEYPOT
             for variant, part, links in connection.execute(
                 select(
                     Placement.variant_id,

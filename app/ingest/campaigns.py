@@ -19,11 +19,19 @@ from sqlalchemy.orm import Session
 
 from app.errors import NotFound, TooLarge, Unprocessable
 from app.ingest.links import skip_message
-from app.ingest.rewriting import CompiledPart, LinkRules, NotHTMLError, check_html, scan
+from app.ingest.rewriting import (
+    HONEYPOT_AFTER,
+    HONEYPOT_BEFORE,
+    CompiledPart,
+    LinkRules,
+    NotHTMLError,
+    check_html,
+    scan,
+)
 from app.models import Campaign, Delivery, Placement, Recipient, Variant, utcnow
 from app.tokens import MAX_POSITION, TokenCodec, token_codec
 from app.urls import UnsafeDestination, location_for
-from app.vocabulary import PARTS, Part
+from app.vocabulary import HONEYPOT, PARTS, Part
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -125,11 +133,41 @@ def create_campaign(
                         occurrences=link.occurrences,
                     )
                 )
+            if part == "html":
+                _add_honeypot(variant, campaign, len(result.links))
             if part == "amp":
                 warnings.extend(_amp_size_warning(v.name, text, result.compiled))
     session.add(campaign)
     session.flush()
     return CreatedCampaign(campaign, warnings)
+
+
+def _add_honeypot(variant: Variant, campaign: Campaign, position: int) -> None:
+    """Give the HTML part its hidden link (docs/machine-clicks.md), one past its last link.
+
+    It leads where the part's first tracked link leads: a scanner that follows it gets the
+    same 302 to a page of the sender's that it gets for that link, and the email names no
+    address the sender did not write. A part with no tracked link has no clicks to tell
+    apart and gets none, and neither does a part whose links use every token position.
+    """
+    first = next((p for p in variant.placements if p.part == "html" and p.tracked), None)
+    if first is None or position > MAX_POSITION:
+        return
+    variant.placements.append(
+        Placement(
+            campaign=campaign,
+            part="html",
+            position=position,
+            kind=HONEYPOT,
+            href="",
+            destination=first.destination,
+            location=first.location,
+            text="",
+            tracked=True,
+            skip_reason=None,
+            occurrences=1,
+        )
+    )
 
 
 def _location(destination: str | None, utm: Mapping[str, str] | None) -> str | None:
@@ -171,7 +209,8 @@ def get_variant(campaign: Campaign, name: str) -> Variant:
 
 
 def catalog(campaign: Campaign) -> dict[str, Any]:
-    """The campaign as the API and the CLI show it: every placement, tracked or skipped."""
+    """The campaign as the API and the CLI show it: every link of the sender's, tracked or
+    skipped (the hidden honeypot link is ours, not theirs, so it is not listed)."""
     return {
         "id": campaign.id,
         "name": campaign.name,
@@ -194,6 +233,7 @@ def catalog(campaign: Campaign) -> dict[str, Any]:
                         "skip_message": skip_message(p.skip_reason, p.href) or None,
                     }
                     for p in v.placements
+                    if p.kind != HONEYPOT
                 ],
             }
             for v in campaign.variants
@@ -318,7 +358,13 @@ class Personalizer:
             # Which links are tracked is what was stored at ingest, not what the rules say
             # today: a token is only ever minted for a placement the redirector will follow.
             tracked = {p.position for p in variant.placements if p.part == part and p.tracked}
-            template = scan(text, part, self.rules).compiled.keeping(tracked)
+            scanned = scan(text, part, self.rules)
+            template = scanned.compiled.keeping(tracked)
+            for honeypot in variant.placements:
+                if honeypot.part == part and honeypot.kind == HONEYPOT and honeypot.tracked:
+                    template = template.inserting(
+                        scanned.landing, HONEYPOT_BEFORE, honeypot.position, HONEYPOT_AFTER
+                    )
             parts[part] = (template, tuple(sorted(tracked.intersection(template.slots))))
         compiled = _CompiledVariant(variant.campaign_id, variant.id, parts)
         with self._lock:

@@ -38,6 +38,8 @@ from app.ingest.links import (
 from app.vocabulary import PARTS, Part
 
 __all__ = [
+    "HONEYPOT_AFTER",
+    "HONEYPOT_BEFORE",
     "SKIP_REASONS",
     "CompiledPart",
     "Link",
@@ -113,11 +115,57 @@ class CompiledPart:
                 chunks[-1] += self.originals[i] + self.chunks[i + 1]
         return CompiledPart(tuple(chunks), tuple(slots), tuple(originals))
 
+    def inserting(self, offset: int, before: str, slot: int, after: str) -> CompiledPart:
+        """This part with ``before``, a new slot and ``after`` added at ``offset`` of the
+        source text, which must not fall inside a slot's source text.
+
+        This is how the honeypot link goes in. The new slot has no source text to give
+        back, so ``keeping`` must come first."""
+        if self.slots and not self.originals:
+            raise ValueError("a part compiled without its source text cannot take insertions")
+        cursor = 0
+        for i, chunk in enumerate(self.chunks):
+            if cursor <= offset <= cursor + len(chunk):
+                cut = offset - cursor
+                return CompiledPart(
+                    (
+                        *self.chunks[:i],
+                        chunk[:cut] + before,
+                        after + chunk[cut:],
+                        *self.chunks[i + 1 :],
+                    ),
+                    (*self.slots[:i], slot, *self.slots[i:]),
+                    (*self.originals[:i], "", *self.originals[i:]),
+                )
+            cursor += len(chunk) + (len(self.originals[i]) if i < len(self.slots) else 0)
+        raise ValueError(f"offset {offset} is inside a link or past the end of the part")
+
+
+# The honeypot link (docs/machine-clicks.md), written around its tracked URL. Each client
+# hides it its own way: ``display:none`` for browsers and most mail apps, ``mso-hide:all``
+# for Outlook on Windows, which ignores ``display:none`` on many elements; zero sizes and
+# ``overflow:hidden`` for clients that strip ``display``. It has no text, and
+# ``aria-hidden``/``tabindex="-1"`` keep it out of screen readers and keyboard focus. It is
+# plain markup rather than a conditional comment, because some clients (Outlook.com) drop
+# every conditional comment, and a scanner must still find the link.
+HONEYPOT_BEFORE = (
+    '<div aria-hidden="true" style="display:none;mso-hide:all;max-height:0;max-width:0;'
+    'height:0;width:0;overflow:hidden;font-size:0;line-height:0;opacity:0"><a href="'
+)
+HONEYPOT_AFTER = (
+    '" tabindex="-1" aria-hidden="true" style="display:none;mso-hide:all;font-size:0;'
+    'line-height:0;color:transparent;text-decoration:none"></a></div>'
+)
+
 
 @dataclass(frozen=True)
 class ScanResult:
     links: tuple[Link, ...]
     compiled: CompiledPart
+    # Where a link the sender did not write may go without moving their markup: right
+    # after ``<body>`` opens, else after ``</head>``, ``<html>`` or the doctype, else at the
+    # start of a fragment. So a scanner walking the links in order meets it first.
+    landing: int = 0
 
 
 class NotHTMLError(ValueError):
@@ -143,6 +191,8 @@ _RAW_TEXT = frozenset(
     {"script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes"}
 )
 _raw_text_end: dict[str, re.Pattern[str]] = {}
+# Tags after which something may be added to the body without moving the sender's markup.
+_LANDMARKS = frozenset({"body", "head", "html"})
 
 
 @dataclass(frozen=True)
@@ -208,8 +258,17 @@ def _is_wanted(name: str, part: Part, in_conditional: bool) -> bool:
 
 
 def _scan_raw(
-    text: str, start: int, end: int, part: Part, in_conditional: bool, out: list[_RawTag]
+    text: str,
+    start: int,
+    end: int,
+    part: Part,
+    in_conditional: bool,
+    out: list[_RawTag],
+    marks: dict[str, int] | None = None,
 ) -> None:
+    """Append the wanted tags of ``text[start:end]`` to ``out``; when ``marks`` is given,
+    also note where the first ``<body>``, ``</head>``, ``<html>`` and doctype outside
+    conditional comments end (the places the honeypot link may go, see ``landing``)."""
     pos = start
     while True:
         lt = text.find("<", pos, end)
@@ -238,12 +297,16 @@ def _scan_raw(
             if close < 0:
                 return
             pos = close + 1
+            if marks is not None and text[lt + 2 : lt + 9].lower() == "doctype":
+                marks.setdefault("!doctype", pos)
         elif nxt == "/" or (nxt.isascii() and nxt.isalpha()):
             closing = nxt == "/"
             parsed = _parse_tag(text, lt + (2 if closing else 1), end)
             if parsed is None:
                 return
             name, attrs, pos = parsed
+            if marks is not None and not in_conditional and name in _LANDMARKS:
+                marks.setdefault(("/" if closing else "") + name, pos)
             if closing:
                 continue
             if "href" in attrs and _is_wanted(name, part, in_conditional):
@@ -320,7 +383,9 @@ def scan(text: str, part: Part = "html", rules: LinkRules = _DEFAULT_RULES) -> S
     found = list(catalog(soup, part, rules))
     base = base_url(soup, part)
     raw: list[_RawTag] = []
-    _scan_raw(text, 0, len(text), part, False, raw)
+    marks: dict[str, int] = {}
+    _scan_raw(text, 0, len(text), part, False, raw, marks)
+    landing = next((marks[k] for k in ("body", "/head", "html", "!doctype") if k in marks), 0)
     located = _align(found, raw, text)
 
     links: list[Link] = []
@@ -371,7 +436,7 @@ def scan(text: str, part: Part = "html", rules: LinkRules = _DEFAULT_RULES) -> S
         tuple(position for _s, _e, position in spans),
         tuple(text[start:end] for start, end, _position in spans),
     )
-    return ScanResult(tuple(links), compiled)
+    return ScanResult(tuple(links), compiled, landing)
 
 
 # --- input checks ------------------------------------------------------------------------

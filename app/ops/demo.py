@@ -36,7 +36,8 @@ from app.clicks.recording import ClickEvent, record_clicks
 from app.ingest import campaigns
 from app.ingest.rewriting import LinkRules
 from app.models import Campaign, Click, Delivery, Placement, Variant
-from app.vocabulary import PARTS
+from app.tokens import token_codec
+from app.vocabulary import HONEYPOT, PARTS
 
 EMAIL_DIR = Path(__file__).resolve().parent / "demo_email"
 DEMO_NAME = "Northwind Outfitters: spring sale (demo)"
@@ -202,8 +203,9 @@ def plan_clicks(
     tracked: dict[tuple[str, str], list[Placement]] = {}
     for variant in campaign.variants:
         for part in PARTS:
+            # People never click the hidden honeypot link.
             tracked[(variant.name, part)] = [
-                p for p in variant.placements if p.part == part and p.tracked
+                p for p in variant.placements if p.part == part and p.tracked and p.kind != HONEYPOT
             ]
     events: list[ClickEvent] = []
     devices = [d for d, _share, _agents in DEVICE_MIX]
@@ -380,14 +382,18 @@ def seed(
     return DemoResult(campaign.id, created, len(ids), len(events), added)
 
 
-def tracked_urls(app: Flask, session: Session, variant: Variant, external_id: str) -> list[str]:
-    """One recipient's tracked URLs of the HTML part, one per tracked placement, in order."""
+def tracked_urls(
+    app: Flask, session: Session, variant: Variant, external_id: str
+) -> dict[int, str]:
+    """One recipient's tracked URLs of the HTML part, by placement position (read from each
+    token, since the hidden honeypot link comes first in the email)."""
     from app.ingest.campaigns import personalizer
 
     email = next(personalizer(app).personalize(session, variant, [external_id]))
-    base = re.escape(app.config["TRACKING_BASE_URL"] + "/c/")
-    found = re.findall(base + r"[A-Za-z0-9_.~-]+", email["html"] or "")
-    return list(dict.fromkeys(found))
+    base = app.config["TRACKING_BASE_URL"] + "/c/"
+    found = re.findall(re.escape(base) + r"[A-Za-z0-9_.~-]+", email["html"] or "")
+    codec = token_codec(app)
+    return {codec.decode(url[len(base) :]).position: url for url in found}
 
 
 def ensure_user(session: Session, password: str) -> None:
@@ -411,17 +417,15 @@ def sample_links(app: Flask, session: Session, campaign: Campaign) -> list[Sampl
     found = []
     for index, external in enumerate(recipient_ids(3)):
         variant = campaigns.get_variant(campaign, "A" if index % 2 == 0 else "B")
-        placements = [p for p in variant.placements if p.part == "html" and p.tracked]
-        urls = dict(
-            zip(
-                (p.id for p in placements),
-                tracked_urls(app, session, variant, external),
-                strict=False,
-            )
-        )
+        placements = [
+            p for p in variant.placements if p.part == "html" and p.tracked and p.kind != HONEYPOT
+        ]
+        urls = tracked_urls(app, session, variant, external)
         for placement in placements:
             if any(key in (placement.destination or "") for key, _w in POPULARITY[:2]):
                 found.append(
-                    SampleLink(external, variant.name, placement.text, urls.get(placement.id, "?"))
+                    SampleLink(
+                        external, variant.name, placement.text, urls.get(placement.position, "?")
+                    )
                 )
     return found

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput
 from app.models import Click, Placement, Recipient, Variant
-from app.reports.stats import ClickFilter, click_filters, in_utc
+from app.reports.stats import REPORTED, ClickFilter, click_filters, in_utc
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -138,7 +138,7 @@ def _query(where: ClickFilter) -> Select[*tuple[Any, ...]]:
         .join(Variant, Variant.id == Click.variant_id)
         .join(Placement, Placement.id == Click.placement_id)
         .join(Recipient, Recipient.id == Click.recipient_id)
-        .where(*click_filters(where))
+        .where(*click_filters(where), REPORTED)
         .order_by(Click.clicked_at, Click.id)
     )
 

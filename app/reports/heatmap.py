@@ -313,7 +313,7 @@ def build_view(
     where = params.click_filter(campaign_id, variant_id, now)
     placements = session.scalars(
         select(Placement)
-        .where(Placement.variant_id == variant_id, Placement.part == params.part)
+        .where(Placement.variant_id == variant_id, Placement.part == params.part, stats.REPORTED)
         .order_by(Placement.position)
     ).all()
     counts = stats.link_counts(session, where)

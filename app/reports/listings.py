@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from app.errors import InvalidInput, NotFound
 from app.ingest.campaigns import get_campaign
 from app.models import Campaign, CampaignStats, Click, Delivery, Placement, Recipient
-from app.reports.stats import click_rate, in_utc
+from app.reports.stats import REPORTED, click_rate, in_utc
 
 MAX_PER_PAGE = 500
 
@@ -131,7 +131,7 @@ def _clicks_query(
     get_campaign(session, campaign_id)
     found = session.scalar(
         select(Placement.id).where(
-            Placement.id == placement_id, Placement.campaign_id == campaign_id
+            Placement.id == placement_id, Placement.campaign_id == campaign_id, REPORTED
         )
     )
     if found is None:

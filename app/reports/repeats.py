@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput
 from app.models import Click, Placement
-from app.reports.stats import ClickFilter, click_filters
+from app.reports.stats import REPORTED, ClickFilter, click_filters
 
 MIN_CLICKS = 5
 WINDOW = timedelta(seconds=10)
@@ -178,7 +178,7 @@ def repeat_clicks(
     tallies = _find_bursts(_click_rows(session, where), min_clicks=min_clicks, window=window)
     if not tallies:
         return []
-    placements = session.scalars(select(Placement).where(Placement.id.in_(tallies)))
+    placements = session.scalars(select(Placement).where(Placement.id.in_(tallies), REPORTED))
     results = [_result(target, tallies[target.id]) for target in placements]
     results.sort(key=lambda r: (-r.count, r.position, r.placement_id))
     return results

@@ -43,7 +43,7 @@ from app.models import (
     PlacementRecipient,
     PlacementStats,
 )
-from app.vocabulary import DEVICES
+from app.vocabulary import DEVICES, HONEYPOT
 
 HUMAN = "human"  # the label of a click no machine rule fired on
 
@@ -104,8 +104,14 @@ class ClickFilter:
         return self.since is None and self.until is None and self.device is None
 
 
+# The placements reports show: every link of the sender's, but not the hidden honeypot link
+# ingest adds (docs/machine-clicks.md), which only machines click. Every report query that
+# lists placements or their raw clicks applies this one condition.
+REPORTED: ColumnElement[bool] = Placement.kind != HONEYPOT
+
+
 def _placement_ids(where: ClickFilter, tracked_only: bool = False) -> Select[int]:
-    query = select(Placement.id).where(Placement.campaign_id == where.campaign_id)
+    query = select(Placement.id).where(Placement.campaign_id == where.campaign_id, REPORTED)
     if where.variant_id is not None:
         query = query.where(Placement.variant_id == where.variant_id)
     if where.part is not None:

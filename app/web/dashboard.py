@@ -39,6 +39,7 @@ from flask import (
     url_for,
 )
 from itsdangerous import BadData, URLSafeTimedSerializer
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
@@ -52,6 +53,7 @@ from app.reports.email_overlay import ResourceMap, view_document
 from app.reports.fetcher import PLACEHOLDER, RemoteCache, fetch_policy
 from app.reports.heatmap import ViewParams, build_view
 from app.reports.listings import campaign_list, iter_placement_clicks, placement_clicks
+from app.reports.stats import REPORTED
 from app.web import csrf
 from app.web.auth import (
     current_user,
@@ -316,8 +318,12 @@ def email_asset(campaign_id: int) -> Response:
 
 def _placement(session: Session, campaign_id: int, placement_id: int) -> tuple[Campaign, Placement]:
     campaign = get_campaign(session, campaign_id)
-    placement = session.get(Placement, placement_id)
-    if placement is None or placement.campaign_id != campaign.id:
+    placement = session.scalar(
+        select(Placement).where(
+            Placement.id == placement_id, Placement.campaign_id == campaign.id, REPORTED
+        )
+    )
+    if placement is None:
         raise NotFound("link_not_found", f"this campaign has no link {placement_id}")
     return campaign, placement
 

@@ -27,6 +27,7 @@ from app.ingest.links import LinkRules
 from app.models import MachineReasons, PartStats, Placement, PlacementStats, Variant
 from app.ops import demo
 from app.reports.heatmap import TIER_COLORS, tier_for
+from app.reports.stats import REPORTED
 from tests.factories import recording_server, serving
 from tests.prerequisites import missing
 
@@ -169,7 +170,7 @@ def expected_badges(
         .join(Variant, Variant.id == Placement.variant_id)
         .outerjoin(PlacementStats, PlacementStats.placement_id == Placement.id)
         .where(Variant.campaign_id == campaign_id, Variant.name == variant,
-               Placement.part == part, Placement.tracked.is_(True))
+               Placement.part == part, Placement.tracked.is_(True), REPORTED)
     ).all()  # fmt: skip
     values = {
         pos: (total or 0) if metric == "total" else (unique or 0) for pos, total, unique in rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,8 +21,18 @@ from app.clicks import tracking
 from app.clicks import writer as writer_module
 from app.clicks.recording import RECORD_FIELDS, ClickEvent
 from app.db import get_engine
-from app.models import Campaign, Click, ClickHourly, Placement, PlacementRecipient, PlacementStats
+from app.ingest.campaigns import personalizer
+from app.models import (
+    Campaign,
+    Click,
+    ClickHourly,
+    Placement,
+    PlacementRecipient,
+    PlacementStats,
+    Variant,
+)
 from app.tokens import ClickToken, TokenCodec
+from app.vocabulary import HONEYPOT
 from tests.factories import add_user, empty_tables, log_in, make_app, send
 
 IPHONE = (
@@ -60,6 +71,24 @@ def test_click_redirects_and_is_recorded(app: Flask, session: Session) -> None:
     assert abs((datetime.now(UTC) - clicked_at).total_seconds()) < 60
     stats = session.scalars(select(PlacementStats)).one()
     assert (stats.placement_id, stats.total, stats.unique) == (click.placement_id, 1, 1)
+
+
+def test_the_honeypot_link_of_a_personalized_email_redirects(app: Flask, session: Session) -> None:
+    """A scanner that follows the hidden link gets the ordinary 302 of the email's first
+    tracked link, and its click is recorded against the honeypot placement."""
+    sent = send(app)
+    variant = session.get(Variant, sent.variant_id)
+    assert variant is not None
+    [email] = list(personalizer(app).personalize(session, variant, ["alice"]))
+    base = app.config["TRACKING_BASE_URL"] + "/c/"
+    first = re.search(re.escape(base) + r"([\w.-]+)", email["html"] or "")
+    assert first is not None
+    response = app.test_client().get(f"/c/{first.group(1)}", headers={"User-Agent": IPHONE})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "https://shop.example.com/sale?b=2#top"
+    [click] = clicks(session)
+    honeypot = session.get(Placement, click.placement_id)
+    assert honeypot is not None and honeypot.kind == HONEYPOT
 
 
 def test_the_spooled_record_follows_record_fields(

@@ -263,3 +263,29 @@ def test_harmful_render_is_caught(validator, corpus, shipped, rewrites):
         added = validator.new_errors(shipped[name], errors)
         assert len(added) == len(rewrites[name].tracked), f"{name}:\n{_show(added)}"
         assert {e.code for e in added} == {"INVALID_URL_PROTOCOL"}, f"{name}:\n{_show(added)}"
+
+
+# --- a personalized email: the honeypot stays out of the AMP part ---------------------------
+
+
+def test_a_personalized_amp_part_adds_no_errors_and_no_honeypot(validator, session):
+    """The honeypot's hiding styles (``mso-hide``) are not allowed in AMP for Email, so the
+    AMP part is personalized without it and stays exactly as valid as it was sent."""
+    from app.ingest.campaigns import Personalizer, VariantInput, create_campaign
+    from app.ingest.rewriting import LinkRules
+    from app.tokens import TokenCodec
+
+    html = '<body><a href="https://example.com/">x</a></body>'
+    created = create_campaign(
+        session,
+        "AMP",
+        [VariantInput("A", html, _minimal())],
+        rules=LinkRules(),
+        max_part_bytes=1_000_000,
+    )
+    engine = Personalizer(TokenCodec(["k" * 40]), "https://t.example.com", LinkRules())
+    [email] = list(engine.personalize(session, created.campaign.variants[0], ["r-1"]))
+    assert email["amp"].count(TRACKING_PREFIX) == 1  # the sender's one link, no honeypot
+    assert email["html"].count("https://t.example.com/c/") == 2  # the HTML part has one
+    added = validator.new_errors(_minimal(), email["amp"], include_warnings=True)
+    assert added == [], _show(added)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from bs4 import BeautifulSoup
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -19,6 +20,7 @@ from app.ingest.campaigns import (
 from app.ingest.rewriting import LinkRules
 from app.models import Placement, Recipient
 from app.tokens import TokenCodec
+from app.vocabulary import HONEYPOT
 
 AMP_HEAD = (
     '<!doctype html><html ⚡4email data-css-strict><head><meta charset="utf-8">'
@@ -69,7 +71,7 @@ def test_do_not_track_and_opt_out_rules_apply(session: Session) -> None:
         rules=LinkRules(do_not_track=("example.org",)),
         max_part_bytes=5_000_000,
     )
-    reasons = [p.skip_reason for p in created.campaign.variants[0].placements]
+    reasons = [p.skip_reason for p in created.campaign.variants[0].placements if p.kind != HONEYPOT]
     assert reasons == ["do_not_track", "opt_out", None]
 
 
@@ -99,8 +101,81 @@ def test_personalized_tokens_point_at_their_placements(session: Session) -> None
     [email] = list(engine.personalize(session, variant, ["r-1"]))
     tokens = re.findall(r"https://t\.example\.com/c/([\w.-]+)", email["html"])
     positions = [codec.decode(t).position for t in tokens]
-    assert positions == [0, 1, 2, 3, 4]
+    # The hidden honeypot link comes first in the email, at the position after the last link.
+    assert positions == [5, 0, 1, 2, 3, 4]
     placements = session.scalars(
         select(Placement).where(Placement.variant_id == variant.id).order_by(Placement.position)
     ).all()
-    assert [p.destination for p in placements] == [f"https://example.com/{i}" for i in range(5)]
+    assert [(p.kind, p.destination) for p in placements] == [
+        *(("a", f"https://example.com/{i}") for i in range(5)),
+        ("honeypot", "https://example.com/0"),
+    ]
+
+
+# --- the honeypot link ---------------------------------------------------------------------
+
+HONEYPOT_EMAIL = """<!doctype html>
+<html><head><title>Spring</title></head>
+<body style="margin:0">
+<p><a href="mailto:help@example.com">Write to us</a></p>
+<p><a href="https://shop.example.com/sale">Shop the sale</a></p>
+<p><a href="https://shop.example.com/new">New arrivals</a></p>
+</body></html>"""
+
+
+def test_the_personalized_html_opens_with_one_hidden_honeypot_link(session: Session) -> None:
+    created = create_campaign(
+        session,
+        "T",
+        [VariantInput("A", HONEYPOT_EMAIL, _amp(1, 10))],
+        rules=LinkRules(),
+        max_part_bytes=5_000_000,
+        utm={"utm_source": "mail"},
+    )
+    variant = created.campaign.variants[0]
+    [honeypot] = [p for p in variant.placements if p.kind == HONEYPOT]
+    # One past the sender's three links, leading where their first tracked link leads.
+    assert (honeypot.part, honeypot.position, honeypot.tracked) == ("html", 3, True)
+    assert honeypot.location == "https://shop.example.com/sale?utm_source=mail"
+    assert [p.part for p in variant.placements if p.kind == HONEYPOT] == ["html"]
+
+    codec = TokenCodec(["k" * 40])
+    engine = Personalizer(codec, "https://t.example.com", LinkRules())
+    [email] = list(engine.personalize(session, variant, ["r-1"]))
+    soup = BeautifulSoup(email["html"], "lxml")
+    links = soup.find_all("a", href=re.compile(r"^https://t\.example\.com/c/"))
+    positions = [codec.decode(str(a["href"]).rsplit("/", 1)[1]).position for a in links]
+    # The honeypot comes first; the sender's links keep their positions.
+    assert positions == [3, 1, 2]
+    first = links[0]
+    assert soup.body is not None and soup.body.find("a") is first  # before every other link
+    assert (first["aria-hidden"], first["tabindex"], first.get_text()) == ("true", "-1", "")
+    wrapper = first.parent
+    assert wrapper is not None and wrapper.name == "div" and wrapper["aria-hidden"] == "true"
+    for element in (wrapper, first):
+        style = str(element["style"]).replace(" ", "")
+        assert "display:none" in style and "mso-hide:all" in style
+    # Apart from the honeypot, the email is the sender's with only the tracked URLs replaced.
+    html = email["html"]
+    assert html is not None
+    without = re.sub(r"<div aria-hidden=\"true\".*?</a></div>", "", html, count=1)
+    masked = re.sub(r"https://t\.example\.com/c/[\w.-]+", "URL", without)
+    assert masked == HONEYPOT_EMAIL.replace("https://shop.example.com/sale", "URL").replace(
+        "https://shop.example.com/new", "URL"
+    )
+    assert "aria-hidden" not in (email["amp"] or "")  # the AMP part gets none
+
+
+def test_a_part_without_tracked_links_gets_no_honeypot(session: Session) -> None:
+    created = create_campaign(
+        session,
+        "T",
+        [VariantInput("A", '<body><a href="mailto:help@example.com">Write</a></body>')],
+        rules=LinkRules(),
+        max_part_bytes=5_000_000,
+    )
+    variant = created.campaign.variants[0]
+    assert [p.kind for p in variant.placements] == ["a"]
+    engine = Personalizer(TokenCodec(["k" * 40]), "https://t.example.com", LinkRules())
+    [email] = list(engine.personalize(session, variant, ["r-1"]))
+    assert email["html"] == variant.html

@@ -731,9 +731,15 @@ def test_a_disagreement_between_the_readers_never_splices_blindly(
     real = rewriting._scan_raw
 
     def forgetful(
-        text: str, start: int, end: int, part: Part, inside: bool, out: list[rewriting._RawTag]
+        text: str,
+        start: int,
+        end: int,
+        part: Part,
+        inside: bool,
+        out: list[rewriting._RawTag],
+        marks: dict[str, int] | None = None,
     ) -> None:
-        real(text, start, end, part, inside, out)
+        real(text, start, end, part, inside, out, marks)
         if not inside:
             del out[1]
 
@@ -835,3 +841,46 @@ def test_every_skip_reason_has_a_message() -> None:
     }
     assert reasons <= set(SKIP_REASONS)
     assert all(message.strip() for message in SKIP_REASONS.values())
+
+
+# --- where the honeypot link goes ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "before"),
+    [
+        (
+            '<!doctype html><html><head><title>t</title></head><body class="x"><p>a</p>',
+            '<!doctype html><html><head><title>t</title></head><body class="x">',
+        ),
+        # Outlook's conditional <body> and a "<body>" in a script or comment are no body.
+        (
+            '<html><head><script>var b = "<body>";</script></head><!--[if mso]><body><![endif]-->'
+            "<!-- <body> --><body>\n<p>a</p>",
+            '<html><head><script>var b = "<body>";</script></head><!--[if mso]><body><![endif]-->'
+            "<!-- <body> --><body>",
+        ),
+        ("<!DOCTYPE html><html><head><title>t</title></head><p>a</p>", None),
+        ("<!DOCTYPE html><html><p>a</p>", "<!DOCTYPE html><html>"),
+        ("<!DOCTYPE html><p>a</p>", "<!DOCTYPE html>"),
+        ("<p>a</p>", ""),
+    ],
+    ids=["body", "not-a-body", "after-head", "after-html", "after-doctype", "fragment"],
+)
+def test_the_landing_is_where_the_body_begins(source: str, before: str | None) -> None:
+    landing = scan(source + '<a href="https://x.example/">x</a>').landing
+    expected = before if before is not None else source[: source.index("<p>")]
+    assert source[:landing] == expected
+
+
+def test_an_inserted_slot_renders_in_place_and_leaves_the_links_alone() -> None:
+    source = '<html><body><a href="https://a.example/">a</a><a href="https://b.example/">b</a>'
+    result = scan(source)
+    compiled = result.compiled.inserting(result.landing, "<i>", 2, "</i>")
+    assert compiled.slots == (2, 0, 1)
+    assert compiled.render(["U0", "U1", "U2"]) == (
+        '<html><body><i>U2</i><a href="U0">a</a><a href="U1">b</a>'
+    )
+    inside_a_link = source.index("https://b.example/") + 3
+    with pytest.raises(ValueError, match="inside a link"):
+        result.compiled.inserting(inside_a_link, "<i>", 2, "</i>")

@@ -15,6 +15,7 @@ from app.errors import InvalidInput
 from app.models import Campaign, Click
 from app.reports.exports import MAX_LIMIT, click_page, encode_cursor
 from app.reports.stats import ClickFilter
+from app.vocabulary import HONEYPOT
 from tests.factories import AGENTS, T0, click, make_campaign, placement, recipients
 
 # Times with ties (three clicks at T0) and microseconds that must survive both databases.
@@ -187,3 +188,12 @@ def test_limit_out_of_range_is_refused(session: Session, limit: Any) -> None:
     with pytest.raises(InvalidInput) as raised:
         click_page(session, ClickFilter(1), limit=limit)
     assert raised.value.code == "invalid_limit"
+
+
+def test_honeypot_clicks_are_not_exported(session: Session, campaign: Campaign) -> None:
+    before = walk(session, ClickFilter(campaign.id), MAX_LIMIT)
+    [honeypot] = [p for p in campaign.variants[0].placements if p.kind == HONEYPOT]
+    who = recipients(session, "scanner@example.com")
+    click(session, honeypot, who["scanner@example.com"], T0 + timedelta(seconds=30))
+    session.flush()
+    assert walk(session, ClickFilter(campaign.id), MAX_LIMIT) == before

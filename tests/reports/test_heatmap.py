@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 from app.errors import InvalidInput, NotFound
 from app.ingest.campaigns import record_deliveries
 from app.models import Campaign
-from app.reports import heatmap
+from app.reports import heatmap, stats
 from app.reports.email_overlay import view_document
 from app.reports.heatmap import ViewParams, build_view, tier_for
+from app.vocabulary import HONEYPOT
 from tests.factories import T0, click, make_campaign, placement, recipients
 
 NOW = T0 + timedelta(days=2, hours=3, minutes=10)
@@ -294,3 +295,20 @@ def test_view_document_colors_the_chosen_part(session: Session, busy: Campaign) 
     document = view_document(session, view, highlight=1)
     assert 'href="#cm-0" id="cm-0"' in document
     assert '[href="#cm-1"]{outline:5px solid #000' in document
+
+
+def test_honeypot_clicks_never_reach_the_links(session: Session, busy: Campaign) -> None:
+    """The hidden link is no link of the sender's: clicked or not, the heatmap, its link
+    counts and the colored email show the same links with the same numbers."""
+    before = build_view(session, busy.id, ViewParams(), now=NOW)
+    [honeypot] = [p for p in busy.variants[0].placements if p.kind == HONEYPOT]
+    who = recipients(session, "ann", "bob", "scanner")
+    for name in who:
+        click(session, honeypot, who[name], T0 + timedelta(minutes=3))
+    session.flush()
+    after = build_view(session, busy.id, ViewParams(), now=NOW)
+    assert rows(after) == rows(before)
+    assert honeypot.id not in {s.placement_id for s in [*after.links, *before.links]}
+    assert honeypot.position not in {s.position for s in after.skipped}
+    assert honeypot.id not in stats.link_counts(session, after.where)
+    assert "aria-hidden" not in view_document(session, after)

@@ -14,6 +14,7 @@ from app.models import Campaign, Placement
 from app.reports import repeats
 from app.reports.repeats import mean_one_decimal, repeat_clicks, severity_for
 from app.reports.stats import ClickFilter
+from app.vocabulary import HONEYPOT
 from tests.factories import T0, click, make_campaign, placement, recipients
 
 
@@ -203,3 +204,13 @@ def test_bursts_read_across_chunks_are_whole(
         (0, 2, 7, 2),
         (1, 1, 6, 1),
     ]
+
+
+def test_a_burst_on_the_honeypot_is_not_listed(
+    session: Session, campaign: Campaign, who: dict[str, int]
+) -> None:
+    [honeypot] = [p for p in campaign.variants[0].placements if p.kind == HONEYPOT]
+    clicks_at(session, honeypot, who["ann"], steady(6, 1))
+    clicks_at(session, placement(campaign, 0), who["bob"], steady(5, 1))
+    found = repeat_clicks(session, ClickFilter(campaign.id))
+    assert [r.position for r in found] == [0]

@@ -14,8 +14,10 @@ from sqlalchemy.orm import Session
 
 from app.accounts import create_api_token
 from app.ingest.campaigns import ensure_recipients as ensure
+from app.ingest.rewriting import HONEYPOT_AFTER, HONEYPOT_BEFORE
 from app.models import ApiToken, Campaign, Delivery, Placement, Recipient
 from app.tokens import token_codec
+from app.vocabulary import HONEYPOT
 from tests.factories import empty_tables, make_app
 
 HTML = """<!DOCTYPE html>
@@ -78,19 +80,23 @@ def test_personalize_rewrites_only_tracked_links(
     assert response.status_code == 200
     emails = response.json["emails"]
     assert [e["recipient"] for e in emails] == ["alice@example.com", "bob@example.com"]
+    # The two tracked links, after the hidden honeypot link that opens the body.
     urls = re.findall(r"https://t\.example\.com/c/[\w.-]+", emails[0]["html"])
-    assert len(urls) == 2
+    assert len(urls) == 3
     assert "mailto:help@example.com" in emails[0]["html"]
     assert "{{unsubscribe_url}}" in emails[0]["html"]
     # Only the URLs differ between recipients and from the original.
     masked = re.sub(r"https://t\.example\.com/c/[\w.-]+", "URL", emails[0]["html"])
-    assert masked == HTML.replace("https://shop.example.com/sale?utm_x=1&amp;b=2#top", "URL")
+    honeypot = HONEYPOT_BEFORE + "URL" + HONEYPOT_AFTER
+    assert masked == HTML.replace(
+        "https://shop.example.com/sale?utm_x=1&amp;b=2#top", "URL"
+    ).replace("<body>", "<body>" + honeypot)
     assert emails[0]["html"] != emails[1]["html"]
     assert "alice" not in emails[0]["html"]
     assert re.findall(r"https://t\.example\.com/c/[\w.-]+", emails[0]["amp"])
     # Each token decodes to this recipient's placement.
     codec = token_codec(app)
-    decoded = codec.decode(urls[1].rsplit("/", 1)[1])
+    decoded = codec.decode(urls[2].rsplit("/", 1)[1])
     assert decoded.part == "html" and decoded.position == 3
 
 
@@ -496,6 +502,7 @@ def clicked(app: Flask, client: FlaskClient, auth: dict[str, str]) -> dict[str, 
         links = s.scalars(
             select(Placement)
             .where(Placement.campaign_id == cid, Placement.part == "html", Placement.tracked)
+            .where(Placement.kind != HONEYPOT)
             .order_by(Placement.position)
         ).all()
         ids = ensure(s, ["r1", "r2", "r3"])
@@ -521,6 +528,32 @@ def test_elements_rank_the_most_clicked_links(
     mobile = client.get(url + "?device=mobile", headers=auth).json["elements"]
     assert [(e["count"], e["unique"]) for e in mobile] == [(1, 1), (0, 0)]
     assert client.get(url + "?limit=51", headers=auth).status_code == 422
+
+
+def test_elements_never_list_the_honeypot_even_once_it_is_clicked(
+    app: Flask, client: FlaskClient, auth: dict[str, str], clicked: dict[str, Any]
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tests.factories import click
+
+    url = f"/api/v1/campaigns/{clicked['id']}/heatmap/elements?sort=position"
+    before = client.get(url, headers=auth).json["elements"]
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        [honeypot] = s.scalars(
+            select(Placement).where(Placement.campaign_id == clicked["id"])
+            .where(Placement.kind == HONEYPOT)
+        ).all()  # fmt: skip
+        for n in range(6):  # a burst, too
+            click(s, honeypot, ensure(s, ["r1"])["r1"], datetime.now(UTC) + timedelta(seconds=n))
+        s.commit()
+        honeypot_id = honeypot.id
+    after = client.get(url, headers=auth).json["elements"]
+    assert after == before
+    assert honeypot_id not in {e["element"]["placementId"] for e in after}
+    repeats = f"/api/v1/campaigns/{clicked['id']}/heatmap/repeat-clicks"
+    bursts = client.get(repeats, headers=auth).json["repeatClicks"]
+    assert [b["element"]["placementId"] for b in bursts] == [clicked["first"]]
 
 
 def test_repeat_clicks_find_the_burst(

@@ -28,6 +28,7 @@ from app.ingest.campaigns import (
 )
 from app.models import Placement
 from app.reports import fetcher as fetching
+from app.vocabulary import HONEYPOT
 from app.web import dashboard
 from tests.factories import (
     AuthActions,
@@ -78,6 +79,7 @@ def seed(app: Flask, name: str = "Spring sale", clicks: bool = True) -> Seeded:
         tracked = s.scalars(
             select(Placement)
             .where(Placement.campaign_id == campaign.id, Placement.tracked.is_(True))
+            .where(Placement.kind != HONEYPOT)
             .order_by(Placement.position)
         ).all()
         sale, blog, _careers = tracked
@@ -417,6 +419,19 @@ def test_drill_down_pages_through_clicks(
     assert back["href"] == f"/campaigns/{seeded.campaign_id}?metric=unique"
     last = soup_of(user_client.get(url + "&page=3"))
     assert [cells(row)[0] for row in last.select("table.clicks tbody tr")] == [RECIPIENTS[0]]
+
+
+def test_the_honeypot_has_no_drill_down(app: Flask, user_client: FlaskClient) -> None:
+    seeded = seed(app)
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        honeypot = s.scalars(
+            select(Placement.id).where(
+                Placement.campaign_id == seeded.campaign_id, Placement.kind == HONEYPOT
+            )
+        ).one()
+    url = f"/campaigns/{seeded.campaign_id}/links/{honeypot}"
+    assert user_client.get(url).status_code == 404
+    assert user_client.get(url + "/clicks.csv").status_code == 404
 
 
 def test_drill_down_ignores_url_for_specials(app: Flask, user_client: FlaskClient) -> None:
