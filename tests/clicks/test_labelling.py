@@ -201,3 +201,35 @@ def test_the_reclassify_command(session: Session, runner: FlaskCliRunner) -> Non
     assert result.exit_code == 0, result.output
     assert f"campaign {campaign.id}: 1 click judged, 1 machine (head 1)" in result.output
     assert runner.invoke(args=["clicks", "reclassify", "--campaign", "99999"]).exit_code != 0
+
+
+def test_a_walk_through_the_hidden_link_is_a_machine_and_the_heatmap_never_shows_it(
+    session: Session,
+) -> None:
+    """A scanner meets the honeypot first and walks on: its clicks are certain machines,
+    and neither the human nor the all-clicks view lists the hidden link."""
+    from app.reports import stats
+
+    campaign = five_links(session)
+    ann = recipients(session, "ann")["ann"]
+    trap = next(p for p in campaign.variants[0].placements if p.kind == "honeypot")
+    walk = SENT + timedelta(hours=2)
+    record_clicks(
+        session,
+        [
+            click_event(trap, ann, walk),
+            event(campaign, 0, ann, walk + timedelta(seconds=1)),
+            event(campaign, 1, ann, walk + timedelta(seconds=2)),
+        ],
+    )
+    session.expire_all()
+    found = session.scalars(select(Click).order_by(Click.clicked_at)).all()
+    assert [(c.label, c.reasons, c.certainty) for c in found] == [
+        ("machine", "honeypot", "certain")
+    ] * 3
+    human_aggregates(session)
+    for human_only in (True, False):
+        where = stats.ClickFilter(
+            campaign.id, campaign.variants[0].id, "html", human_only=human_only
+        )
+        assert trap.id not in stats.link_counts(session, where)
