@@ -37,6 +37,7 @@ bench: setup  ## Run the benchmarks (figures are ratios against a baseline of th
 	$(BIN)/python bench/personalize
 	$(BIN)/python bench/redirect
 	$(BIN)/python bench/heatmap
+	$(BIN)/python bench/bots
 
 clean:  ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
