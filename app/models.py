@@ -239,6 +239,12 @@ class PlacementStats(Base):
     # The same two figures over the clicks labelled human (``app.clicks.labelling``).
     human_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     human_unique: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Recipients whose first (last) click in the email part was on this link, of all
+    # clicks and of human ones (``app.clicks.labelling.human_figures``).
+    first_clickers: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    last_clickers: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    human_first_clickers: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    human_last_clickers: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class ClickHourly(Base):

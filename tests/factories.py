@@ -52,6 +52,7 @@ from app.models import (
     PlacementRecipient,
     PlacementStats,
 )
+from app.reports.stats import in_utc
 from app.tokens import ClickToken, TokenCodec
 from app.vocabulary import HONEYPOT
 from tests.prerequisites import require_programs
@@ -524,6 +525,26 @@ def serving(app: Flask) -> Iterator[str]:
         thread.join()
 
 
+def first_and_last_links(session: Session, human_only: bool) -> dict[int, tuple[int, int]]:
+    """``placement_id -> (first, last)`` recounted from raw clicks: for each recipient and
+    email part, the link of their first and of their last click (ties in time go to the
+    lower link id)."""
+    ends: dict[tuple[int, int, str, int], tuple[Any, Any]] = {}
+    query = select(Click)
+    if human_only:
+        query = query.where(Click.label == "human")
+    for c in session.scalars(query):
+        key = (c.campaign_id, c.variant_id, c.part, c.recipient_id)
+        moment = (in_utc(c.clicked_at), c.placement_id)
+        first, last = ends.get(key, (moment, moment))
+        ends[key] = (min(first, moment), max(last, moment))
+    found: dict[int, tuple[int, int]] = {}
+    for (_at, first), (_at2, last) in ends.values():
+        found[first] = (found.get(first, (0, 0))[0] + 1, found.get(first, (0, 0))[1])
+        found[last] = (found.get(last, (0, 0))[0], found.get(last, (0, 0))[1] + 1)
+    return found
+
+
 def human_aggregates(session: Session) -> None:
     """Every human figure the writer keeps (``human_*`` columns, ``machine_reasons``) equals
     a from-scratch count over the raw clicks' labels, and every machine figure is the
@@ -559,6 +580,16 @@ def human_aggregates(session: Session) -> None:
         if n
     }
     assert pairs == {k: n for k, (n, _u) in counted(Click.placement_id, Click.recipient_id).items()}
+    assert first_and_last_links(session, human_only=True) == {
+        s.placement_id: (s.human_first_clickers, s.human_last_clickers)
+        for s in session.scalars(select(PlacementStats))
+        if s.human_first_clickers or s.human_last_clickers
+    }
+    assert first_and_last_links(session, human_only=False) == {
+        s.placement_id: (s.first_clickers, s.last_clickers)
+        for s in session.scalars(select(PlacementStats))
+        if s.first_clickers or s.last_clickers
+    }
     hours: dict[tuple[Any, ...], int] = {}
     reasons: dict[tuple[Any, ...], int] = {}
     for c in session.scalars(select(Click)):

@@ -163,7 +163,8 @@ def add_clicks(
     # The human columns: the same keys, plus those only a relabelled click touches.
     hourly_human = by_table.get("hourly", {})
     campaign_of = {p: part[0] for p, part in parts_of.items()}
-    for name in ("pair", "hourly", "placement_total", "placement_unique"):
+    ends = {name: by_table.get(name, {}) for name in _ENDS}
+    for name in ("pair", "hourly", "placement_total", "placement_unique", *_ENDS):
         campaign_of.update((key[1], key[0]) for key in by_table.get(name, {}))
     hourly_keys = set(hourly) | {(p, h, d) for (_c, p, h, d) in hourly_human}
     _add_up(
@@ -202,6 +203,7 @@ def add_clicks(
     )
     p_total, p_unique = by_table.get("placement_total", {}), by_table.get("placement_unique", {})
     placements = set(placement_totals) | {p for _c, p in p_total} | {p for _c, p in p_unique}
+    placements |= {p for found in ends.values() for _c, p in found}
     _add_up(
         connection,
         insert,
@@ -214,6 +216,9 @@ def add_clicks(
                 "unique": placement_unique.get(p, 0),
                 "human_total": p_total.get((campaign_of[p], p), 0),
                 "human_unique": p_unique.get((campaign_of[p], p), 0),
+                **{
+                    column: ends[name].get((campaign_of[p], p), 0) for name, column in _ENDS.items()
+                },
             }
             for p in sorted(placements)
         ],
@@ -270,7 +275,15 @@ def add_clicks(
     )
 
 
-_COUNTERS = ("total", "unique", "human_total", "human_unique", "clicks")
+# The figures of each recipient's first and last link, by their key in the difference
+# (``labelling.human_figures``) and their column of ``placement_stats``.
+_ENDS = {
+    "all_first": "first_clickers",
+    "all_last": "last_clickers",
+    "human_first": "human_first_clickers",
+    "human_last": "human_last_clickers",
+}
+_COUNTERS = ("total", "unique", "human_total", "human_unique", "clicks", *_ENDS.values())
 
 
 def _add_up(

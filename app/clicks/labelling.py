@@ -6,11 +6,13 @@ honeypot hit), and those may arrive in a later batch. So for every recipient a b
 the writer reads all of that recipient's clicks on the campaign, judges them again together
 with the new ones (``machines.classify_email``), stores the new clicks with their labels,
 relabels stored clicks whose verdict changed, and gives the aggregates the difference between
-the recipient's human figures before and after (``human_figures``). After every batch the
-stored labels are what judging all stored clicks would give, which is what
-``reclassify_campaign`` computes from scratch, so running it changes nothing unless a rule,
-its settings or its data changed. A delivery recorded after its clicks were judged is taken
-into account at that recipient's next click, or by a reclassify.
+the recipient's figures before and after (``human_figures``: the human ones, and each
+recipient's first and last link, which are not sums either). After every batch the
+stored labels are what judging all stored clicks would give, which is what a reclassify
+(``rebuild.rebuild_campaign(relabel_clicks=True)``) computes from scratch, so running it
+changes nothing unless a rule, its settings or its data changed. A delivery recorded after
+its clicks were judged is taken into account at that recipient's next click, or by a
+reclassify.
 
 Concurrency: on PostgreSQL several writers may store one recipient's clicks at once. Each
 takes a transaction-scoped advisory lock per (campaign, recipient), in one global order,
@@ -72,23 +74,34 @@ def _hour(moment: datetime) -> datetime:
 
 def human_figures(clicks: Iterable[dict[str, Any]]) -> Figures:
     """What ``clicks`` (all of their recipients' clicks on their campaigns, labelled) add to
-    the human figures of every aggregate, and to the machine reasons, keyed by table and key.
+    the figures the writer keeps by difference, keyed by table and key: the human figures of
+    every aggregate, the machine reasons, and which link each recipient clicked first and
+    last in each email part (of all clicks, and of human clicks).
 
-    Uniques are per recipient, so the clicks of one recipient must all be given at once;
-    the writer and the rebuild pass whole recipients.
+    Uniques and first and last links are per recipient, so the clicks of one recipient
+    must all be given at once; the writer and the rebuild pass whole recipients.
     """
     figures: Figures = Counter()
     pairs: set[tuple[int, int, int]] = set()
     parts: set[tuple[int, int, str, int]] = set()
     campaigns: set[tuple[int, int]] = set()
+    # Per (campaign, variant, part, recipient): the (time, placement) of the first and last
+    # click, of any click and of human ones. Ties in time go to the lower placement id.
+    ends: dict[tuple[str, int, int, str, int], tuple[Any, Any]] = {}
     for c in clicks:
         campaign, variant, part = c["campaign_id"], c["variant_id"], c["part"]
-        if c["label"] != "human":
+        placement, recipient = c["placement_id"], c["recipient_id"]
+        moment = (c["clicked_at"], placement)
+        human = c["label"] == "human"
+        for scope in ("all", "human") if human else ("all",):
+            key = (scope, campaign, variant, part, recipient)
+            first, last = ends.get(key, (moment, moment))
+            ends[key] = (min(first, moment), max(last, moment))
+        if not human:
             for reason in c["reasons"].split(","):
                 if reason:
                     figures["reason", campaign, variant, part, reason] += 1
             continue
-        placement, recipient = c["placement_id"], c["recipient_id"]
         hour = _hour(c["clicked_at"])
         figures["pair", campaign, placement, recipient] += 1
         figures["placement_total", campaign, placement] += 1
@@ -105,6 +118,9 @@ def human_figures(clicks: Iterable[dict[str, Any]]) -> Figures:
         figures["part_unique", campaign, variant, part] += 1
     for campaign, _recipient in campaigns:
         figures["campaign_unique", campaign] += 1
+    for (scope, campaign, *_part), ((_at, first), (_at2, last)) in ends.items():
+        figures[f"{scope}_first", campaign, first] += 1
+        figures[f"{scope}_last", campaign, last] += 1
     return figures
 
 

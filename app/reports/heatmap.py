@@ -231,6 +231,8 @@ class LinkStat:
     value: float  # the chosen metric's figure (0 for an unknown rate)
     tier: str
     label: str = ""  # ``value`` as shown on the badge, e.g. "1,234" or "12.5%"
+    first: int = 0  # recipients whose first link in the email this was (stats.first_and_last)
+    last: int = 0  # ... and whose last
 
 
 @dataclass(frozen=True)
@@ -317,6 +319,7 @@ def build_view(
         .order_by(Placement.position)
     ).all()
     counts = stats.link_counts(session, where)
+    ends = stats.first_and_last(session, where)
     delivered, total, unique = stats.campaign_summary(session, where)
     tracked = [p for p in placements if p.tracked]
     all_links = sum(counts.get(p.id, (0, 0))[0] for p in tracked)
@@ -335,6 +338,7 @@ def build_view(
                 destination=p.destination, href=p.href, total=link_total, unique=link_unique,
                 rate=rate, share=share, value=float(value), tier=tier_for(basis, top),
                 label="n/a" if metric == "rate" and rate is None else format_value(metric, value),
+                first=ends.get(p.id, (0, 0))[0], last=ends.get(p.id, (0, 0))[1],
             )
         )  # fmt: skip
     if params.sort == "metric":

@@ -220,6 +220,28 @@ def link_counts(session: Session, where: ClickFilter) -> dict[int, tuple[int, in
     return counts
 
 
+def first_and_last(session: Session, where: ClickFilter) -> dict[int, tuple[int, int]]:
+    """``placement_id -> (first, last)``: how many recipients clicked each link ``where``
+    covers as their first link in the email part, and how many as their last.
+
+    Over each recipient's clicks in the part, human ones unless machines are included,
+    whatever the period or device (a first link is a person's, not a period's); a recipient
+    who clicked one link counts for it twice. Read from ``placement_stats``, which the
+    writer keeps exact (``app.clicks.labelling.human_figures``).
+    """
+    first, last = (
+        (PlacementStats.human_first_clickers, PlacementStats.human_last_clickers)
+        if where.human_only
+        else (PlacementStats.first_clickers, PlacementStats.last_clickers)
+    )
+    rows = session.execute(
+        select(PlacementStats.placement_id, first, last).where(
+            PlacementStats.placement_id.in_(_placement_ids(where, tracked_only=True))
+        )
+    )
+    return {int(p): (int(f), int(n)) for p, f, n in rows}
+
+
 def delivered_count(session: Session, campaign_id: int, variant_id: int | None) -> int:
     """Recipients the campaign (or one variant of it) was delivered to."""
     query = select(func.count()).select_from(Delivery).where(Delivery.campaign_id == campaign_id)

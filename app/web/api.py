@@ -201,6 +201,8 @@ def _entry(view: HeatmapView, selectors: dict[int, str | None], link: LinkStat) 
         "percentage": round(link.share, 2),
         "clickRate": None if link.rate is None else round(link.rate, 2),
         "tier": link.tier,
+        "firstClicks": link.first,
+        "lastClicks": link.last,
     }
 
 

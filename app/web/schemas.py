@@ -246,6 +246,11 @@ class HeatmapEntry(BaseModel):
         description="Unique clickers / delivered x 100; null when nothing was delivered."
     )
     tier: Literal["red", "orange", "yellow", "green", "blue", "gray"]
+    firstClicks: int = Field(
+        description="Recipients whose first link clicked in this email part was this one "
+        "(over all their clicks, whatever the period or device)."
+    )
+    lastClicks: int = Field(description="Recipients whose last link clicked was this one.")
 
 
 class MachineClicks(BaseModel):

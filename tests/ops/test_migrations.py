@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 
 from app.clicks.recording import ClickEvent, record_clicks
 from app.db import make_engine
-from app.models import CampaignStats, Click, PartHourly, PartStats, UTCDateTime
+from app.models import CampaignStats, Click, PartHourly, PartStats, PlacementStats, UTCDateTime
 from app.ops.migrate import alembic_config, current, upgrade
-from tests.factories import DESKTOP, part_and_campaign_aggregates
+from tests.factories import DESKTOP, first_and_last_links, part_and_campaign_aggregates
 from tests.pgserver import PgServer
 
 NEW_TABLES = {"part_clicker", "campaign_clicker", "part_stats", "campaign_stats", "part_hourly"}
@@ -401,3 +401,38 @@ def test_stored_clicks_start_human_and_every_human_figure_equals_the_total(
         command.downgrade(cfg, "0006")
     assert "label" not in {c["name"] for c in inspect(fresh).get_columns("click")}
     assert "machine_reasons" not in inspect(fresh).get_table_names()
+
+
+def test_first_and_last_links_are_counted_at_upgrade(fresh: Engine) -> None:
+    """0008: each link's first and last clickers, of all clicks and of human ones, counted
+    from the stored clicks exactly as the writer would have kept them."""
+    upgrade(fresh, "0001")
+    _store_clicks_the_old_way(fresh)
+    upgrade(fresh, "0007")
+    with fresh.begin() as conn:  # one recipient's clicks turn out to be a machine's
+        conn.execute(text("UPDATE click SET label = 'machine' WHERE recipient_id = 1"))
+        # The rows the writer keeps for every clicked link (the clicks above were written
+        # without it).
+        conn.execute(
+            text(
+                'INSERT INTO placement_stats (placement_id, campaign_id, total, "unique") '
+                "SELECT placement_id, min(campaign_id), count(*), 0 FROM click "
+                "GROUP BY placement_id"
+            )
+        )
+    upgrade(fresh)
+    with Session(fresh) as session:
+        for human_only in (True, False):
+            kept = {
+                s.placement_id: (
+                    (s.human_first_clickers, s.human_last_clickers)
+                    if human_only
+                    else (s.first_clickers, s.last_clickers)
+                )
+                for s in session.scalars(select(PlacementStats))
+            }
+            expected = first_and_last_links(session, human_only)
+            assert {p: kept.get(p, (0, 0)) for p in expected} == expected, human_only
+        assert sum(s.first_clickers for s in session.scalars(select(PlacementStats))) > sum(
+            s.human_first_clickers for s in session.scalars(select(PlacementStats))
+        )

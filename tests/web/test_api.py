@@ -690,6 +690,47 @@ def test_a_delivery_reported_late_relabels_the_clicks_before_it(
         assert refused.status_code == 422, bad
 
 
+def test_each_link_says_how_many_people_clicked_it_first_and_last(
+    app: Flask, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    """r1 clicks the first link, then the second ten minutes later; r2 only the second; a
+    link checker's HEAD on the first link changes nothing among people."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.clicks.recording import record_clicks
+    from tests.factories import click_event
+
+    cid = _create(client, auth).json["id"]
+    client.post(
+        f"/api/v1/campaigns/{cid}/deliveries",
+        json={"variant": "A", "recipients": ["r1", "r2"]},
+        headers=auth,
+    )
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        links = s.scalars(
+            select(Placement)
+            .where(Placement.campaign_id == cid, Placement.part == "html", Placement.tracked)
+            .order_by(Placement.position)
+        ).all()
+        ids = ensure(s, ["r1", "r2"])
+        record_clicks(
+            s,
+            [
+                click_event(links[0], ids["r1"], later),
+                click_event(links[1], ids["r1"], later + timedelta(minutes=10)),
+                click_event(links[1], ids["r2"], later + timedelta(minutes=1)),
+                click_event(links[0], ids["r2"], later + timedelta(minutes=20), method="HEAD"),
+            ],
+        )
+        s.commit()
+    url = f"/api/v1/campaigns/{cid}/heatmap"
+    people = client.get(url, headers=auth).json["clicks"]
+    assert [(e["firstClicks"], e["lastClicks"]) for e in people] == [(1, 0), (1, 2)]
+    everyone = client.get(url + "?machines=include", headers=auth).json["clicks"]
+    assert [(e["firstClicks"], e["lastClicks"]) for e in everyone] == [(1, 1), (1, 1)]
+
+
 def test_guessing_tokens_is_throttled_per_network(
     app: Flask, client: FlaskClient, auth: dict[str, str]
 ) -> None:

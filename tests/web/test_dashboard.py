@@ -262,13 +262,14 @@ def test_heatmap_ranks_links_by_total(app: Flask, user_client: FlaskClient) -> N
     assert response.status_code == 200
     page = soup_of(response)
     rows = ranked(page)
-    # rank, link, total, unique, rate, share (+ percent bar), details
+    # rank, link, total, unique, rate, share (+ percent bar), first, last, details
     assert [row[0] for row in rows] == ["1", "2", "3"]
     assert [row[1].split(" #")[0] for row in rows] == ["Read the blog", "Shop the sale", "Careers"]
-    assert [row[2:6] for row in rows] == [
-        ["5", "3", "30.0%", "71.4%"],
-        ["2", "2", "20.0%", "28.6%"],
-        ["0", "0", "0.0%", "0.0%"],
+    assert [row[2:8] for row in rows] == [
+        # Three people started on the blog; of them, one went on to the sale.
+        ["5", "3", "30.0%", "71.4%", "3", "2"],
+        ["2", "2", "20.0%", "28.6%", "1", "2"],
+        ["0", "0", "0.0%", "0.0%", "0", "0"],
     ]
     figures = [dd.get_text(strip=True) for dd in page.select(".figures dd")]
     assert figures == ["10", "7", "4", "40.0%"]
