@@ -10,7 +10,7 @@ from types import ModuleType
 
 import pytest
 
-from app.clicks import machines
+from app.clicks import scanners
 from app.clicks.devices import truncate_ip
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
@@ -26,7 +26,7 @@ def load_traces() -> ModuleType:
 
 
 traces = load_traces()
-LISTED = [str(e.network) for e in machines.shipped_networks().entries if e.network.version == 4]
+LISTED = [str(e.network) for e in scanners.shipped_networks().entries if e.network.version == 4]
 
 # What each behaviour is, as the generator's docstrings describe it.
 PEOPLE = {"person", "fast_person", "power_user", "person_on_gateway_net",
@@ -87,7 +87,7 @@ def test_sweeps_walk_every_link_and_the_honeypot_in_document_order() -> None:
 
 
 def test_only_the_listed_gateway_is_on_the_shipped_list() -> None:
-    table = machines.shipped_networks()
+    table = scanners.shipped_networks()
     builder = traces.Builder(1, 20, False, 0, LISTED)
     assert all(table.match(n) for n in builder.listed.networks)
     unlisted = [n for g in traces.UNLISTED_GATEWAYS for n in g.networks]

@@ -1,5 +1,6 @@
 """The machine-click rules, each in both directions: the machine it exists to catch, and the
-person closest to it that it must leave alone (docs/machine-clicks.md)."""
+person closest to it that it must leave alone (docs/machine-clicks.md); and the scanner data
+they read (app.clicks.scanners): the shipped networks and user-agent patterns."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.clicks import machines
+from app.clicks import machines, scanners
 from app.clicks.machines import (
     ClickFacts,
     Context,
@@ -17,8 +18,8 @@ from app.clicks.machines import (
     Verdict,
     classify,
     classify_email,
-    parse_networks,
 )
+from app.clicks.scanners import parse_networks
 
 DELIVERED = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -227,7 +228,7 @@ def test_scanner_and_preview_agents_are_machines(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(PEOPLE))
 def test_real_mail_clients_and_browsers_are_not_scanners(name: str) -> None:
-    assert not machines.is_scanner_agent(PEOPLE[name])
+    assert not scanners.is_scanner_agent(PEOPLE[name])
     assert verdict(click(user_agent=PEOPLE[name])) == machines.HUMAN
 
 
@@ -236,7 +237,7 @@ def test_no_user_agent_is_not_a_scanner_by_itself() -> None:
 
 
 def test_own_agents_carry_a_source() -> None:
-    for pattern, source in machines.OWN_SCANNER_AGENTS:
+    for pattern, source in scanners.OWN_SCANNER_AGENTS:
         assert pattern and source.startswith(("http://", "https://"))
 
 
@@ -279,7 +280,7 @@ def test_a_network_that_carries_people_only_backs_other_signals(prefix: str) -> 
 
 
 def test_shipped_networks_load_with_sources_and_dates() -> None:
-    table = machines.shipped_networks()
+    table = scanners.shipped_networks()
     assert table.entries
     for entry in table.entries:
         assert entry.source.startswith("https://")
