@@ -153,11 +153,17 @@ def _chunks(values: Sequence[int]) -> Iterable[list[int]]:
 
 
 def lock_recipients(connection: Connection, keys: Sequence[tuple[int, int]]) -> None:
-    """Hold (campaign, recipient) for this transaction, PostgreSQL only; ``keys`` sorted.
+    """Hold (campaign, recipient) for this transaction; ``keys`` sorted.
 
-    The campaign's shared lock first (a rebuild holds it exclusively), then each recipient's,
-    in key order, so two writers never wait on each other in a cycle."""
-    if connection.dialect.name != "postgresql" or not keys:
+    On PostgreSQL: the campaign's shared lock first (a rebuild holds it exclusively), then
+    each recipient's, in key order, so two writers never wait on each other in a cycle. On
+    SQLite: the database's write lock, taken before anything is read. Python's driver starts
+    a transaction only at the first write, so the reads would otherwise see the database as
+    it was before another writer's commit, and the "before" would be stale."""
+    if not keys:
+        return
+    if connection.dialect.name == "sqlite":
+        take_write_lock(connection)
         return
     campaigns = sorted({c for c, _r in keys})
     connection.execute(
@@ -177,10 +183,18 @@ def lock_recipients(connection: Connection, keys: Sequence[tuple[int, int]]) -> 
     )
 
 
+def take_write_lock(connection: Connection) -> None:
+    """SQLite: begin the write transaction now (a write statement that changes nothing),
+    so that what the transaction reads next is what it will write on."""
+    connection.execute(text("UPDATE campaign SET id = id WHERE id < 0"))
+
+
 def lock_campaign(connection: Connection, campaign_id: int) -> None:
     """Hold a campaign alone for this transaction (a rebuild, a reclassify): writers wait
     for it, and it waits for the writers already storing the campaign's clicks."""
-    if connection.dialect.name == "postgresql":
+    if connection.dialect.name == "sqlite":
+        take_write_lock(connection)
+    elif connection.dialect.name == "postgresql":
         connection.execute(
             text("SELECT pg_advisory_xact_lock(CAST(:c AS bigint))"), {"c": campaign_id}
         )

@@ -4,10 +4,12 @@ new evidence, and the human figures of every aggregate stay exact through it."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -233,3 +235,47 @@ def test_a_walk_through_the_hidden_link_is_a_machine_and_the_heatmap_never_shows
             campaign.id, campaign.variants[0].id, "html", human_only=human_only
         )
         assert trap.id not in stats.link_counts(session, where)
+
+
+def test_writers_racing_on_one_sweep_keep_every_figure_exact(app: Flask) -> None:
+    """Five writers each store one link's clicks of the same recipients' sweeps, at once,
+    and replay each other's: no writer alone sees a sweep, together they do, and the labels
+    and the human figures end exactly as judging all the clicks at once gives."""
+    factory = app.extensions["clickmap.sessionmaker"]
+    with factory() as s:
+        campaign = five_links(s)
+        people = list(recipients(s, *(f"r{n}" for n in range(6))).values())
+        s.commit()
+        start = SENT + timedelta(hours=1)
+        per_link = [
+            [
+                event(campaign, link, r, start + timedelta(minutes=n, seconds=link))
+                for n, r in enumerate(people)
+            ]
+            for link in range(5)
+        ]
+    failures: list[BaseException] = []
+    ready = threading.Barrier(5)
+
+    def write(mine: list[ClickEvent], theirs: list[ClickEvent]) -> None:
+        try:
+            ready.wait(30)
+            for batch in (mine, theirs, mine):
+                with factory() as s:
+                    record_clicks(s, batch)
+                    s.commit()
+        except BaseException as exc:  # surfaced below
+            failures.append(exc)
+
+    threads = [
+        threading.Thread(target=write, args=(per_link[i], per_link[(i + 1) % 5])) for i in range(5)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert failures == []
+    with factory() as s:
+        assert labels(s) == [("machine", "sweep")] * 30
+        human_aggregates(s)
+        part_and_campaign_aggregates(s)

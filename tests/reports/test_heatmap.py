@@ -159,8 +159,14 @@ def busy(session: Session) -> Campaign:
     click(session, p1, who["dan"], T0 + timedelta(hours=1))
     click(session, p1, who["eve"], NOW - timedelta(minutes=5), "mobile")
     click(session, p2, who["ann"], T0 + timedelta(hours=3))
-    record_deliveries(session, campaign, "A", ["ann", "bob", "cid", "dan", "eve", "fay"])
-    record_deliveries(session, campaign, "B", ["gus"])
+    record_deliveries(
+        session,
+        campaign,
+        "A",
+        ["ann", "bob", "cid", "dan", "eve", "fay"],
+        delivered_at=T0 - timedelta(hours=1),
+    )
+    record_deliveries(session, campaign, "B", ["gus"], delivered_at=T0 - timedelta(hours=1))
     session.flush()
     return campaign
 

@@ -18,7 +18,9 @@ def test_campaign_list_newest_first_without_deleted(
     session: Session, sale: tuple[Campaign, dict[str, int]]
 ) -> None:
     campaign, _ = sale
-    record_deliveries(session, campaign, "A", ["ann", "bob", "cid", "dan"])
+    record_deliveries(
+        session, campaign, "A", ["ann", "bob", "cid", "dan"], delivered_at=T0 - timedelta(hours=1)
+    )
     older = make_campaign(session, "Winter 100% off_promo")
     older.created_at = T0 - timedelta(days=30)
     gone = make_campaign(session, "Deleted sale")

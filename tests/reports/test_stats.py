@@ -104,7 +104,13 @@ def test_summary_counts_each_clicker_once_across_links(
     session: Session, sale: tuple[Campaign, dict[str, int]]
 ) -> None:
     campaign, _ = sale
-    record_deliveries(session, campaign, "A", ["ann", "bob", "cid", "dan", "eve"])
+    record_deliveries(
+        session,
+        campaign,
+        "A",
+        ["ann", "bob", "cid", "dan", "eve"],
+        delivered_at=T0 - timedelta(hours=1),
+    )
     variant_id = campaign.variants[0].id
     html = ClickFilter(campaign.id, variant_id, "html")
     assert stats.campaign_summary(session, html) == (5, 5, 3)
@@ -240,7 +246,9 @@ def test_summaries_and_campaign_list_equal_a_recount_of_raw_clicks(session: Sess
         device = list(AGENTS)[n % 4]
         click(session, target, ids[n % 7], T0 + timedelta(minutes=37 * n), device)
     click(session, placement(other, 0), ids[8], T0)  # someone who only clicked elsewhere
-    record_deliveries(session, campaign, "A", list(people)[:6])
+    record_deliveries(
+        session, campaign, "A", list(people)[:6], delivered_at=T0 - timedelta(hours=1)
+    )
     session.flush()
     variants = [v.id for v in campaign.variants]
     # The "other" device's agent is curl's: those clicks are machines, left out by default.
