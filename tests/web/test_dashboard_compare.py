@@ -89,7 +89,10 @@ def test_the_page_shows_both_arms_the_difference_and_the_rule(
     assert "p = 0.168" in difference.get_text(" ", strip=True)
     verdict = page.select_one("[data-verdict]")
     assert verdict is not None and verdict.get_text().startswith("No winner")
-    assert len(page.select("[data-warning]")) == 2
+    assert [w.get_text() for w in page.select("[data-warning]")] == [
+        "Fewer than 1,000 deliveries in variant A: wait before concluding.",
+        "Fewer than 1,000 deliveries in variant B: wait before concluding.",
+    ]
     rule = page.select_one("[data-decision-rule]")
     assert rule is not None and rule.get_text() == abtest.DECISION_RULE
     # The chart draws both intervals.
