@@ -611,3 +611,31 @@ def human_aggregates(session: Session) -> None:
         for m in session.scalars(select(MachineReasons))
         if m.clicks
     } == reasons
+
+
+# -- the browser tests' live server (fixtures in tests/browser/conftest.py) ----------------------
+
+BROWSER_USER = "marketer"
+BROWSER_PASSWORD = "a-long-browser-password"
+
+
+@dataclass
+class Live:
+    """The served app: its address, the demo campaign, the hostile one and the requests
+    the hostile email's scripts would have made (``pwned``: none, if all is well)."""
+
+    url: str
+    app: Flask
+    campaign_id: int
+    hostile_id: int
+    pwned: list[str]
+
+
+def sign_in(page: Any, live: Live) -> None:
+    """Log the browser tab in through the real login form of the live server."""
+    page.goto(live.url + "/login")
+    page.fill("input[name=username]", BROWSER_USER)
+    page.fill("input[name=password]", BROWSER_PASSWORD)
+    with page.expect_navigation():
+        page.click("form button[type=submit]")
+    assert "/login" not in page.url

@@ -257,9 +257,10 @@ def campaign_summary(session: Session, where: ClickFilter) -> tuple[int, int, in
     everyone who received it". A ``variant_id``/``part`` of None means all of them.
 
     Unfiltered, the whole campaign reads its ``campaign_stats`` row and one variant's part
-    its ``part_stats`` row. The mixed scopes no view shows (one variant across its parts,
-    one part across variants) add up ``part_stats`` totals and count distinct recipients
-    in ``part_clicker``: exact, at a cost that grows with clickers rather than clicks.
+    its ``part_stats`` row. The mixed scopes (one variant across its parts, which the
+    comparison of variants reads; one part across variants) add up ``part_stats`` totals
+    and count distinct recipients in ``part_clicker``: exact, at a cost that grows with
+    clickers rather than clicks.
     """
     delivered = delivered_count(session, where.campaign_id, where.variant_id)
     if not where.unfiltered:

@@ -29,7 +29,8 @@ from app.errors import ClickmapError
 from app.ingest import campaigns
 from app.ingest.campaigns import link_rules, personalizer
 from app.models import Variant
-from app.reports import exports, repeats
+from app.reports import abtest, exports, repeats
+from app.reports.comparison import CompareParams, build_comparison
 from app.reports.heatmap import HeatmapView, LinkStat, ViewParams, build_view
 from app.reports.selectors import placement_selectors
 from app.web import schemas
@@ -360,6 +361,87 @@ def clicks(campaign_id: int) -> Response:
                 for row in page.rows
             ],
             "nextCursor": page.next_cursor,
+        }
+    )
+
+
+def _arm(arm: abtest.ArmResult) -> dict[str, Any]:
+    iv = arm.interval
+    return {
+        "name": arm.name,
+        "deliveries": arm.delivered,
+        "uniqueClickers": arm.unique_clickers,
+        "clickRate": None if arm.rate is None else round(arm.rate, 4),
+        "interval": None if iv is None else {"low": round(iv.low, 4), "high": round(iv.high, 4)},
+    }
+
+
+def _difference(c: abtest.Comparison) -> dict[str, Any]:
+    iv = c.difference_interval
+    return {
+        "a": _arm(c.a),
+        "b": _arm(c.b),
+        "difference": None if c.difference is None else round(c.difference, 4),
+        "interval": None if iv is None else {"low": round(iv.low, 4), "high": round(iv.high, 4)},
+        "z": c.z,
+        "pValue": c.p_value,
+        "significant": c.significant,
+    }
+
+
+def _unmatched(link: abtest.LinkClicks) -> dict[str, Any]:
+    return {
+        "position": link.position,
+        "destination": link.destination,
+        "text": link.text,
+        "uniqueClickers": link.unique_clickers,
+    }
+
+
+@contract.endpoint(
+    "get",
+    "/campaigns/{campaign_id}/compare",
+    query=schemas.CompareQuery,
+    response=schemas.CompareOut,
+)
+def compare(campaign_id: int) -> Response:
+    """Two variants compared on click rate, with the verdict of the decision rule.
+
+    a and b default to the campaign's first two variants. The figures are those of the
+    comparison page: unique clickers per delivered email with Wilson intervals, the
+    difference b - a with Newcombe's interval, the pooled z-test's p-value, and a winner only
+    when decisionRule holds. A campaign with a single variant, or a variant with more
+    clickers than recorded deliveries, answers 422 (nothing_to_compare,
+    deliveries_incomplete).
+    """
+    query = query_args(schemas.CompareQuery)
+    params = CompareParams(a=query.a, b=query.b, machines=query.machines)
+    view = build_comparison(get_session(), campaign_id, params)
+    c = view.comparison
+    return jsonify(
+        {
+            **_difference(c),
+            "campaign": view.campaign_id,
+            "name": view.campaign_name,
+            "machines": view.params.machines,
+            "confidence": c.confidence,
+            "winner": c.winner,
+            "verdict": view.verdict,
+            "warnings": list(c.warnings),
+            "decisionRule": view.decision_rule,
+            "machineClicks": list(view.left_out),
+            "links": [
+                {
+                    **_difference(link.comparison),
+                    "destination": link.destination,
+                    "text": link.text,
+                    "positionA": link.position_a,
+                    "positionB": link.position_b,
+                }
+                for link in view.links.matched
+            ],
+            "onlyA": [_unmatched(link) for link in view.links.only_a],
+            "onlyB": [_unmatched(link) for link in view.links.only_b],
         }
     )
 

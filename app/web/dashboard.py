@@ -49,6 +49,7 @@ from app.db import get_session
 from app.errors import ClickmapError, InvalidInput, NotFound
 from app.ingest.campaigns import get_campaign
 from app.models import Campaign, Placement, User
+from app.reports.comparison import CompareParams, NothingToCompare, build_comparison, format_p
 from app.reports.email_overlay import ResourceMap, view_document
 from app.reports.fetcher import PLACEHOLDER, RemoteCache, fetch_policy
 from app.reports.heatmap import ViewParams, build_view
@@ -233,6 +234,19 @@ def heatmap(campaign_id: int) -> str:
     if query:
         pdf_url += "?" + urlencode(query)
     return render_template("heatmap.html", view=view, query=query, pdf_url=pdf_url, for_print=False)
+
+
+@bp.get("/campaigns/<id:campaign_id>/compare")
+def compare(campaign_id: int) -> str:
+    """Two variants side by side; a campaign with nothing to compare gets the reason."""
+    params = CompareParams.from_query(request.args)
+    session = get_session()
+    try:
+        view = build_comparison(session, campaign_id, params)
+    except NothingToCompare as exc:
+        campaign = get_campaign(session, campaign_id)
+        return render_template("compare.html", view=None, campaign=campaign, message=exc.message)
+    return render_template("compare.html", view=view, message=None, format_p=format_p)
 
 
 @bp.get("/campaigns/<id:campaign_id>/email")

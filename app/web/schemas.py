@@ -328,3 +328,84 @@ class ClickOut(BaseModel):
 class ClicksOut(Window):
     clicks: list[ClickOut]
     nextCursor: str | None = Field(description="Pass as cursor for the next page; null at the end.")
+
+
+# -- comparing two variants ------------------------------------------------------------------
+
+
+class CompareQuery(Query):
+    a: VariantName | None = Field(
+        default=None, description="The first variant's name; default the campaign's first."
+    )
+    b: VariantName | None = Field(
+        default=None, description="The second variant's name; default the next one after a."
+    )
+    machines: Machines = Field(
+        default="exclude",
+        description="Clicks labelled machine: left out of every figure by default, as on "
+        "the heatmap; include them to count every click.",
+    )
+
+
+class Range(BaseModel):
+    low: float
+    high: float
+
+
+class ArmOut(BaseModel):
+    name: str
+    deliveries: int = Field(description="The variant's recorded deliveries.")
+    uniqueClickers: int = Field(
+        description="Distinct recipients who clicked (for a link: that link; for the variant: "
+        "any tracked link of any of its parts)."
+    )
+    clickRate: float | None = Field(
+        description="uniqueClickers / deliveries x 100; null with no deliveries."
+    )
+    interval: Range | None = Field(description="Wilson score interval of clickRate, in percent.")
+
+
+class DifferenceOut(BaseModel):
+    a: ArmOut
+    b: ArmOut
+    difference: float | None = Field(description="b's click rate minus a's, percentage points.")
+    interval: Range | None = Field(description="Newcombe's hybrid score interval of difference.")
+    z: float | None = Field(
+        description="Pooled two-proportion z statistic; positive if b is higher."
+    )
+    pValue: float | None = Field(description="Two-sided p-value of the pooled z-test.")
+    significant: bool = Field(description="pValue below 1 - confidence.")
+
+
+class ComparedLink(DifferenceOut):
+    destination: str
+    text: str
+    positionA: int
+    positionB: int
+
+
+class UnmatchedLink(BaseModel):
+    position: int
+    destination: str
+    text: str
+    uniqueClickers: int
+
+
+class CompareOut(DifferenceOut):
+    campaign: int
+    name: str
+    machines: Machines
+    confidence: float = Field(description="The intervals' level, 1 - the test's alpha.")
+    winner: str | None = Field(description="Named only when the decision rule holds.")
+    verdict: str = Field(description="The outcome in one sentence, as the page says it.")
+    warnings: list[str]
+    decisionRule: str
+    machineClicks: list[int] = Field(
+        description="Clicks labelled machine in a and in b (whether or not counted above)."
+    )
+    links: list[ComparedLink] = Field(
+        description="Links of the HTML parts present in both variants (same destination and "
+        "text), in a's order; descriptive only, never a winner."
+    )
+    onlyA: list[UnmatchedLink]
+    onlyB: list[UnmatchedLink]

@@ -1,148 +1,30 @@
 """The heatmap in a real Chromium: log in, switch views, read colors, and stay inert.
 
-A live server (werkzeug, on a free port of 127.0.0.1) serves an app seeded with the demo
-campaign. Colors and numbers are read from the page as the browser computed them, inside the
-sandboxed email frame, and compared with the aggregates in the database. A second campaign
-is an email full of scripts and event handlers; none of them may run. A third points at
-images, fonts, stylesheets and prefetch hints on other hosts; the page may load nothing
-from anywhere but Clickmap.
+A live server (werkzeug, on a free port of 127.0.0.1; tests/browser/conftest.py) serves an
+app seeded with the demo campaign. Colors and numbers are read from the page as the browser
+computed them, inside the sandboxed email frame, and compared with the aggregates in the
+database. A second campaign is an email full of scripts and event handlers; none of them may
+run. A third points at images, fonts, stylesheets and prefetch hints on other hosts; the
+page may load nothing from anywhere but Clickmap.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.accounts import create_user
 from app.ingest import campaigns
 from app.ingest.links import LinkRules
 from app.models import MachineReasons, PartStats, Placement, PlacementStats, Variant
-from app.ops import demo
 from app.reports.heatmap import TIER_COLORS, tier_for
 from app.reports.stats import REPORTED
-from tests.factories import recording_server, serving
-from tests.prerequisites import missing
+from tests.factories import Live, recording_server, sign_in
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-USERNAME = "marketer"
-PASSWORD = "a-long-browser-password"
-
-HOSTILE_EMAIL = """<!doctype html>
-<html><head><meta charset="utf-8"><title>Hostile</title>
-<script>document.title = "pwned"; window.pwned = 1; fetch("/pwned/head-script");</script>
-</head>
-<body onload="window.pwned = 2; fetch('/pwned/body-onload'); console.log('pwned onload')">
-<script>console.log("pwned inline"); new Image().src = "/pwned/inline";</script>
-<img src="x" onerror="window.pwned = 3; fetch('/pwned/onerror'); console.log('pwned onerror')">
-<svg onload="fetch('/pwned/svg-onload')"><circle r="4"/></svg>
-<iframe srcdoc="<script>parent.document.title='pwned';fetch('/pwned/srcdoc')</script>"></iframe>
-<p><a href="https://shop.example.com/one" onclick="fetch('/pwned/onclick')"
-      onmouseover="fetch('/pwned/mouseover')">First link</a></p>
-<p><a href="javascript:fetch('/pwned/javascript-url')" id="js">A script link</a></p>
-<p><a href="https://shop.example.com/two">Second link</a></p>
-<form action="/pwned/form"><button id="submit">Send</button></form>
-<object data="javascript:fetch('/pwned/object')"></object>
-</body></html>
-"""
-
-
-def _chromium_or_skip() -> None:
-    if shutil.which(CHROMIUM) is None and not os.path.exists(CHROMIUM):
-        missing(f"Chromium is not installed at {CHROMIUM} (make system installs it)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing("the playwright package is not installed (pip install -e '.[dev]')")
-
-
-@dataclass
-class Live:
-    url: str
-    app: Flask
-    campaign_id: int
-    hostile_id: int
-    pwned: list[str]
-
-
-class _Recorder:
-    """WSGI middleware noting any request for /pwned..., whatever the app answers."""
-
-    def __init__(self, wsgi: Callable[..., Iterable[bytes]], hits: list[str]) -> None:
-        self.wsgi = wsgi
-        self.hits = hits
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        if environ.get("PATH_INFO", "").startswith("/pwned"):
-            self.hits.append(environ["PATH_INFO"])
-        return self.wsgi(environ, start_response)
-
-
-@pytest.fixture
-def live(app: Flask, session: Session) -> Iterator[Live]:
-    _chromium_or_skip()
-    seeded = demo.seed(
-        session,
-        rules=LinkRules(),
-        max_part_bytes=app.config["MAX_PART_BYTES"],
-        settings=demo.DemoSettings(recipients=800),
-    )
-    hostile = campaigns.create_campaign(
-        session, "Hostile", [campaigns.VariantInput("A", HOSTILE_EMAIL)],
-        rules=LinkRules(), max_part_bytes=app.config["MAX_PART_BYTES"],
-    ).campaign  # fmt: skip
-    create_user(session, USERNAME, PASSWORD)
-    session.commit()
-    hits: list[str] = []
-    app.wsgi_app = _Recorder(app.wsgi_app, hits)  # type: ignore[method-assign]
-    with serving(app) as url:
-        yield Live(url, app, seeded.campaign_id, hostile.id, hits)
-
-
-@pytest.fixture
-def page(live: Live) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context()
-        # Nothing but the live server: a stray request elsewhere fails instead of leaving.
-        context.route(
-            lambda url: not url.startswith(live.url) and not url.startswith(("data:", "about:")),
-            lambda route: route.abort(),
-        )
-        tab = context.new_page()
-        tab.set_default_timeout(15_000)
-        try:
-            yield tab
-        finally:
-            context.close()
-            browser.close()
-
-
-def log_in(page: Any, live: Live) -> None:
-    page.goto(live.url + "/login")
-    page.fill("input[name=username]", USERNAME)
-    page.fill("input[name=password]", PASSWORD)
-    with page.expect_navigation():
-        page.click("form button[type=submit]")
-    assert "/login" not in page.url
 
 
 def rgb(hex_color: str) -> str:
@@ -211,7 +93,7 @@ def switch(page: Any, name: str, value: str) -> None:
 def test_heatmap_colors_and_numbers_follow_the_view(
     live: Live, page: Any, session: Session
 ) -> None:
-    log_in(page, live)
+    sign_in(page, live)
     page.goto(f"{live.url}/campaigns/{live.campaign_id}")
     steps = [
         (None, None, "A", "html", "total", "exclude"),
@@ -243,7 +125,7 @@ def test_the_demo_opens_on_people_and_says_what_machines_were_left_out(
     """The demo seeds scanner sweeps, HEAD probes and link previews: the heatmap counts
     people by default, and its panel gives the machine clicks it left out, by reason,
     matching the database; including them brings the page's total up to every click."""
-    log_in(page, live)
+    sign_in(page, live)
     page.goto(f"{live.url}/campaigns/{live.campaign_id}")
     variant = session.scalars(
         select(Variant).where(Variant.campaign_id == live.campaign_id, Variant.name == "A")
@@ -278,7 +160,7 @@ def test_the_demo_opens_on_people_and_says_what_machines_were_left_out(
 def test_scripts_in_the_email_never_run(live: Live, page: Any) -> None:
     messages: list[str] = []
     page.on("console", lambda message: messages.append(message.text))
-    log_in(page, live)
+    sign_in(page, live)
     page.goto(f"{live.url}/campaigns/{live.hostile_id}")
     frame = page.frame(name="heatmap-frame")
     assert frame is not None
@@ -382,7 +264,7 @@ def test_the_email_loads_nothing_from_outside_clickmap(
         ),
     )
     page.on("response", lambda response: answered.__setitem__(response.url, response.status))
-    log_in(page, live)
+    sign_in(page, live)
     page.goto(f"{live.url}/campaigns/{remote.id}")
     frame = page.frame(name="heatmap-frame")
     assert frame is not None
