@@ -20,9 +20,14 @@ import ua_parser
 
 from app.vocabulary import IN_APP_BROWSER, OTHER_BROWSER
 
-# Where the countries come from, as reports state it: the data is built into each release
-# of the package, so its version dates it.
-COUNTRY_DATA = f"iptocc {version('iptocc')}, from the five regional internet registries"
+# Where the countries come from, as reports state it. The data is built into each release
+# of the package, so the release dates it; pyproject.toml pins the release this date is
+# for, and a test fails if another is installed without the date being updated here.
+COUNTRY_DATA_RELEASE = ("3.3.170", "October 2026")
+COUNTRY_DATA = (
+    f"iptocc {version('iptocc')}, the regional internet registries' data of "
+    f"{COUNTRY_DATA_RELEASE[1]}"
+)
 
 # Email clients that name themselves in the user agent, first match wins. Image proxies are
 # listed because a proxy fetching a link is the mailbox provider, not a person.

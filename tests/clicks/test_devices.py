@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 import pytest
 
-from app.clicks.devices import classify, client_names, country, truncate_ip
+from app.clicks.devices import (
+    COUNTRY_DATA,
+    COUNTRY_DATA_RELEASE,
+    classify,
+    client_names,
+    country,
+    truncate_ip,
+)
 from app.vocabulary import CLIENTS, DEVICES, IN_APP_BROWSER, OTHER_BROWSER
 
 IPHONE = (
@@ -189,3 +198,10 @@ def test_every_client_name_is_one_reports_know() -> None:
     """The filter and the page list clients from app.vocabulary: a name the writer could
     store outside it would be a segment nobody can choose."""
     assert client_names() == set(CLIENTS)
+
+
+def test_reports_date_the_country_data_that_is_installed() -> None:
+    """Pages, PDFs and the API say which month's registry data placed the clicks: the date
+    must belong to the release installed, so upgrading the data means dating it."""
+    assert version("iptocc") == COUNTRY_DATA_RELEASE[0]
+    assert COUNTRY_DATA.endswith(f"data of {COUNTRY_DATA_RELEASE[1]}")
