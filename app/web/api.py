@@ -357,6 +357,7 @@ def clicks(campaign_id: int) -> Response:
                     "client": row.client,
                     "userAgent": row.user_agent,
                     "ipPrefix": row.ip_prefix,
+                    "country": row.country,
                     "label": row.label,
                     "reasons": row.reasons,
                     "certainty": row.certainty,

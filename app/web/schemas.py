@@ -345,6 +345,7 @@ class ClickOut(BaseModel):
     client: str | None
     userAgent: str
     ipPrefix: str | None
+    country: str | None = Field(description="ISO 3166-1 alpha-2 of the network's registration.")
     label: Literal["human", "machine"]
     reasons: list[str] = Field(description="The rules that labelled it machine; empty for human.")
     certainty: Literal["certain", "likely"] | None

@@ -690,6 +690,11 @@ def test_client_and_country_narrow_every_figure(
     assert (both["totalClicks"], both["uniqueClickers"]) == (1, 1)
     outlook_only = client.get(url + "/elements?client=Outlook&sort=position", headers=auth).json
     assert [e["count"] for e in outlook_only["elements"]][:2] == [2, 1]
+    listed = client.get(url + "/clicks?country=JP", headers=auth).json["clicks"]
+    assert sorted((c["country"], c["client"]) for c in listed) == [
+        ("JP", "Chrome"),
+        ("JP", "Outlook"),
+    ]
     for bad in ("client=Lotus%20Notes", "country=usa"):
         refused = client.get(f"{url}?{bad}", headers=auth)
         assert refused.status_code == 422
