@@ -145,6 +145,7 @@ class ClickRow:
     label: str = "human"  # or "machine" (app.clicks.machines)
     reasons: tuple[str, ...] = ()  # the rules that labelled it machine
     certainty: str | None = None
+    country: str | None = None  # ISO 3166-1 alpha-2 of the network's registration
 
 
 def _clicks_query(
@@ -171,6 +172,7 @@ def _clicks_query(
             Click.label,
             Click.reasons,
             Click.certainty,
+            Click.country,
         )
         .join(Recipient, Recipient.id == Click.recipient_id)
         .where(Click.placement_id == placement_id)
@@ -179,7 +181,18 @@ def _clicks_query(
 
 
 def _row(values: Sequence[Any]) -> ClickRow:
-    recipient, clicked_at, device, client, method, user_agent, label, reasons, certainty = values
+    (
+        recipient,
+        clicked_at,
+        device,
+        client,
+        method,
+        user_agent,
+        label,
+        reasons,
+        certainty,
+        country,
+    ) = values
     return ClickRow(
         recipient,
         in_utc(clicked_at),
@@ -190,6 +203,7 @@ def _row(values: Sequence[Any]) -> ClickRow:
         label,
         tuple(reason for reason in reasons.split(",") if reason),
         certainty,
+        country,
     )
 
 

@@ -396,6 +396,7 @@ CSV_COLUMNS = (
     "user_agent",
     "label",
     "reasons",
+    "country",  # last, so the columns before it keep their places
 )
 
 
@@ -424,6 +425,7 @@ def clicks_csv(campaign_id: int, placement_id: int) -> Response:
                         csv_cell(row.user_agent),
                         row.label,
                         " ".join(row.reasons),
+                        row.country or "",
                     ]
                 )
                 if number % 500 == 0:

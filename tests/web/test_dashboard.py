@@ -458,7 +458,7 @@ def test_drill_down_pages_through_clicks(
     rows = [cells(row) for row in first.select("table.clicks tbody tr")]
     # Newest first: the last two clicks on the blog link were by recipient @SUM(A1).
     assert [row[0] for row in rows] == ["@SUM(A1)", "@SUM(A1)"]
-    assert rows[0][2:5] == ["Desktop", "Chrome", "GET"]
+    assert rows[0][2:6] == ["Desktop", "Chrome", "—", "GET"]  # no address: no country
     next_link = first.find("a", rel="next")
     assert isinstance(next_link, Tag)
     assert "page=2" in str(next_link["href"])
@@ -511,6 +511,7 @@ def test_clicks_csv_is_streamed_and_formula_safe(app: Flask, user_client: FlaskC
         "user_agent",
         "label",
         "reasons",
+        "country",
     ]
     assert {row[6] for row in table[1:]} == {"human"}
     assert len(table) == 6
