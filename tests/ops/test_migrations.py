@@ -2,7 +2,7 @@
 backfilled from clicks stored before it, and the click writer carries on exactly from there;
 0003 drops the foreign keys of ``click`` and keeps its rows; 0004 adds ``login_attempt``;
 0005 computes each tracked placement's ``location``; 0006 gives users a session version;
-0007 labels clicks and keeps human figures beside every aggregate; 0008 gives stored clicks
+0007 labels clicks and keeps human figures beside every aggregate; 0009 gives stored clicks
 the country of their network.
 """
 
@@ -405,7 +405,7 @@ def test_stored_clicks_start_human_and_every_human_figure_equals_the_total(
 
 
 def test_stored_clicks_get_the_country_of_their_network_at_upgrade(fresh: Engine) -> None:
-    """0008: clicks stored before it get the country their stored network is registered to,
+    """0009: clicks stored before it get the country their stored network is registered to,
     so a country view covers the campaign's whole history; downgrading drops the column."""
     upgrade(fresh, "0001")
     _store_clicks_the_old_way(fresh)
@@ -417,8 +417,8 @@ def test_stored_clicks_get_the_country_of_their_network_at_upgrade(fresh: Engine
                 text("UPDATE click SET ip_prefix = :network WHERE click_id = :click_id"),
                 {"network": network, "click_id": click_id},
             )
-    upgrade(fresh, "0007")
     upgrade(fresh, "0008")
+    upgrade(fresh, "0009")
     with Session(fresh) as session:
         found = {
             c: country for c, country in session.execute(select(Click.click_id, Click.country))
@@ -428,5 +428,5 @@ def test_stored_clicks_get_the_country_of_their_network_at_upgrade(fresh: Engine
     cfg = alembic_config(fresh)
     with fresh.begin() as connection:
         cfg.attributes["connection"] = connection
-        command.downgrade(cfg, "0007")
+        command.downgrade(cfg, "0008")
     assert "country" not in {c["name"] for c in inspect(fresh).get_columns("click")}

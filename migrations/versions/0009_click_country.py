@@ -8,8 +8,8 @@ rows with a country are written, so the upgrade's memory stays flat whatever the
 clicks. ``iptocc`` is a dependency, so it is importable on any working install; should it not
 be, the old clicks are left without a country rather than the upgrade failing.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-11-30 08:30:00.000000
 """
 
@@ -21,8 +21,8 @@ from functools import lru_cache
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008"
-down_revision: str | None = "0007"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
