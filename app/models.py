@@ -189,6 +189,9 @@ class Click(Base):
     device: Mapped[str] = mapped_column(String(16), default="other")
     client: Mapped[str | None] = mapped_column(String(64), default=None)
     ip_prefix: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The ISO 3166-1 alpha-2 country ``ip_prefix`` is registered to (``devices.country``);
+    # None where it belongs to none (private or reserved networks) or there was no address.
+    country: Mapped[str | None] = mapped_column(String(2), default=None)
     # The request's ``Sec-Purpose`` (or legacy ``Purpose``) header: a prefetch is no click.
     purpose: Mapped[str | None] = mapped_column(String(64), default=None)
     # ``human`` or ``machine`` (``app.clicks.machines``), the rules that fired, comma

@@ -30,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clicks.aggregates import add_clicks
-from app.clicks.devices import classify
+from app.clicks.devices import classify, country
 from app.clicks.labelling import store_labelled
 from app.clicks.machines import DEFAULT_THRESHOLDS, Thresholds
 from app.clicks.statements import dialect_insert, insert_ignoring_conflicts
@@ -140,6 +140,7 @@ def record_clicks(
                 "device": device,
                 "client": client,
                 "ip_prefix": e.ip_prefix,
+                "country": country(e.ip_prefix),
                 "purpose": e.purpose,
             }
         )

@@ -63,6 +63,7 @@ class ExportedClick:
     label: str  # "human" | "machine" (app.clicks.machines)
     reasons: tuple[str, ...]  # the rules that labelled it machine, empty for human
     certainty: str | None  # "certain" | "likely"; None for human
+    country: str | None = None  # ISO 3166-1 alpha-2 of ip_prefix's registration, if any
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ def _query(where: ClickFilter) -> Select[*tuple[Any, ...]]:
             Click.label,
             Click.reasons,
             Click.certainty,
+            Click.country,
         )
         .join(Variant, Variant.id == Click.variant_id)
         .join(Placement, Placement.id == Click.placement_id)
@@ -166,6 +168,7 @@ def _exported(values: Any) -> ExportedClick:
         label=values.label,
         reasons=tuple(reason for reason in values.reasons.split(",") if reason),
         certainty=values.certainty,
+        country=values.country,
     )
 
 

@@ -8,6 +8,7 @@ JSON API and the PDF all go through ``tier_for``, so a link is the same color ev
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -22,7 +23,7 @@ from app.ingest.links import skip_message
 from app.models import Placement, Variant
 from app.reports import charts as chart_svgs
 from app.reports import stats
-from app.vocabulary import DEVICES, PARTS
+from app.vocabulary import CLIENTS, DEVICES, PARTS
 
 TIERS = ("red", "orange", "yellow", "green", "blue", "gray")
 # Lower bounds of each colored tier as a share of the top link's value, highest first.
@@ -119,6 +120,8 @@ class ViewParams:
     device: str | None = None  # desktop | mobile | tablet | other
     sort: str = "metric"  # metric | position
     machines: str = "exclude"  # exclude | include: clicks labelled machine
+    client: str | None = None  # one of app.vocabulary.CLIENTS, or stats.UNKNOWN
+    country: str | None = None  # ISO 3166-1 alpha-2, e.g. "FR", or stats.UNKNOWN
 
     def __post_init__(self) -> None:
         _choice("metric", self.metric, METRICS)
@@ -128,6 +131,16 @@ class ViewParams:
         _choice("sort", self.sort, SORTS)
         if self.device is not None:
             _choice("device", self.device, DEVICES)
+        if self.client is not None:
+            _choice("client", self.client, (*CLIENTS, stats.UNKNOWN))
+        if self.country is not None and not (
+            self.country == stats.UNKNOWN or re.fullmatch(r"[A-Z]{2}", self.country)
+        ):
+            raise InvalidInput(
+                "invalid_view",
+                f"country must be a two-letter code like FR, or {stats.UNKNOWN}; "
+                f"got {self.country!r}",
+            )
         if self.variant is not None and not self.variant.strip():
             raise InvalidInput("invalid_view", "variant must not be empty")
         if self.period == "custom":
@@ -163,6 +176,8 @@ class ViewParams:
             device=get("device"),
             sort=get("sort") or "metric",
             machines=get("machines") or "exclude",
+            client=get("client"),
+            country=get("country"),
         )
 
     def to_query(self, **changes: Any) -> dict[str, str]:
@@ -181,8 +196,8 @@ class ViewParams:
         return query
 
     def click_filter(self, campaign_id: int, variant_id: int, now: datetime) -> stats.ClickFilter:
-        """The clicks this view counts: the chosen variant's part, period and device, human
-        only unless the viewer included machine clicks."""
+        """The clicks this view counts: the chosen variant's part, period, device, client
+        and country, human only unless the viewer included machine clicks."""
         since, until = period_bounds(self, now)
         return stats.ClickFilter(
             campaign_id,
@@ -192,6 +207,8 @@ class ViewParams:
             until,
             self.device,
             human_only=self.machines == "exclude",
+            client=self.client,
+            country=self.country,
         )
 
 

@@ -16,6 +16,11 @@ link, ``part_hourly`` for the summary and the charts); both agree exactly becaus
 bounds fall on whole UTC hours (``ClickFilter`` refuses others). The campaign list and the
 drill-down (who clicked a link) are ``app.reports.listings``. See docs/heatmap.md for what
 each figure costs.
+
+A segment (an email client or a country) is a dimension no aggregate has, so with one every
+figure, totals included, counts raw clicks through the same ``click_filters`` as the
+uniques, narrowed by the same index: totals and uniques then come from the same rows and
+agree exactly, at a cost that grows with the campaign's clicks in the period.
 """
 
 from __future__ import annotations
@@ -25,8 +30,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, DateTime, Select, func, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from app.errors import NotFound
 from app.models import (
@@ -46,6 +54,9 @@ from app.models import (
 from app.vocabulary import DEVICES, HONEYPOT
 
 HUMAN = "human"  # the label of a click no machine rule fired on
+# The segment value of clicks without a client (no browser opened the link) or a country
+# (a private or reserved network, or no address): choosable like any other value.
+UNKNOWN = "unknown"
 
 # Up to this span the time series uses hourly buckets; beyond it, daily ones (UTC days).
 HOURLY_SPAN = timedelta(hours=72)  # longer spans are charted per day,
@@ -77,8 +88,9 @@ def _bound(moment: datetime | None, name: str) -> datetime | None:
 @dataclass(frozen=True)
 class ClickFilter:
     """Which clicks a figure counts: one campaign's, narrowed when given to a variant, a part,
-    a period and a device class. The heatmap builds one per view (``ViewParams``), and every
-    figure of that view, on the page, in the API and in the PDF, is read through it.
+    a period, a device class, an email client and a country (``UNKNOWN`` for clicks with
+    none). The heatmap builds one per view (``ViewParams``), and every figure of that view,
+    on the page, in the API and in the PDF, is read through it.
 
     ``since`` is inclusive and ``until`` exclusive; both are kept in UTC and must fall on a
     whole hour (``ValueError`` otherwise), so hourly totals and raw-click uniques agree.
@@ -93,15 +105,24 @@ class ClickFilter:
     until: datetime | None = None
     device: str | None = None
     human_only: bool = True
+    client: str | None = None
+    country: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "since", _bound(self.since, "since"))
         object.__setattr__(self, "until", _bound(self.until, "until"))
 
     @property
+    def segmented(self) -> bool:
+        """A client or a country is chosen: dimensions only raw clicks have."""
+        return self.client is not None or self.country is not None
+
+    @property
     def unfiltered(self) -> bool:
-        """All time and every device: the view the aggregates answer directly."""
-        return self.since is None and self.until is None and self.device is None
+        """All time, every device and no segment: the view the aggregates answer directly."""
+        return (
+            self.since is None and self.until is None and self.device is None
+        ) and not self.segmented
 
 
 # The placements reports show: every link of the sender's, but not the hidden honeypot link
@@ -163,6 +184,9 @@ def click_filters(where: ClickFilter, *, labels: bool = True) -> list[ColumnElem
     that reads raw clicks uses them, so a filter means the same thing in each. ``labels``
     False keeps machine clicks in even for a human-only filter (to count them)."""
     filters = _part_filters(Click, where) + _span_filters(where, Click.clicked_at, Click.device)
+    for column, value in ((Click.client, where.client), (Click.country, where.country)):
+        if value is not None:
+            filters.append(column.is_(None) if value == UNKNOWN else column == value)
     if labels and where.human_only:
         filters.append(Click.label == HUMAN)
     return filters
@@ -197,15 +221,25 @@ def link_counts(session: Session, where: ClickFilter) -> dict[int, tuple[int, in
         for placement_id, total, unique in rows:
             counts[placement_id] = (int(total), int(unique))
         return counts
+    # Grouping by an expression rather than the bare column keeps SQLite from walking the
+    # whole (placement_id, clicked_at) index in order to skip a sort: with few campaigns its
+    # planner prefers that to the campaign's own range, and reads every click of every one.
+    placement = (Click.placement_id + 0).label("placement")
+    if where.segmented:
+        # No hourly table has a client or a country: totals and uniques from the same rows.
+        for placement_id, total, unique in session.execute(
+            select(placement, func.count(), func.count(Click.recipient_id.distinct()))
+            .where(*click_filters(where))
+            .group_by(placement)
+        ):
+            if placement_id in counts:
+                counts[placement_id] = (int(total), int(unique))
+        return counts
     totals = session.execute(
         select(ClickHourly.placement_id, func.sum(_counted(ClickHourly, where)[0]))
         .where(ClickHourly.placement_id.in_(wanted), *_hourly_filters(where))
         .group_by(ClickHourly.placement_id)
     )
-    # Grouping by an expression rather than the bare column keeps SQLite from walking the
-    # whole (placement_id, clicked_at) index in order to skip a sort: with few campaigns its
-    # planner prefers that to the campaign's own range, and reads every click of every one.
-    placement = (Click.placement_id + 0).label("placement")
     uniques: dict[int, int] = {
         int(placement_id): int(count)
         for placement_id, count in session.execute(
@@ -260,9 +294,17 @@ def campaign_summary(session: Session, where: ClickFilter) -> tuple[int, int, in
     its ``part_stats`` row. The mixed scopes (one variant across its parts, which the
     comparison of variants reads; one part across variants) add up ``part_stats`` totals
     and count distinct recipients in ``part_clicker``: exact, at a cost that grows with
-    clickers rather than clicks.
+    clickers rather than clicks. With a client or a country both figures count the matching
+    raw clicks.
     """
     delivered = delivered_count(session, where.campaign_id, where.variant_id)
+    if where.segmented:
+        total, unique = session.execute(
+            select(func.count(), func.count(Click.recipient_id.distinct())).where(
+                *click_filters(where)
+            )
+        ).one()
+        return delivered, int(total), int(unique)
     if not where.unfiltered:
         total_query = select(func.sum(_counted(PartHourly, where)[0])).where(
             *_part_filters(PartHourly, where), *_hourly_filters(where, PartHourly)
@@ -320,11 +362,45 @@ def _mixed_clickers(where: ClickFilter) -> Any:
     )
 
 
+class _hour_of(FunctionElement[datetime]):
+    """The start of the UTC hour of a stored time, in SQL, so segmented charts can group
+    raw clicks into the same hours as ``part_hourly`` without fetching every click."""
+
+    type = DateTime()
+    inherit_cache = True
+
+
+@compiles(_hour_of, "postgresql")
+def _hour_of_postgresql(element: _hour_of, compiler: SQLCompiler, **kw: Any) -> str:
+    # A timestamptz truncates in the session's zone; in UTC the hours are the writer's.
+    (moment,) = element.clauses
+    return f"date_trunc('hour', {compiler.process(moment, **kw)} AT TIME ZONE 'UTC')"
+
+
+@compiles(_hour_of, "sqlite")
+def _hour_of_sqlite(element: _hour_of, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLite keeps UTC times as text (``UTCDateTime``); the hour is its first 13 characters.
+    (moment,) = element.clauses
+    return f"strftime('%Y-%m-%d %H:00:00', {compiler.process(moment, **kw)})"
+
+
 def _hourly(session: Session, where: ClickFilter) -> list[tuple[datetime, str, int]]:
     """``(hour, device, clicks)`` rows: one pass over ``part_hourly`` feeds both charts.
 
     Its rows are (part, hour, device) cells, without the link dimension, so the default
-    view reads at most (hours since the send) x 4 rows per part, whatever the clicks."""
+    view reads at most (hours since the send) x 4 rows per part, whatever the clicks. A
+    segment, which ``part_hourly`` has no column for, groups the matching raw clicks into
+    the same cells."""
+    if where.segmented:
+        hour = _hour_of(Click.clicked_at).label("hour")
+        return [
+            (_as_hour(moment), name, int(total))
+            for moment, name, total in session.execute(
+                select(hour, Click.device, func.count())
+                .where(*click_filters(where))
+                .group_by(hour, Click.device)
+            )
+        ]
     return [
         (in_utc(hour), name, int(total or 0))
         for hour, name, total in session.execute(
@@ -333,6 +409,13 @@ def _hourly(session: Session, where: ClickFilter) -> list[tuple[datetime, str, i
             .group_by(PartHourly.hour, PartHourly.device)
         )
     ]
+
+
+def _as_hour(moment: datetime | str) -> datetime:
+    # SQLite hands a computed time back as the text it computed.
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return in_utc(moment)
 
 
 def _series(
@@ -407,6 +490,60 @@ def activity(
     sent = _sent_at(session, where.campaign_id)
     rows = _hourly(session, where)
     return _series(rows, sent, where, now or datetime.now(UTC)), _split(rows)
+
+
+# The page lists the segments it can narrow to from at most this many of the scope's latest
+# clicks: a bounded read, so the default page stays flat however many clicks there are.
+SEGMENT_SAMPLE = 50_000
+
+
+@dataclass(frozen=True)
+class Segments:
+    """The clients and countries present in a scope, each with its clicks, most first
+    (``UNKNOWN`` for clicks without one): what a viewer can narrow a view to. ``sampled``:
+    the scope has more clicks than ``SEGMENT_SAMPLE``, so the lists and counts are those of
+    its latest clicks (a value seen only earlier can still be asked for)."""
+
+    clients: list[tuple[str, int]]
+    countries: list[tuple[str, int]]
+    sampled: bool = False
+
+
+def segments(session: Session, where: ClickFilter) -> Segments:
+    """The clients and countries of the clicks in ``where``'s campaign, variant and part
+    (human clicks only when ``where`` counts only those), over all time and devices, so the
+    choices stay put while the viewer changes the period, the device or the segment.
+
+    No aggregate has these dimensions, so this reads raw clicks: at most the scope's latest
+    ``SEGMENT_SAMPLE`` ones, newest first by the ``(campaign_id, clicked_at)`` index, so the
+    cost is bounded whatever the campaign's size.
+    """
+    scope = ClickFilter(
+        where.campaign_id, where.variant_id, where.part, human_only=where.human_only
+    )
+    latest = (
+        select(Click.client, Click.country)
+        .where(*click_filters(scope))
+        .order_by(Click.clicked_at.desc())
+        .limit(SEGMENT_SAMPLE + 1)
+        .subquery()
+    )
+    clients: dict[str, int] = {}
+    countries: dict[str, int] = {}
+    seen = 0
+    for client, country, n in session.execute(
+        select(latest.c.client, latest.c.country, func.count()).group_by(
+            latest.c.client, latest.c.country
+        )
+    ):
+        seen += int(n)
+        clients[client or UNKNOWN] = clients.get(client or UNKNOWN, 0) + int(n)
+        countries[country or UNKNOWN] = countries.get(country or UNKNOWN, 0) + int(n)
+    return Segments(_most_first(clients), _most_first(countries), seen > SEGMENT_SAMPLE)
+
+
+def _most_first(counts: dict[str, int]) -> list[tuple[str, int]]:
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
 def click_rate(unique: int, delivered: int) -> float | None:

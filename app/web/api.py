@@ -22,6 +22,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, render_template, send_from_directory
 from sqlalchemy.orm import Session
 
+from app.clicks.devices import COUNTRY_DATA
 from app.clicks.labelling import thresholds_from
 from app.clicks.recording import judge_again
 from app.db import get_session
@@ -172,6 +173,8 @@ def _view_params(query: schemas.HeatmapQuery, metric: str | None = None) -> View
         end=query.end_date,
         device=query.device,
         machines=query.machines,
+        client=query.client,
+        country=query.country,
     )
 
 
@@ -189,6 +192,9 @@ def _window(view: HeatmapView) -> dict[str, Any]:
         "device": view.params.device,
         "machines": view.params.machines,
         "machineClicks": {"count": view.left_out.clicks, "reasons": view.left_out.reasons},
+        "client": view.params.client,
+        "country": view.params.country,
+        "countryData": COUNTRY_DATA,
     }
 
 
@@ -354,6 +360,7 @@ def clicks(campaign_id: int) -> Response:
                     "client": row.client,
                     "userAgent": row.user_agent,
                     "ipPrefix": row.ip_prefix,
+                    "country": row.country,
                     "label": row.label,
                     "reasons": row.reasons,
                     "certainty": row.certainty,

@@ -53,8 +53,13 @@ from app.reports.comparison import CompareParams, NothingToCompare, build_compar
 from app.reports.email_overlay import ResourceMap, view_document
 from app.reports.fetcher import PLACEHOLDER, RemoteCache, fetch_policy
 from app.reports.heatmap import ViewParams, build_view
-from app.reports.listings import campaign_list, iter_placement_clicks, placement_clicks
-from app.reports.stats import REPORTED
+from app.reports.listings import (
+    campaign_list,
+    iter_placement_clicks,
+    placement_breakdown,
+    placement_clicks,
+)
+from app.reports.stats import REPORTED, segments
 from app.web import csrf
 from app.web.auth import (
     current_user,
@@ -125,7 +130,10 @@ def _pages(count: int, per_page: int) -> int:
 
 # The heatmap's query arguments, carried from the heatmap to the drill-down and back. Only
 # these pass through: anything else could collide with url_for's own (``_external``...).
-VIEW_KEYS = ("metric", "variant", "part", "period", "start", "end", "device", "sort", "machines")
+VIEW_KEYS = (
+    "metric", "variant", "part", "period", "start", "end", "device", "sort", "machines",
+    "client", "country",
+)  # fmt: skip
 
 
 def _view_query(args: Mapping[str, str]) -> dict[str, str]:
@@ -226,14 +234,24 @@ def campaigns() -> str:
 @bp.get("/campaigns/<id:campaign_id>")
 def heatmap(campaign_id: int) -> str:
     params = ViewParams.from_query(request.args)
-    view = build_view(get_session(), campaign_id, params)
+    session = get_session()
+    view = build_view(session, campaign_id, params)
+    # Only the page lists the choices: the API and the PDF take a segment, never list them.
+    choices = segments(session, view.where)
     query = params.to_query()
     # The PDF route belongs to app.web.downloads; its URL is built here so this page does not
     # depend on that module being installed.
     pdf_url = url_for(".heatmap", campaign_id=campaign_id) + "/report.pdf"
     if query:
         pdf_url += "?" + urlencode(query)
-    return render_template("heatmap.html", view=view, query=query, pdf_url=pdf_url, for_print=False)
+    return render_template(
+        "heatmap.html",
+        view=view,
+        query=query,
+        pdf_url=pdf_url,
+        for_print=False,
+        segments=choices,
+    )
 
 
 @bp.get("/campaigns/<id:campaign_id>/compare")
@@ -352,6 +370,7 @@ def clicks(campaign_id: int, placement_id: int) -> str:
         "clicks.html",
         campaign=campaign,
         placement=placement,
+        breakdown=placement_breakdown(session, campaign_id, placement_id),
         rows=rows,
         count=count,
         page=page,
@@ -391,6 +410,7 @@ CSV_COLUMNS = (
     "user_agent",
     "label",
     "reasons",
+    "country",  # last, so the columns before it keep their places
 )
 
 
@@ -419,6 +439,7 @@ def clicks_csv(campaign_id: int, placement_id: int) -> Response:
                         csv_cell(row.user_agent),
                         row.label,
                         " ".join(row.reasons),
+                        row.country or "",
                     ]
                 )
                 if number % 500 == 0:

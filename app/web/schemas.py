@@ -22,9 +22,11 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
 )
 
-from app.vocabulary import DEVICES, PARTS
+from app.reports.stats import UNKNOWN
+from app.vocabulary import CLIENTS, DEVICES, PARTS
 
 # The limits the database sets (column sizes) are the limits the API states.
 CampaignName = Annotated[
@@ -59,6 +61,20 @@ Device = Literal["desktop", "mobile", "tablet", "other"]
 Metric = Literal["total", "unique", "rate", "share"]
 Period = Literal["all", "24h", "7d", "30d", "90d"]
 Machines = Literal["exclude", "include"]
+
+
+def _client(value: str) -> str:
+    if value not in (*CLIENTS, UNKNOWN):
+        raise ValueError(f"expected one of {', '.join((*CLIENTS, UNKNOWN))}")
+    return value
+
+
+Client = Annotated[
+    str,
+    AfterValidator(_client),
+    WithJsonSchema({"type": "string", "enum": [*CLIENTS, UNKNOWN]}),
+]
+Country = Annotated[str, StringConstraints(pattern=rf"^([A-Z]{{2}}|{UNKNOWN})$")]
 assert set(Part.__args__) == set(PARTS) and set(Device.__args__) == set(DEVICES)  # type: ignore[attr-defined]
 
 
@@ -129,6 +145,17 @@ class HeatmapQuery(Query):
         default="exclude",
         description="Clicks labelled machine (security scanners, link previewers): left out "
         "of every figure by default; include them to count every click.",
+    )
+    client: Client | None = Field(
+        default=None,
+        description="Only clicks from this email client (or the browser the link opened "
+        f"in); {UNKNOWN}: clicks that name none. Every figure then counts raw clicks.",
+    )
+    country: Country | None = Field(
+        default=None,
+        description="Only clicks from networks registered to this country (ISO 3166-1 "
+        f"alpha-2, e.g. FR); {UNKNOWN}: private or reserved networks, or no address. Every "
+        "figure then counts raw clicks.",
     )
 
 
@@ -275,6 +302,9 @@ class Window(BaseModel):
     device: Device | None
     machines: Machines
     machineClicks: MachineClicks
+    client: str | None = Field(description="The email client segment, if one was asked for.")
+    country: str | None = Field(description="The country segment, if one was asked for.")
+    countryData: str = Field(description="Where countries come from, and the data's release.")
 
 
 class HeatmapOut(Window):
@@ -320,6 +350,7 @@ class ClickOut(BaseModel):
     client: str | None
     userAgent: str
     ipPrefix: str | None
+    country: str | None = Field(description="ISO 3166-1 alpha-2 of the network's registration.")
     label: Literal["human", "machine"]
     reasons: list[str] = Field(description="The rules that labelled it machine; empty for human.")
     certainty: Literal["certain", "likely"] | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import threading
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,7 @@ from app.models import (
     Recipient,
     Variant,
 )
-from tests.factories import DESKTOP, part_and_campaign_aggregates
+from tests.factories import AGENTS, DESKTOP, part_and_campaign_aggregates
 
 PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
 NOON = datetime(2026, 5, 4, 12, 30, tzinfo=UTC)
@@ -185,6 +186,33 @@ def test_replays_count_once(session: Session, world: World) -> None:
     assert found["parts"] == {(world.campaign_id, world.variant_id, "html"): (3, 2)}
     assert found["campaigns"] == {world.campaign_id: (3, 2)}
     assert record_clicks(session, []) == 0
+
+
+def test_each_click_keeps_its_client_and_the_country_of_its_network(
+    session: Session, world: World
+) -> None:
+    """The writer files a click under the email client its agent names and the country its
+    stored network is registered to; a documentation range or no address has none."""
+    outlook = "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.16827; Pro)"
+    events = [
+        dataclasses.replace(world.click(0, 0, agent=outlook), ip_prefix="8.8.8.0/24"),
+        dataclasses.replace(world.click(0, 1, agent=PHONE), ip_prefix="2001:67c:2e8::/48"),
+        world.click(1, 0, agent=AGENTS["desktop"]),  # 192.0.2.0/24
+        dataclasses.replace(world.click(1, 1, agent=AGENTS["desktop"]), ip_prefix=None),
+    ]
+    assert record_clicks(session, events) == 4
+    stored = {
+        click_id: (client, country)
+        for click_id, client, country in session.execute(
+            select(Click.click_id, Click.client, Click.country)
+        )
+    }
+    assert [stored[e.click_id] for e in events] == [
+        ("Outlook", "US"),
+        ("In-app browser", "NL"),  # an iPhone web view without Safari's tokens
+        ("Chrome", None),
+        ("Chrome", None),
+    ]
 
 
 def test_first_click_wins_even_when_it_arrives_late(session: Session, world: World) -> None:

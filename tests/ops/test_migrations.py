@@ -2,7 +2,8 @@
 backfilled from clicks stored before it, and the click writer carries on exactly from there;
 0003 drops the foreign keys of ``click`` and keeps its rows; 0004 adds ``login_attempt``;
 0005 computes each tracked placement's ``location``; 0006 gives users a session version;
-0007 labels clicks and keeps human figures beside every aggregate.
+0007 labels clicks and keeps human figures beside every aggregate; 0009 gives stored clicks
+the country of their network.
 """
 
 from __future__ import annotations
@@ -436,3 +437,31 @@ def test_first_and_last_links_are_counted_at_upgrade(fresh: Engine) -> None:
         assert sum(s.first_clickers for s in session.scalars(select(PlacementStats))) > sum(
             s.human_first_clickers for s in session.scalars(select(PlacementStats))
         )
+
+
+def test_stored_clicks_get_the_country_of_their_network_at_upgrade(fresh: Engine) -> None:
+    """0009: clicks stored before it get the country their stored network is registered to,
+    so a country view covers the campaign's whole history; downgrading drops the column."""
+    upgrade(fresh, "0001")
+    _store_clicks_the_old_way(fresh)
+    networks = {"old000000": "8.8.8.0/24", "old000001": "2001:67c:2e8::/48"}
+    networks["old000002"] = "192.0.2.0/24"  # documentation: no country
+    with fresh.begin() as conn:
+        for click_id, network in networks.items():
+            conn.execute(
+                text("UPDATE click SET ip_prefix = :network WHERE click_id = :click_id"),
+                {"network": network, "click_id": click_id},
+            )
+    upgrade(fresh, "0008")
+    upgrade(fresh, "0009")
+    with Session(fresh) as session:
+        found = {
+            c: country for c, country in session.execute(select(Click.click_id, Click.country))
+        }
+    assert (found["old000000"], found["old000001"], found["old000002"]) == ("US", "NL", None)
+    assert found["old000003"] is None  # stored without an address
+    cfg = alembic_config(fresh)
+    with fresh.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0008")
+    assert "country" not in {c["name"] for c in inspect(fresh).get_columns("click")}

@@ -83,6 +83,8 @@ def test_view_params_defaults_and_round_trip() -> None:
         "end": "2025-03-04",
         "device": "mobile",
         "sort": "position",
+        "client": "Apple Mail",
+        "country": "FR",
         "page": "3",  # someone else's argument: ignored
     }
     params = ViewParams.from_query(args)
@@ -97,6 +99,29 @@ def test_to_query_applies_changes_and_drops_dates_off_custom() -> None:
     assert params.to_query(period="7d") == {"metric": "unique", "period": "7d"}
     with pytest.raises(InvalidInput):
         params.to_query(metric="clicks")
+
+
+def test_a_segment_travels_in_the_url_and_narrows_every_figure(
+    session: Session, busy: Campaign
+) -> None:
+    """A shared link to an Outlook or a country view opens the same view, and that view
+    counts only the matching clicks (the writer files the test agents under Chrome and
+    Safari, with no network, so no country)."""
+    chrome = ViewParams(client="Chrome", country=stats.UNKNOWN)
+    assert chrome.to_query() == {"client": "Chrome", "country": "unknown"}
+    assert ViewParams.from_query(chrome.to_query()) == chrome
+    everyone = build_view(session, busy.id, ViewParams(), now=NOW)
+    desktop = build_view(session, busy.id, ViewParams(device="desktop"), now=NOW)
+    assert (desktop.total, desktop.unique) != (everyone.total, everyone.unique)
+    by_client = build_view(session, busy.id, chrome, now=NOW)
+    # The test agents: Chrome on desktops, Safari on phones and tablets.
+    assert [(s.position, s.total, s.unique) for s in by_client.links] == [
+        (s.position, s.total, s.unique) for s in desktop.links
+    ]
+    assert (by_client.total, by_client.unique) == (desktop.total, desktop.unique)
+    nowhere = build_view(session, busy.id, ViewParams(country="FR"), now=NOW)
+    assert (nowhere.total, nowhere.unique) == (0, 0)
+    assert {s.tier for s in nowhere.links} == {"gray"}
 
 
 def test_empty_values_mean_defaults_and_dates_only_count_for_custom() -> None:
@@ -121,6 +146,9 @@ def test_empty_values_mean_defaults_and_dates_only_count_for_custom() -> None:
         ({"period": "custom", "start": "0001-01-01"}, "start must be a date"),
         ({"period": "custom", "start": "2025-03-05", "end": "2025-03-01"}, "is after end"),
         ({"period": "7d", "start": "yesterday"}, "start must be a date"),
+        ({"client": "Outlook 2016"}, "client must be one of"),
+        ({"country": "France"}, "country must be a two-letter code"),
+        ({"country": "fr"}, "country must be a two-letter code"),
     ],
 )
 def test_bad_switches_are_refused_clearly(args: dict[str, str], message: str) -> None:

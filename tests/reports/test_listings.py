@@ -7,11 +7,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.orm import Session
 
+from app.clicks.recording import record_clicks
 from app.errors import InvalidInput, NotFound
-from app.ingest.campaigns import record_deliveries
+from app.ingest.campaigns import ensure_recipients, record_deliveries
 from app.models import Campaign
 from app.reports import listings
-from tests.factories import AGENTS, T0, make_campaign, placement
+from tests.factories import AGENTS, T0, click_event, make_campaign, placement
 
 
 def test_campaign_list_newest_first_without_deleted(
@@ -101,3 +102,29 @@ def test_placement_clicks_refuses_a_link_of_another_campaign(
         listings.iter_placement_clicks(session, campaign.id, foreign.id)
     with pytest.raises(NotFound):
         listings.placement_clicks(session, 999_999, foreign.id)
+
+
+def test_breakdown_says_who_clicks_a_link_and_leaves_machines_out(session: Session) -> None:
+    """Per device, client and country: the link's human clicks and distinct clickers; a
+    HEAD probe from another country is left out, as every default figure leaves it."""
+    campaign = make_campaign(session, "Who")
+    link = placement(campaign, 0)
+    who = ensure_recipients(session, ["ann", "bob", "cid"])
+    outlook = "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.16827; Pro)"
+    us, japan, netherlands, hour = "8.8.8.0/24", "1.0.16.0/24", "193.0.0.0/24", timedelta(hours=1)
+    events = [
+        click_event(link, who["ann"], T0, user_agent=outlook, ip_prefix=us),
+        click_event(link, who["ann"], T0 + hour, "mobile", ip_prefix=japan),
+        click_event(link, who["bob"], T0 + 2 * hour, "mobile", ip_prefix=japan),
+        click_event(link, who["cid"], T0 + 3 * hour, method="HEAD", ip_prefix=netherlands),
+    ]
+    for event in events:
+        record_clicks(session, [event])
+    found = listings.placement_breakdown(session, campaign.id, link.id)
+    assert (found.clicks, found.unique) == (3, 2)
+    shares = lambda items: [(s.value, s.clicks, s.unique) for s in items]  # noqa: E731
+    assert shares(found.devices) == [("mobile", 2, 2), ("desktop", 1, 1)]
+    assert shares(found.clients) == [("Safari", 2, 2), ("Outlook", 1, 1)]
+    assert shares(found.countries) == [("JP", 2, 2), ("US", 1, 1)]
+    with pytest.raises(NotFound):
+        listings.placement_breakdown(session, campaign.id, 999_999)

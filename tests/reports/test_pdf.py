@@ -235,3 +235,19 @@ def test_hostile_email_fetches_nothing(
     assert "root:" not in text
     assert "DEV_SECRET" not in text
     assert "Item number 03" in text
+
+
+def test_the_summary_line_names_the_segment(
+    app: Flask, session: Session, tmp_path: Path, weasyprint_log: pytest.LogCaptureFixture
+) -> None:
+    """A report of one client and country says so on paper, with where countries come from,
+    so a printed page is never taken for the whole audience."""
+    seeded = seed_campaign(session, email_with_links(3))
+    params = ViewParams(client="Outlook", country="unknown")
+    result = pdf.render(app, session, seeded.campaign_id, params, now=NOW)
+    assert unexpected(weasyprint_log.records) == []
+    text = " ".join(pdf_text(result.pdf, tmp_path, last=1).split())
+    assert "Client: Outlook · Country: Unknown" in text
+    assert "Countries are where each click's network is registered" in text
+    plain = pdf.render(app, session, seeded.campaign_id, ViewParams(), now=NOW)
+    assert "Client:" not in pdf_text(plain.pdf, tmp_path, last=1)

@@ -647,6 +647,60 @@ def test_machine_clicks_are_left_out_unless_included(
     assert (bad.status_code, bad.json["error"]["code"]) == (422, "validation_failed")
 
 
+def test_client_and_country_narrow_every_figure(
+    app: Flask, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    """``client`` and ``country`` pick a segment, the window names it and the data the
+    countries come from, and a value outside the vocabulary is refused with its field."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.clicks.recording import record_clicks
+    from tests.factories import click_event
+
+    outlook = "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.16827; Pro)"
+    cid = _create(client, auth).json["id"]
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        links = s.scalars(
+            select(Placement)
+            .where(Placement.campaign_id == cid, Placement.part == "html", Placement.tracked)
+            .where(Placement.kind != HONEYPOT)
+            .order_by(Placement.position)
+        ).all()
+        ids = ensure(s, ["r1", "r2", "r3"])
+        us, japan, hour = "8.8.8.0/24", "1.0.16.0/24", timedelta(hours=1)
+        record_clicks(
+            s,
+            [
+                click_event(links[0], ids["r1"], later, user_agent=outlook, ip_prefix=us),
+                click_event(links[0], ids["r1"], later + hour, user_agent=outlook, ip_prefix=us),
+                click_event(links[1], ids["r2"], later, user_agent=outlook, ip_prefix=japan),
+                click_event(links[1], ids["r3"], later, ip_prefix=japan),
+            ],
+        )
+        s.commit()
+    url = f"/api/v1/campaigns/{cid}/heatmap"
+    us = client.get(url + "?country=US", headers=auth).json
+    assert (us["totalClicks"], us["uniqueClickers"], us["country"], us["client"]) == (
+        2, 1, "US", None,
+    )  # fmt: skip
+    assert [e["count"] for e in us["clicks"]][:2] == [2, 0]
+    assert us["countryData"].startswith("iptocc ")
+    both = client.get(url + "?client=Outlook&country=JP", headers=auth).json
+    assert (both["totalClicks"], both["uniqueClickers"]) == (1, 1)
+    outlook_only = client.get(url + "/elements?client=Outlook&sort=position", headers=auth).json
+    assert [e["count"] for e in outlook_only["elements"]][:2] == [2, 1]
+    listed = client.get(url + "/clicks?country=JP", headers=auth).json["clicks"]
+    assert sorted((c["country"], c["client"]) for c in listed) == [
+        ("JP", "Chrome"),
+        ("JP", "Outlook"),
+    ]
+    for bad in ("client=Lotus%20Notes", "country=usa"):
+        refused = client.get(f"{url}?{bad}", headers=auth)
+        assert refused.status_code == 422
+        assert refused.json["error"]["details"][0]["field"] == "query." + bad.split("=")[0]
+
+
 def test_a_delivery_reported_late_relabels_the_clicks_before_it(
     app: Flask, client: FlaskClient, auth: dict[str, str]
 ) -> None:

@@ -5,6 +5,7 @@ answer that breaks the document.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -49,6 +50,20 @@ def test_the_document_is_valid_openapi_3_1(client: FlaskClient) -> None:
     documented = {(path, method) for path, ops in document["paths"].items() for method in ops}
     assert rules == documented
     assert len(documented) >= 6
+
+
+def test_the_segments_are_documented_arguments_of_every_heatmap_read(
+    client: FlaskClient,
+) -> None:
+    """An API user finds client (with the names it takes) and country in the document."""
+    document = client.get("/api/v1/openapi.json").json
+    heatmap_reads = [path for path in document["paths"] if "/heatmap" in path]
+    assert heatmap_reads
+    for path in heatmap_reads:
+        arguments = {p["name"]: p for p in document["paths"][path]["get"]["parameters"]}
+        assert {"client", "country"} <= set(arguments), path
+        assert "Outlook" in json.dumps(arguments["client"]["schema"])
+        assert "Apple Mail" in json.dumps(arguments["client"]["schema"])
 
 
 def test_every_error_status_is_documented_with_the_one_shape(client: FlaskClient) -> None:

@@ -15,7 +15,7 @@ import pytest
 from bs4 import BeautifulSoup, Tag
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 from app.clicks.recording import ClickEvent, record_clicks
@@ -26,7 +26,7 @@ from app.ingest.campaigns import (
     link_rules,
     record_deliveries,
 )
-from app.models import Placement
+from app.models import Click, Placement
 from app.reports import fetcher as fetching
 from app.vocabulary import HONEYPOT
 from app.web import dashboard
@@ -307,6 +307,55 @@ def test_heatmap_device_filter_changes_the_numbers(app: Flask, user_client: Flas
     assert selected["value"] == "mobile"
 
 
+def test_heatmap_lists_the_campaigns_clients_and_narrows_to_one(
+    app: Flask, user_client: FlaskClient
+) -> None:
+    """The client and country choices are the campaign's own, with their clicks; picking
+    one narrows the figures and keeps the choice selected."""
+    seeded = seed(app)
+    page = soup_of(user_client.get(f"/campaigns/{seeded.campaign_id}"))
+    clients = [o.get_text(strip=True) for o in page.select('select[name="client"] option')]
+    # People's clicks only: the "-evil agent" click is no browser's, so its client is unknown.
+    assert clients == ["All clients", "Chrome (5)", "In-app browser (1)", "Unknown (1)"]
+    countries = [o.get_text(strip=True) for o in page.select('select[name="country"] option')]
+    assert countries == ["All countries", "Unknown (7)"]  # the seed's clicks have no address
+    narrowed = soup_of(user_client.get(f"/campaigns/{seeded.campaign_id}?client=In-app+browser"))
+    assert ranked(narrowed)[0][2:4] == ["1", "1"]
+    selected = narrowed.select_one('select[name="client"] option[selected]')
+    assert selected is not None and selected["value"] == "In-app browser"
+    summary = narrowed.select_one(".view-summary")
+    assert summary is not None and "Client: In-app browser" in summary.get_text(" ", strip=True)
+
+
+def test_drill_down_says_who_clicks_the_link(app: Flask, user_client: FlaskClient) -> None:
+    """By device, client and country: the link's human clicks and clickers, as stored."""
+    seeded = seed(app)
+    blog = seeded.placements[1]
+    page = soup_of(user_client.get(f"/campaigns/{seeded.campaign_id}/links/{blog}"))
+    head = page.select_one("#breakdown-title")
+    assert head is not None and "5 human clicks by 3 recipients" in head.get_text(" ")
+    tables = {
+        name: [cells(row) for row in page.select(f"table.breakdown-{name} tbody tr")]
+        for name in ("device", "client", "country")
+    }
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        for name, column in (("device", Click.device), ("client", Click.client)):
+            stored = s.execute(
+                select(column, func.count(), func.count(Click.recipient_id.distinct()))
+                .where(Click.placement_id == blog, Click.label == "human")
+                .group_by(column)
+            ).all()
+            shown = {row[0]: (int(row[1]), int(row[2])) for row in tables[name]}
+            assert shown == {
+                (value.capitalize() if name == "device" else value) if value else "Unknown": (
+                    int(n), int(people),
+                )
+                for value, n, people in stored
+            }  # fmt: skip
+    assert tables["device"][0] == ["Desktop", "3", "2", "60.0%"]
+    assert tables["country"] == [["Unknown", "5", "3", "100.0%"]]
+
+
 def test_heatmap_frame_is_sandboxed_and_rows_target_it(
     app: Flask, user_client: FlaskClient
 ) -> None:
@@ -410,7 +459,7 @@ def test_drill_down_pages_through_clicks(
     rows = [cells(row) for row in first.select("table.clicks tbody tr")]
     # Newest first: the last two clicks on the blog link were by recipient @SUM(A1).
     assert [row[0] for row in rows] == ["@SUM(A1)", "@SUM(A1)"]
-    assert rows[0][2:5] == ["Desktop", "—", "GET"]
+    assert rows[0][2:6] == ["Desktop", "Chrome", "—", "GET"]  # no address: no country
     next_link = first.find("a", rel="next")
     assert isinstance(next_link, Tag)
     assert "page=2" in str(next_link["href"])
@@ -463,6 +512,7 @@ def test_clicks_csv_is_streamed_and_formula_safe(app: Flask, user_client: FlaskC
         "user_agent",
         "label",
         "reasons",
+        "country",
     ]
     assert {row[6] for row in table[1:]} == {"human"}
     assert len(table) == 6
