@@ -197,7 +197,13 @@ def render(
     """
     started = time.perf_counter()
     fetcher = fetcher or RestrictedFetcher(fetch_policy(app))
-    view = build_view(session, campaign_id, params, now=now or datetime.now(UTC))
+    view = build_view(
+        session,
+        campaign_id,
+        params,
+        now=now or datetime.now(UTC),
+        cta_min_rate=app.config["CTA_MIN_CLICK_RATE"],
+    )
     text = view_document(session, view)
     first = 2
     email = _email_document(view, text, fetcher, first)

@@ -171,6 +171,8 @@ def _view_params(query: schemas.HeatmapQuery, metric: str | None = None) -> View
         end=query.end_date,
         device=query.device,
         machines=query.machines,
+        ctas=query.ctas,
+        group=query.group,
     )
 
 
@@ -187,6 +189,8 @@ def _window(view: HeatmapView) -> dict[str, Any]:
         "endDate": until.isoformat() if until else None,
         "device": view.params.device,
         "machines": view.params.machines,
+        "ctas": view.params.ctas,
+        "group": view.params.group,
         "machineClicks": {"count": view.left_out.clicks, "reasons": view.left_out.reasons},
     }
 
@@ -201,6 +205,10 @@ def _entry(view: HeatmapView, selectors: dict[int, str | None], link: LinkStat) 
         "percentage": round(link.share, 2),
         "clickRate": None if link.rate is None else round(link.rate, 2),
         "tier": link.tier,
+        "label": link.name,
+        "cta": link.cta,
+        "belowCtaGuideline": link.below_cta_guideline,
+        "placementIds": list(link.placement_ids),
     }
 
 
@@ -217,7 +225,14 @@ def heatmap(campaign_id: int) -> Response:
     """
     query = query_args(schemas.HeatmapQuery)
     session, now = get_session(), datetime.now(UTC)
-    view = build_view(session, campaign_id, _view_params(query), now, charts=False)
+    view = build_view(
+        session,
+        campaign_id,
+        _view_params(query),
+        now,
+        charts=False,
+        cta_min_rate=current_app.config["CTA_MIN_CLICK_RATE"],
+    )
     selectors = _selectors(session, view)
     return jsonify(
         {
@@ -252,7 +267,14 @@ def elements(campaign_id: int) -> Response:
     """The most clicked links, `limit` of them (default 10, at most 50), by `sort`."""
     query = query_args(schemas.ElementsQuery)
     session, now = get_session(), datetime.now(UTC)
-    view = build_view(session, campaign_id, _view_params(query), now, charts=False)
+    view = build_view(
+        session,
+        campaign_id,
+        _view_params(query),
+        now,
+        charts=False,
+        cta_min_rate=current_app.config["CTA_MIN_CLICK_RATE"],
+    )
     ranked = sorted(view.links, key=_ELEMENT_ORDER[query.sort])[: query.limit]
     selectors = _selectors(session, view)
     return jsonify(
@@ -292,7 +314,14 @@ def repeat_clicks(campaign_id: int) -> Response:
     """
     query = query_args(schemas.RepeatClicksQuery)
     session, now = get_session(), datetime.now(UTC)
-    view = build_view(session, campaign_id, _view_params(query), now, charts=False)
+    view = build_view(
+        session,
+        campaign_id,
+        _view_params(query),
+        now,
+        charts=False,
+        cta_min_rate=current_app.config["CTA_MIN_CLICK_RATE"],
+    )
     window = timedelta(seconds=query.window_seconds)
     found = repeats.repeat_clicks(session, view.where, min_clicks=query.min_clicks, window=window)
     selectors = _selectors(session, view)
@@ -332,7 +361,14 @@ def clicks(campaign_id: int) -> Response:
     """
     query = query_args(schemas.ClicksQuery)
     session, now = get_session(), datetime.now(UTC)
-    view = build_view(session, campaign_id, _view_params(query), now, charts=False)
+    view = build_view(
+        session,
+        campaign_id,
+        _view_params(query),
+        now,
+        charts=False,
+        cta_min_rate=current_app.config["CTA_MIN_CLICK_RATE"],
+    )
     page = exports.click_page(session, view.where, after=query.cursor, limit=query.limit)
     return jsonify(
         {

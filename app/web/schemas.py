@@ -59,6 +59,8 @@ Device = Literal["desktop", "mobile", "tablet", "other"]
 Metric = Literal["total", "unique", "rate", "share"]
 Period = Literal["all", "24h", "7d", "30d", "90d"]
 Machines = Literal["exclude", "include"]
+Ctas = Literal["all", "only"]
+Group = Literal["link", "destination"]
 assert set(Part.__args__) == set(PARTS) and set(Device.__args__) == set(DEVICES)  # type: ignore[attr-defined]
 
 
@@ -129,6 +131,16 @@ class HeatmapQuery(Query):
         default="exclude",
         description="Clicks labelled machine (security scanners, link previewers): left out "
         "of every figure by default; include them to count every click.",
+    )
+    ctas: Ctas = Field(
+        default="all",
+        description="only: list just the links marked as calls to action (the totals stay "
+        "the whole part's).",
+    )
+    group: Group = Field(
+        default="link",
+        description="destination: one entry per destination, its links' clicks summed and "
+        "its unique clickers counted once across them.",
     )
 
 
@@ -246,6 +258,18 @@ class HeatmapEntry(BaseModel):
         description="Unique clickers / delivered x 100; null when nothing was delivered."
     )
     tier: Literal["red", "orange", "yellow", "green", "blue", "gray"]
+    label: str | None = Field(
+        description="The marketer's name for the link, shown instead of its text; null if none."
+    )
+    cta: bool = Field(description="Marked as a call to action.")
+    belowCtaGuideline: bool = Field(
+        description="A CTA whose clickRate is under the guideline (CTA_MIN_CLICK_RATE, "
+        "default 10%)."
+    )
+    placementIds: list[int] = Field(
+        description="The links this entry stands for: one, or all links to the destination "
+        "with group=destination."
+    )
 
 
 class MachineClicks(BaseModel):
@@ -269,6 +293,8 @@ class Window(BaseModel):
     endDate: datetime | None = Field(description="Exclusive, UTC; null: until now.")
     device: Device | None
     machines: Machines
+    ctas: Ctas
+    group: Group
     machineClicks: MachineClicks
 
 
