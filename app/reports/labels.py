@@ -37,6 +37,8 @@ PERIOD_LABELS = {
 }
 DEVICE_LABELS = {"": "All devices", **{d: d.capitalize() for d in DEVICES}}
 MACHINES_LABELS = {"exclude": "People only", "include": "People and machines"}
+CTAS_LABELS = {"all": "All links", "only": "CTAs only"}
+GROUP_LABELS = {"link": "Each link", "destination": "Same destination together"}
 # What each machine-click rule caught, as the "left out as machine" panel words it; one per
 # ``app.clicks.machines.REASONS`` (docs/machine-clicks.md has each rule's evidence).
 REASON_LABELS = {
@@ -100,6 +102,8 @@ def init_app(app: Flask) -> None:
         ("period_labels", PERIOD_LABELS),
         ("device_labels", DEVICE_LABELS),
         ("machines_labels", MACHINES_LABELS),
+        ("ctas_labels", CTAS_LABELS),
+        ("group_labels", GROUP_LABELS),
         ("reason_labels", REASON_LABELS),
     ):
         env.globals.setdefault(name, value)
