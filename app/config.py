@@ -64,6 +64,9 @@ DEFAULTS: dict[str, Any] = {
     # Thresholds`` has each default and why), e.g. "too_soon_seconds=2,sweep_share=0.9".
     # After a change, ``clickmap clicks reclassify`` judges the stored clicks again.
     "MACHINE_THRESHOLDS": {},
+    # A link marked as a call to action is flagged when its click rate (unique clickers /
+    # delivered x 100, in percent) is under this: 10 is Ptengine's guideline for a CTA.
+    "CTA_MIN_CLICK_RATE": 10.0,
     # "production" refuses the development secret.
     "ENV": "development",
 }
@@ -81,7 +84,7 @@ _INT_SETTINGS = {
     "WARM_CAMPAIGN_DAYS",
     "WARM_PLACEMENT_LIMIT",
 }
-_FLOAT_SETTINGS = {"CLICK_BATCH_INTERVAL"}
+_FLOAT_SETTINGS = {"CLICK_BATCH_INTERVAL", "CTA_MIN_CLICK_RATE"}
 _BOOL_SETTINGS = {"PDF_REMOTE_IMAGES", "EMAIL_REMOTE_IMAGES"}
 
 
@@ -124,6 +127,9 @@ def check(settings: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"TRACKING_BASE_URL must be an http(s) URL without a trailing slash, got {base!r}"
         )
+    rate = settings["CTA_MIN_CLICK_RATE"]
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 100:
+        raise ConfigError(f"CTA_MIN_CLICK_RATE must be a percentage from 0 to 100, got {rate!r}")
     if settings["ENV"] == "production":
         if DEV_SECRET in keys:
             raise ConfigError(

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
@@ -96,7 +97,9 @@ class Variant(Base):
 
 
 class Placement(Base):
-    """One clickable spot in one part of one variant. Immutable once created.
+    """One clickable spot in one part of one variant. What was sent is immutable once
+    created; only the marketer's own ``label`` and ``cta`` flag change afterwards (through
+    ``app.ingest.placements``, which records each change in ``placement_change``).
 
     The same destination in two places is two placements; a VML button and the ``<a>`` it
     stands in for are one placement with two occurrences.
@@ -123,9 +126,37 @@ class Placement(Base):
     tracked: Mapped[bool] = mapped_column(Boolean)
     skip_reason: Mapped[str | None] = mapped_column(String(32), default=None)
     occurrences: Mapped[int] = mapped_column(Integer, default=1)
+    # The marketer's name for the link, shown instead of its text where set, and whether it
+    # is a call to action (reports flag a CTA clicked by too few recipients).
+    label: Mapped[str | None] = mapped_column(String(200), default=None)
+    cta: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     variant: Mapped[Variant] = relationship(back_populates="placements")
     campaign: Mapped[Campaign] = relationship()
+
+
+class PlacementChange(Base):
+    """One change a dashboard user made to a placement's label or CTA flag: who, when, and
+    the value before and after, so a renamed report can always be traced back.
+
+    The user's name is copied, not only referenced: the row must still say who it was after
+    the account is deleted (``user_id`` is then set to null).
+    """
+
+    __tablename__ = "placement_change"
+    __table_args__ = (Index("ix_placement_change_placement", "placement_id", "changed_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    placement_id: Mapped[int] = mapped_column(ForeignKey("placement.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user_account.id", ondelete="SET NULL"), default=None
+    )
+    username: Mapped[str] = mapped_column(String(150))
+    field: Mapped[str] = mapped_column(String(16))  # "label" | "cta"
+    old_value: Mapped[str | None] = mapped_column(String(200), default=None)
+    new_value: Mapped[str | None] = mapped_column(String(200), default=None)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Recipient(Base):

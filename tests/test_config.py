@@ -19,8 +19,10 @@ def test_environment_overrides_defaults() -> None:
             "CLICKMAP_DO_NOT_TRACK_DOMAINS": "example.org,intranet.example.com",
             "CLICKMAP_MAX_PART_BYTES": "1000",
             "CLICKMAP_TRACKING_BASE_URL": "https://t.example.com",
+            "CLICKMAP_CTA_MIN_CLICK_RATE": "12.5",
         }
     )
+    assert settings["CTA_MIN_CLICK_RATE"] == 12.5
     assert settings["SECRET_KEYS"] == ["old-key", "new-key"]
     assert settings["DO_NOT_TRACK_DOMAINS"] == ["example.org", "intranet.example.com"]
     assert settings["MAX_PART_BYTES"] == 1000
@@ -97,6 +99,9 @@ def test_the_suite_keeps_out_of_the_checkout_instance_folder(tmp_path: Path) -> 
         ({"SECRET_KEYS": [""]}, "non-empty"),
         ({"TRACKING_BASE_URL": "t.example.com"}, "TRACKING_BASE_URL"),
         ({"TRACKING_BASE_URL": "https://t.example.com/"}, "trailing slash"),
+        ({"CTA_MIN_CLICK_RATE": -1}, "CTA_MIN_CLICK_RATE"),
+        ({"CTA_MIN_CLICK_RATE": 101}, "CTA_MIN_CLICK_RATE"),
+        ({"CTA_MIN_CLICK_RATE": "10"}, "CTA_MIN_CLICK_RATE"),
     ],
 )
 def test_unsafe_configuration_is_refused(

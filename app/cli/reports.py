@@ -36,6 +36,8 @@ def report_group() -> None:
 @click.option("--end", help="Last day of a custom period, YYYY-MM-DD (UTC).")
 @click.option("--device", help="desktop, mobile, tablet or other (default: all).")
 @click.option("--sort", help="metric or position (default: metric).")
+@click.option("--ctas", help="all or only: list just the links marked as CTAs (default: all).")
+@click.option("--group", help="link or destination: one row per destination (default: link).")
 @with_appcontext
 def report_pdf(campaign_id: int, output: Path | None, **view: str | None) -> None:
     """Write the heatmap report of a campaign as a PDF, for the same view as the page."""

@@ -205,7 +205,7 @@ def view_document(
         raise NotFound(
             "variant_not_found", f"variant {view.variant!r} has no {view.params.part} part"
         )
-    document = email_document(text, view.params.part, view.links, highlight=highlight)
+    document = email_document(text, view.params.part, view.overlay, highlight=highlight)
     return document if resources is None else proxied_resources(document, resources)
 
 

@@ -53,6 +53,13 @@ PERIODS = ("all", "24h", "7d", "30d", "90d", "custom")
 SORTS = ("metric", "position")
 # Machine clicks (``app.clicks.machines``) are left out of every figure by default.
 MACHINES = ("exclude", "include")
+# "only": the link list and ranking keep the links marked as calls to action.
+CTAS = ("all", "only")
+# "destination": links to the same destination are one row (docs/heatmap.md).
+GROUPS = ("link", "destination")
+# A CTA clicked by fewer than this share of the delivered recipients is flagged: the
+# Ptengine guideline for a call to action (the setting CTA_MIN_CLICK_RATE overrides it).
+CTA_MIN_CLICK_RATE = 10.0
 _PERIOD_HOURS = {"24h": 24, "7d": 7 * 24, "30d": 30 * 24, "90d": 90 * 24}
 
 
@@ -122,10 +129,14 @@ class ViewParams:
     machines: str = "exclude"  # exclude | include: clicks labelled machine
     client: str | None = None  # one of app.vocabulary.CLIENTS, or stats.UNKNOWN
     country: str | None = None  # ISO 3166-1 alpha-2, e.g. "FR", or stats.UNKNOWN
+    ctas: str = "all"  # all | only: the link list keeps the calls to action
+    group: str = "link"  # link | destination: one row per destination
 
     def __post_init__(self) -> None:
         _choice("metric", self.metric, METRICS)
         _choice("machines", self.machines, MACHINES)
+        _choice("ctas", self.ctas, CTAS)
+        _choice("group", self.group, GROUPS)
         _choice("part", self.part, PARTS)
         _choice("period", self.period, PERIODS)
         _choice("sort", self.sort, SORTS)
@@ -178,6 +189,8 @@ class ViewParams:
             machines=get("machines") or "exclude",
             client=get("client"),
             country=get("country"),
+            ctas=get("ctas") or "all",
+            group=get("group") or "link",
         )
 
     def to_query(self, **changes: Any) -> dict[str, str]:
@@ -250,6 +263,17 @@ class LinkStat:
     label: str = ""  # ``value`` as shown on the badge, e.g. "1,234" or "12.5%"
     first: int = 0  # recipients whose first link in the email this was (stats.first_and_last)
     last: int = 0  # ... and whose last
+    name: str | None = None  # the marketer's name for the link, shown instead of ``text``
+    cta: bool = False  # marked as a call to action
+    below_cta_guideline: bool = False  # a CTA whose click rate is under CTA_MIN_CLICK_RATE
+    # The placements this row stands for: one, or every link to the destination when grouped.
+    placement_ids: tuple[int, ...] = ()
+    positions: tuple[int, ...] = ()
+
+    @property
+    def shown_text(self) -> str:
+        """What a report calls the link: the marketer's name where set, else its text."""
+        return self.name or self.text
 
 
 @dataclass(frozen=True)
@@ -284,6 +308,17 @@ class HeatmapView:
     where: stats.ClickFilter  # the clicks every figure of this view counts
     # The machine clicks in this view's scope, period and device, shown or not.
     left_out: stats.LeftOut = dataclasses.field(default_factory=lambda: stats.LeftOut(0))
+    # What the colored email shows: every link at its own position with its row's figures
+    # and tier (its group's, when grouped), whatever the link list keeps ("CTAs only").
+    overlay: list[LinkStat] = dataclasses.field(default_factory=list)
+    cta_min_rate: float = CTA_MIN_CLICK_RATE
+
+
+def below_cta_guideline(cta: bool, rate: float | None, min_rate: float) -> bool:
+    """Whether a link is a CTA clicked by too few: its click rate (unique clickers /
+    delivered x 100, the heatmap's one definition) under ``min_rate``. An unknown rate
+    (nothing delivered) is not flagged: there is nothing to judge yet."""
+    return cta and rate is not None and rate < min_rate - _TOLERANCE
 
 
 def _basis(metric: str, total: int, unique: int, delivered: int) -> int:
@@ -304,9 +339,15 @@ def build_view(
     now: datetime | None = None,
     *,
     charts: bool = True,
+    cta_min_rate: float = CTA_MIN_CLICK_RATE,
 ) -> HeatmapView:
     """Everything the heatmap page, API and PDF show, for one campaign and set of switches
-    (``charts=False`` leaves the two charts empty, for callers that only want figures).
+    (``charts=False`` leaves the two charts empty, for callers that only want figures;
+    ``cta_min_rate`` is the click rate in percent under which a CTA is flagged).
+
+    ``params.group`` merges links to the same destination into one row before tiers and
+    ranking; ``params.ctas`` then narrows the link list to the CTAs, after the tiers, so a
+    link has the same color whichever rows are listed. The summary is always the whole part.
 
     Raises NotFound for an unknown or deleted campaign, an unknown variant, or an AMP part
     the variant does not have.
@@ -339,25 +380,39 @@ def build_view(
     ends = stats.first_and_last(session, where)
     delivered, total, unique = stats.campaign_summary(session, where)
     tracked = [p for p in placements if p.tracked]
-    all_links = sum(counts.get(p.id, (0, 0))[0] for p in tracked)
+    rows = _rows(session, where, tracked, counts, params.group)
+    all_links = sum(total for _, total, _ in rows)
     metric = params.metric
-    top = max((_basis(metric, *counts.get(p.id, (0, 0)), delivered) for p in tracked), default=0)
+    top = max((_basis(metric, total, unique, delivered) for _, total, unique in rows), default=0)
     links: list[LinkStat] = []
-    for p in tracked:
-        link_total, link_unique = counts.get(p.id, (0, 0))
+    for members, link_total, link_unique in rows:
+        p = members[0]
         rate = stats.click_rate(link_unique, delivered)
         share = link_total / all_links * 100 if all_links else 0.0
         value = {"total": link_total, "unique": link_unique, "rate": rate or 0.0}.get(metric, share)
         basis = _basis(metric, link_total, link_unique, delivered)
+        cta = any(m.cta for m in members)
         links.append(
             LinkStat(
                 placement_id=p.id, position=p.position, kind=p.kind, text=p.text,
                 destination=p.destination, href=p.href, total=link_total, unique=link_unique,
                 rate=rate, share=share, value=float(value), tier=tier_for(basis, top),
                 label="n/a" if metric == "rate" and rate is None else format_value(metric, value),
-                first=ends.get(p.id, (0, 0))[0], last=ends.get(p.id, (0, 0))[1],
+                name=next((m.label for m in members if m.label), None), cta=cta,
+                below_cta_guideline=below_cta_guideline(cta, rate, cta_min_rate),
+                placement_ids=tuple(m.id for m in members),
+                positions=tuple(m.position for m in members),
+                first=sum(ends.get(m.id, (0, 0))[0] for m in members),
+                last=sum(ends.get(m.id, (0, 0))[1] for m in members),
             )
         )  # fmt: skip
+    overlay = [
+        dataclasses.replace(link, position=position)
+        for link in links
+        for position in link.positions
+    ]
+    if params.ctas == "only":
+        links = [link for link in links if link.cta]
     if params.sort == "metric":
         links.sort(key=lambda s: (-_basis(metric, s.total, s.unique, delivered), s.position))
     skipped = [
@@ -392,4 +447,37 @@ def build_view(
         variant_id=variant_id,
         where=where,
         left_out=stats.machine_clicks(session, where),
+        overlay=overlay,
+        cta_min_rate=cta_min_rate,
     )
+
+
+def _rows(
+    session: Session,
+    where: stats.ClickFilter,
+    tracked: Sequence[Placement],
+    counts: Mapping[int, tuple[int, int]],
+    group: str,
+) -> list[tuple[list[Placement], int, int]]:
+    """The link list's rows as ``(placements, total, unique)``, in email order: one per
+    link, or with ``group="destination"`` one per destination (at its first link's place).
+
+    A group's total is the sum of its links' totals, but its unique clickers are distinct
+    recipients across its links, which the per-link figures cannot give (someone who
+    clicked two of them counts once): ``stats.distinct_clickers`` counts them, one query
+    per group of more than one link.
+    """
+    if group != "destination":
+        return [([p], *counts.get(p.id, (0, 0))) for p in tracked]
+    groups: dict[str, list[Placement]] = {}
+    for p in tracked:
+        groups.setdefault(p.destination or p.href, []).append(p)
+    rows: list[tuple[list[Placement], int, int]] = []
+    for members in groups.values():
+        total = sum(counts.get(m.id, (0, 0))[0] for m in members)
+        if len(members) == 1:
+            unique = counts.get(members[0].id, (0, 0))[1]
+        else:
+            unique = stats.distinct_clickers(session, where, [m.id for m in members])
+        rows.append((members, total, unique))
+    return rows

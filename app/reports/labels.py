@@ -44,6 +44,8 @@ COUNTRY_NOTE = (
     "Countries are where each click's network is registered, not where the reader was "
     f"(data: {COUNTRY_DATA})."
 )
+CTAS_LABELS = {"all": "All links", "only": "CTAs only"}
+GROUP_LABELS = {"link": "Each link", "destination": "Same destination together"}
 # What each machine-click rule caught, as the "left out as machine" panel words it; one per
 # ``app.clicks.machines.REASONS`` (docs/machine-clicks.md has each rule's evidence).
 REASON_LABELS = {
@@ -113,6 +115,8 @@ def init_app(app: Flask) -> None:
         ("period_labels", PERIOD_LABELS),
         ("device_labels", DEVICE_LABELS),
         ("machines_labels", MACHINES_LABELS),
+        ("ctas_labels", CTAS_LABELS),
+        ("group_labels", GROUP_LABELS),
         ("reason_labels", REASON_LABELS),
         ("country_note", COUNTRY_NOTE),
     ):

@@ -34,7 +34,7 @@ from weasyprint import CSS, HTML
 from app.reports import labels
 from app.reports.email_overlay import view_document
 from app.reports.fetcher import OWN_ORIGIN, FetchPolicy, RestrictedFetcher, fetch_policy
-from app.reports.heatmap import HeatmapView, ViewParams, build_view
+from app.reports.heatmap import CTA_MIN_CLICK_RATE, HeatmapView, ViewParams, build_view
 from app.reports.labels import PART_LABELS
 
 
@@ -197,7 +197,14 @@ def render(
     """
     started = time.perf_counter()
     fetcher = fetcher or RestrictedFetcher(fetch_policy(app))
-    view = build_view(session, campaign_id, params, now=now or datetime.now(UTC))
+    view = build_view(
+        session,
+        campaign_id,
+        params,
+        now=now or datetime.now(UTC),
+        # An app without the settings (one only rendering reports) gets the guideline.
+        cta_min_rate=app.config.get("CTA_MIN_CLICK_RATE", CTA_MIN_CLICK_RATE),
+    )
     text = view_document(session, view)
     first = 2
     email = _email_document(view, text, fetcher, first)

@@ -546,6 +546,27 @@ def _most_first(counts: dict[str, int]) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
+def distinct_clickers(session: Session, where: ClickFilter, placement_ids: Sequence[int]) -> int:
+    """Distinct recipients with a counted click on any of ``placement_ids``: the unique
+    clickers of links grouped together, where a recipient who clicked two of them counts
+    once. All time and every device: their ``placement_recipient`` rows (one per link and
+    recipient; ``human_clicks > 0`` marks a human clicker). Otherwise the raw clicks, as for
+    every filtered unique."""
+    if not placement_ids:
+        return 0
+    if where.unfiltered:
+        query = select(func.count(PlacementRecipient.recipient_id.distinct())).where(
+            PlacementRecipient.placement_id.in_(placement_ids)
+        )
+        if where.human_only:
+            query = query.where(PlacementRecipient.human_clicks > 0)
+    else:
+        query = select(func.count(Click.recipient_id.distinct())).where(
+            *click_filters(where), Click.placement_id.in_(placement_ids)
+        )
+    return int(session.scalar(query) or 0)
+
+
 def click_rate(unique: int, delivered: int) -> float | None:
     """Unique clickers per hundred deliveries; None (not 0) when the base is unknown."""
     return unique / delivered * 100 if delivered else None

@@ -175,6 +175,8 @@ def _view_params(query: schemas.HeatmapQuery, metric: str | None = None) -> View
         machines=query.machines,
         client=query.client,
         country=query.country,
+        ctas=query.ctas,
+        group=query.group,
     )
 
 
@@ -191,6 +193,8 @@ def _window(view: HeatmapView) -> dict[str, Any]:
         "endDate": until.isoformat() if until else None,
         "device": view.params.device,
         "machines": view.params.machines,
+        "ctas": view.params.ctas,
+        "group": view.params.group,
         "machineClicks": {"count": view.left_out.clicks, "reasons": view.left_out.reasons},
         "client": view.params.client,
         "country": view.params.country,
@@ -210,6 +214,10 @@ def _entry(view: HeatmapView, selectors: dict[int, str | None], link: LinkStat) 
         "tier": link.tier,
         "firstClicks": link.first,
         "lastClicks": link.last,
+        "label": link.name,
+        "cta": link.cta,
+        "belowCtaGuideline": link.below_cta_guideline,
+        "placementIds": list(link.placement_ids),
     }
 
 
@@ -226,7 +234,14 @@ def heatmap(campaign_id: int) -> Response:
     """
     query = query_args(schemas.HeatmapQuery)
     session, now = get_session(), datetime.now(UTC)
-    view = build_view(session, campaign_id, _view_params(query), now, charts=False)
+    view = build_view(
+        session,
+        campaign_id,
+        _view_params(query),
+        now,
+        charts=False,
+        cta_min_rate=current_app.config["CTA_MIN_CLICK_RATE"],
+    )
     selectors = _selectors(session, view)
     return jsonify(
         {
@@ -261,7 +276,14 @@ def elements(campaign_id: int) -> Response:
     """The most clicked links, `limit` of them (default 10, at most 50), by `sort`."""
     query = query_args(schemas.ElementsQuery)
     session, now = get_session(), datetime.now(UTC)
-    view = build_view(session, campaign_id, _view_params(query), now, charts=False)
+    view = build_view(
+        session,
+        campaign_id,
+        _view_params(query),
+        now,
+        charts=False,
+        cta_min_rate=current_app.config["CTA_MIN_CLICK_RATE"],
+    )
     ranked = sorted(view.links, key=_ELEMENT_ORDER[query.sort])[: query.limit]
     selectors = _selectors(session, view)
     return jsonify(
@@ -301,7 +323,14 @@ def repeat_clicks(campaign_id: int) -> Response:
     """
     query = query_args(schemas.RepeatClicksQuery)
     session, now = get_session(), datetime.now(UTC)
-    view = build_view(session, campaign_id, _view_params(query), now, charts=False)
+    view = build_view(
+        session,
+        campaign_id,
+        _view_params(query),
+        now,
+        charts=False,
+        cta_min_rate=current_app.config["CTA_MIN_CLICK_RATE"],
+    )
     window = timedelta(seconds=query.window_seconds)
     found = repeats.repeat_clicks(session, view.where, min_clicks=query.min_clicks, window=window)
     selectors = _selectors(session, view)
@@ -341,7 +370,14 @@ def clicks(campaign_id: int) -> Response:
     """
     query = query_args(schemas.ClicksQuery)
     session, now = get_session(), datetime.now(UTC)
-    view = build_view(session, campaign_id, _view_params(query), now, charts=False)
+    view = build_view(
+        session,
+        campaign_id,
+        _view_params(query),
+        now,
+        charts=False,
+        cta_min_rate=current_app.config["CTA_MIN_CLICK_RATE"],
+    )
     page = exports.click_page(session, view.where, after=query.cursor, limit=query.limit)
     return jsonify(
         {

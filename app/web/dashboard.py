@@ -48,6 +48,7 @@ from app.accounts import LoginThrottle, authenticate, client_network
 from app.db import get_session
 from app.errors import ClickmapError, InvalidInput, NotFound
 from app.ingest.campaigns import get_campaign
+from app.ingest.placements import mark_cta, rename_placement
 from app.models import Campaign, Placement, User
 from app.reports.comparison import CompareParams, NothingToCompare, build_comparison, format_p
 from app.reports.email_overlay import ResourceMap, view_document
@@ -134,10 +135,12 @@ VIEW_KEYS = (
     "metric", "variant", "part", "period", "start", "end", "device", "sort", "machines",
     "client", "country",
 )  # fmt: skip
+# The link list's switches: only the CTAs, one row per destination.
+LINK_LIST_KEYS = ("ctas", "group")
 
 
 def _view_query(args: Mapping[str, str]) -> dict[str, str]:
-    return {key: args[key] for key in VIEW_KEYS if key in args}
+    return {key: args[key] for key in (*VIEW_KEYS, *LINK_LIST_KEYS) if key in args}
 
 
 # -- security headers and errors ----------------------------------------------------------------
@@ -235,7 +238,7 @@ def campaigns() -> str:
 def heatmap(campaign_id: int) -> str:
     params = ViewParams.from_query(request.args)
     session = get_session()
-    view = build_view(session, campaign_id, params)
+    view = build_view(session, campaign_id, params, cta_min_rate=_cta_min_rate())
     # Only the page lists the choices: the API and the PDF take a segment, never list them.
     choices = segments(session, view.where)
     query = params.to_query()
@@ -272,7 +275,7 @@ def email(campaign_id: int) -> Response:
     """The email as sent, annotated with the heatmap, for the sandboxed frame only."""
     params = ViewParams.from_query(request.args)
     session = get_session()
-    view = build_view(session, campaign_id, params)
+    view = build_view(session, campaign_id, params, cta_min_rate=_cta_min_rate())
     document = view_document(session, view, resources=_asset_addresses(campaign_id))
     response = Response(document, mimetype="text/html")
     response.headers["Content-Security-Policy"] = EMAIL_CSP
@@ -281,6 +284,31 @@ def email(campaign_id: int) -> Response:
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
     response.headers["X-DNS-Prefetch-Control"] = "off"
     return response
+
+
+def _cta_min_rate() -> float:
+    rate: float = current_app.config["CTA_MIN_CLICK_RATE"]
+    return rate
+
+
+@bp.post("/campaigns/<id:campaign_id>/links/<id:placement_id>/settings")
+def link_settings(campaign_id: int, placement_id: int) -> BaseResponse:
+    """Rename a link and mark it as a CTA or not (the link pane's edit form), then return
+    to the same heatmap view, at the link's row. Each change is recorded with its user."""
+    user = current_user()
+    assert user is not None  # the guard lets no request without a user this far
+    session = get_session()
+    placement = rename_placement(
+        session, campaign_id, placement_id, request.form.get("label", ""), user
+    )
+    mark_cta(session, campaign_id, placement_id, request.form.get("cta") == "on", user)
+    session.commit()
+    flash(f"Saved link #{placement.position}.")
+    target = url_for(".heatmap", campaign_id=campaign_id)
+    query = _view_query(request.args)
+    if query:
+        target += "?" + urlencode(query)
+    return redirect(f"{target}#row-{placement.position}")
 
 
 def _asset_signer() -> URLSafeTimedSerializer:

@@ -75,6 +75,8 @@ Client = Annotated[
     WithJsonSchema({"type": "string", "enum": [*CLIENTS, UNKNOWN]}),
 ]
 Country = Annotated[str, StringConstraints(pattern=rf"^([A-Z]{{2}}|{UNKNOWN})$")]
+Ctas = Literal["all", "only"]
+Group = Literal["link", "destination"]
 assert set(Part.__args__) == set(PARTS) and set(Device.__args__) == set(DEVICES)  # type: ignore[attr-defined]
 
 
@@ -156,6 +158,16 @@ class HeatmapQuery(Query):
         description="Only clicks from networks registered to this country (ISO 3166-1 "
         f"alpha-2, e.g. FR); {UNKNOWN}: private or reserved networks, or no address. Every "
         "figure then counts raw clicks.",
+    )
+    ctas: Ctas = Field(
+        default="all",
+        description="only: list just the links marked as calls to action (the totals stay "
+        "the whole part's).",
+    )
+    group: Group = Field(
+        default="link",
+        description="destination: one entry per destination, its links' clicks summed and "
+        "its unique clickers counted once across them.",
     )
 
 
@@ -278,6 +290,18 @@ class HeatmapEntry(BaseModel):
         "(over all their clicks, whatever the period or device)."
     )
     lastClicks: int = Field(description="Recipients whose last link clicked was this one.")
+    label: str | None = Field(
+        description="The marketer's name for the link, shown instead of its text; null if none."
+    )
+    cta: bool = Field(description="Marked as a call to action.")
+    belowCtaGuideline: bool = Field(
+        description="A CTA whose clickRate is under the guideline (CTA_MIN_CLICK_RATE, "
+        "default 10%)."
+    )
+    placementIds: list[int] = Field(
+        description="The links this entry stands for: one, or all links to the destination "
+        "with group=destination."
+    )
 
 
 class MachineClicks(BaseModel):
@@ -301,6 +325,8 @@ class Window(BaseModel):
     endDate: datetime | None = Field(description="Exclusive, UTC; null: until now.")
     device: Device | None
     machines: Machines
+    ctas: Ctas
+    group: Group
     machineClicks: MachineClicks
     client: str | None = Field(description="The email client segment, if one was asked for.")
     country: str | None = Field(description="The country segment, if one was asked for.")

@@ -157,6 +157,42 @@ def test_the_demo_opens_on_people_and_says_what_machines_were_left_out(
     assert "labelled machine" in page.locator("[data-machines] h2").inner_text()
 
 
+def test_a_link_marked_as_cta_is_what_ctas_only_lists(
+    live: Live, page: Any, session: Session
+) -> None:
+    """Rename the demo's second-ranked link and mark it as a CTA from its row's edit form:
+    back on the same view, the row carries the new name; "CTAs only" then lists that row
+    alone, while the email keeps every link's badge."""
+    sign_in(page, live)
+    page.goto(f"{live.url}/campaigns/{live.campaign_id}?metric=unique")
+    row = page.locator('tr[id^="row-"]').nth(1)
+    row_id = row.get_attribute("id")
+    row.locator("details.link-edit summary").click()
+    row.locator("input[name=label]").fill("Spring <hero> button")
+    row.locator("input[name=cta]").check()
+    with page.expect_navigation():
+        row.get_by_role("button", name="Save").click()
+    assert page.url.endswith(f"?metric=unique#{row_id}")
+    saved = page.locator(f"#{row_id}")
+    assert saved.locator(".link-text").inner_text() == "Spring <hero> button"
+    assert saved.locator(".cta-badge").inner_text() == "CTA"
+    badges = read_badges(page)
+    switch(page, "ctas", "only")
+    assert "ctas=only" in page.url and "metric=unique" in page.url
+    rows = page.locator('tr[id^="row-"]')
+    assert rows.count() == 1
+    assert rows.first.get_attribute("id") == row_id
+    assert rows.first.locator(".link-text").inner_text() == "Spring <hero> button"
+    assert read_badges(page) == badges
+    session.expire_all()  # the seed's objects: read what the server stored since
+    placement = session.scalars(
+        select(Placement).where(
+            Placement.campaign_id == live.campaign_id, Placement.label.is_not(None)
+        )
+    ).one()
+    assert (placement.label, placement.cta) == ("Spring <hero> button", True)
+
+
 def test_scripts_in_the_email_never_run(live: Live, page: Any) -> None:
     messages: list[str] = []
     page.on("console", lambda message: messages.append(message.text))

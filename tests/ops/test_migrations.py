@@ -2,8 +2,9 @@
 backfilled from clicks stored before it, and the click writer carries on exactly from there;
 0003 drops the foreign keys of ``click`` and keeps its rows; 0004 adds ``login_attempt``;
 0005 computes each tracked placement's ``location``; 0006 gives users a session version;
-0007 labels clicks and keeps human figures beside every aggregate; 0009 gives stored clicks
-the country of their network.
+0007 labels clicks and keeps human figures beside every aggregate; 0008 counts first and
+last links; 0009 gives stored clicks the country of their network; 0010 adds the marketer's
+link names and CTA flags, with their history.
 """
 
 from __future__ import annotations
@@ -421,7 +422,7 @@ def test_first_and_last_links_are_counted_at_upgrade(fresh: Engine) -> None:
                 "GROUP BY placement_id"
             )
         )
-    upgrade(fresh)
+    upgrade(fresh)  # 0010 too, which must not cascade-delete these rows from ``placement``
     with Session(fresh) as session:
         for human_only in (True, False):
             kept = {
@@ -465,3 +466,46 @@ def test_stored_clicks_get_the_country_of_their_network_at_upgrade(fresh: Engine
         cfg.attributes["connection"] = connection
         command.downgrade(cfg, "0008")
     assert "country" not in {c["name"] for c in inspect(fresh).get_columns("click")}
+
+
+def test_placements_start_unnamed_and_no_cta_and_changes_are_recorded(fresh: Engine) -> None:
+    """0010: existing links keep their rows, without a name and not a CTA; the history
+    table takes who changed what and goes, with both columns, on downgrade."""
+    upgrade(fresh, "0001")
+    _store_clicks_the_old_way(fresh)
+    upgrade(fresh, "0009")
+    upgrade(fresh)
+    at = bindparam("at", type_=UTCDateTime())
+    with fresh.begin() as conn:
+        assert conn.execute(text("SELECT count(*) FROM placement")).scalar() == 5
+        unset = "SELECT count(*) FROM placement WHERE label IS NULL AND cta = :no"
+        assert conn.execute(text(unset), {"no": False}).scalar() == 5
+        conn.execute(
+            text(
+                "INSERT INTO user_account (id, username, password_hash, created_at) "
+                "VALUES (1, 'ana', 'scrypt:x', :at)"
+            ).bindparams(at),
+            {"at": T0},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO placement_change (campaign_id, placement_id, user_id, username, "
+                "field, old_value, new_value, changed_at) "
+                "VALUES (1, 2, 1, 'ana', 'label', NULL, 'Hero', :at)"
+            ).bindparams(at),
+            {"at": T0},
+        )
+        conn.execute(text("DELETE FROM user_account"))
+        # The history outlives the account, and still says who it was.
+        assert conn.execute(text("SELECT user_id, username FROM placement_change")).all() == [
+            (None, "ana")
+        ]
+    cfg = alembic_config(fresh)
+    with fresh.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0009")
+    columns = {c["name"] for c in inspect(fresh).get_columns("placement")}
+    assert not {"label", "cta"} & columns
+    assert "placement_change" not in inspect(fresh).get_table_names()
+    with fresh.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM placement")).scalar() == 5

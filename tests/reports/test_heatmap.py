@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from datetime import UTC, date, datetime, timedelta
@@ -10,6 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy.orm import Session
 
+from app.clicks.recording import record_clicks
 from app.errors import InvalidInput, NotFound
 from app.ingest.campaigns import record_deliveries
 from app.models import Campaign
@@ -17,7 +19,7 @@ from app.reports import heatmap, stats
 from app.reports.email_overlay import view_document
 from app.reports.heatmap import ViewParams, build_view, tier_for
 from app.vocabulary import HONEYPOT
-from tests.factories import T0, click, make_campaign, placement, recipients
+from tests.factories import T0, click, click_event, make_campaign, placement, recipients
 
 NOW = T0 + timedelta(days=2, hours=3, minutes=10)
 
@@ -85,6 +87,8 @@ def test_view_params_defaults_and_round_trip() -> None:
         "sort": "position",
         "client": "Apple Mail",
         "country": "FR",
+        "ctas": "only",
+        "group": "destination",
         "page": "3",  # someone else's argument: ignored
     }
     params = ViewParams.from_query(args)
@@ -139,6 +143,8 @@ def test_empty_values_mean_defaults_and_dates_only_count_for_custom() -> None:
         ({"period": "365d"}, "period must be one of"),
         ({"device": "phone"}, "device must be one of"),
         ({"sort": "name"}, "sort must be one of"),
+        ({"ctas": "yes"}, "ctas must be one of"),
+        ({"group": "url"}, "group must be one of"),
         ({"period": "custom"}, "needs a start or an end"),
         ({"period": "custom", "start": "2025-13-01"}, "start must be a date"),
         ({"period": "custom", "start": "1/3/2025"}, "start must be a date"),
@@ -346,3 +352,91 @@ def test_honeypot_clicks_never_reach_the_links(session: Session, busy: Campaign)
     assert honeypot.position not in {s.position for s in after.skipped}
     assert honeypot.id not in stats.link_counts(session, after.where)
     assert "aria-hidden" not in view_document(session, after)
+
+
+# --- CTAs and grouping ------------------------------------------------------------------
+
+
+def test_grouping_by_destination_counts_each_clicker_once(session: Session, busy: Campaign) -> None:
+    """Links 0 and 2 lead to the sale: ann clicked both, so the row has 4 clicks but 2
+    clickers (ann, bob), not 3; the row stands at its first link's place."""
+    view = build_view(session, busy.id, ViewParams(group="destination", sort="position"), now=NOW)
+    assert [(s.positions, s.total, s.unique) for s in view.links] == [
+        ((0, 2), 4, 2),
+        ((1,), 3, 3),
+        ((4,), 0, 0),
+    ]
+    sale = view.links[0]
+    assert sale.rate == pytest.approx(2 / 6 * 100)
+    assert sale.placement_ids == (placement(busy, 0).id, placement(busy, 2).id)
+    assert (view.total, view.unique) == (7, 5)  # the summary is the part's, as ungrouped
+    # The email colors both sale links by the row's figure.
+    overlay = {s.position: (s.tier, s.label) for s in view.overlay}
+    assert overlay[0] == overlay[2] == ("red", "4")
+
+
+def test_grouped_clickers_follow_the_views_filters(session: Session, busy: Campaign) -> None:
+    """Filtered (desktop only), the clickers come from the raw clicks: ann alone."""
+    params = ViewParams(group="destination", sort="position", device="desktop")
+    view = build_view(session, busy.id, params, now=NOW)
+    assert (view.links[0].positions, view.links[0].total, view.links[0].unique) == ((0, 2), 3, 1)
+
+
+def test_grouped_clickers_leave_machines_out_unless_included(
+    session: Session, busy: Campaign
+) -> None:
+    link_checker = recipients(session, "gateway")["gateway"]
+    event = click_event(placement(busy, 2), link_checker, T0 + timedelta(hours=4), method="HEAD")
+    record_clicks(session, [event])
+    session.flush()
+    grouped = ViewParams(group="destination", sort="position")
+    assert build_view(session, busy.id, grouped, now=NOW).links[0].unique == 2
+    included = dataclasses.replace(grouped, machines="include")
+    assert build_view(session, busy.id, included, now=NOW).links[0].unique == 3
+
+
+def test_ctas_only_narrows_the_list_but_not_the_colors_or_summary(
+    session: Session, busy: Campaign
+) -> None:
+    placement(busy, 2).cta = True
+    placement(busy, 4).cta = True
+    session.flush()
+    every = build_view(session, busy.id, ViewParams(), now=NOW)
+    ctas = build_view(session, busy.id, ViewParams(ctas="only"), now=NOW)
+    assert [(s.position, s.cta) for s in ctas.links] == [(2, True), (4, True)]
+    assert [s.tier for s in ctas.links] == ["green", "gray"]  # relative to the top link, 0
+    assert (ctas.delivered, ctas.total, ctas.unique) == (every.delivered, every.total, every.unique)
+    assert [s.position for s in ctas.overlay] == [0, 1, 2, 4]
+
+
+def test_ctas_under_the_click_rate_guideline_are_flagged(session: Session, busy: Campaign) -> None:
+    """6 delivered: link 2 (1 clicker, 16.7%) passes 10% but not 20%; link 4 (nobody, 0%)
+    fails both; link 1 (50%) is no CTA, so it is never flagged."""
+    placement(busy, 2).cta = True
+    placement(busy, 4).cta = True
+    session.flush()
+
+    def flagged(min_rate: float) -> list[int]:
+        view = build_view(session, busy.id, ViewParams(), now=NOW, cta_min_rate=min_rate)
+        return sorted(s.position for s in view.links if s.below_cta_guideline)
+
+    assert flagged(heatmap.CTA_MIN_CLICK_RATE) == [4]
+    assert flagged(20.0) == [2, 4]
+    assert flagged(0.0) == []
+    assert flagged(100 / 6) == [4]  # exactly at the guideline is not under it
+
+
+def test_the_marketers_name_is_shown_instead_of_the_text(session: Session, busy: Campaign) -> None:
+    placement(busy, 1).label = "Hero button"
+    session.flush()
+    by_position = {s.position: s for s in build_view(session, busy.id, ViewParams(), now=NOW).links}
+    assert (by_position[1].shown_text, by_position[1].text) == ("Hero button", "New arrivals")
+    assert by_position[0].shown_text == "Shop the sale"
+
+
+def test_nothing_delivered_flags_no_cta(session: Session) -> None:
+    campaign = make_campaign(session)
+    placement(campaign, 0).cta = True
+    session.flush()
+    view = build_view(session, campaign.id, ViewParams(), now=NOW)
+    assert [s.below_cta_guideline for s in view.links if s.cta] == [False]

@@ -805,3 +805,64 @@ def test_guessing_tokens_is_throttled_per_network(
         client.get("/api/v1/campaigns/1", headers=guess, environ_base=elsewhere).status_code == 401
     )
     assert client.get("/api/v1/campaigns/1", headers=auth, environ_base=here).status_code == 404
+
+
+def test_heatmap_json_names_ctas_flags_them_and_groups_destinations(
+    app: Flask, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from app.accounts import create_user
+    from app.clicks.recording import ClickEvent, record_clicks
+    from app.ingest.campaigns import record_deliveries
+    from app.ingest.placements import mark_cta, rename_placement
+
+    cid = _create(client, auth).json["id"]
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        first, second = s.scalars(
+            select(Placement)
+            .where(Placement.campaign_id == cid, Placement.part == "html", Placement.tracked)
+            .where(Placement.kind != HONEYPOT)
+            .order_by(Placement.position)
+        ).all()
+        campaign = s.get(Campaign, cid)
+        assert campaign is not None
+        now = datetime.now(UTC)
+        # Delivered an hour before the clicks: a click within a second of it is a machine's.
+        delivered = now - timedelta(hours=1)
+        record_deliveries(s, campaign, "A", [f"r{n}" for n in range(1, 11)], delivered_at=delivered)
+        ids = ensure(s, ["r1", "r2", "r3"])
+        plan = [(first, "r1"), (first, "r2"), (second, "r1"), (second, "r3")]
+        agent = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0"
+        events = [
+            ClickEvent(f"g{i}", now, cid, p.variant_id, "html", p.id, ids[who], "GET", agent, None)
+            for i, (p, who) in enumerate(plan)
+        ]
+        record_clicks(s, events)
+        ana = create_user(s, "ana", "correct horse battery")
+        rename_placement(s, cid, second.id, "Banner <img>", ana)
+        mark_cta(s, cid, second.id, True, ana)
+        s.commit()
+    url = f"/api/v1/campaigns/{cid}/heatmap"
+    body = client.get(f"{url}?ctas=only", headers=auth).json
+    assert (body["ctas"], body["group"], body["uniqueClickers"]) == ("only", "link", 3)
+    [entry] = body["clicks"]
+    assert (entry["text"], entry["label"], entry["cta"]) == ("Banner", "Banner <img>", True)
+    # 2 clickers of 10 delivered: 20%, not under the 10% guideline.
+    assert (entry["clickRate"], entry["belowCtaGuideline"]) == (20.0, False)
+    every = client.get(url, headers=auth).json["clicks"]
+    assert [(e["cta"], e["label"]) for e in every] == [(False, None), (True, "Banner <img>")]
+    grouped = client.get(f"{url}?group=destination", headers=auth).json["clicks"]
+    # Both links lead to the sale: 4 clicks by 3 people (r1 clicked both).
+    assert [(e["count"], e["unique"], e["placementIds"]) for e in grouped] == [
+        (4, 3, [first.id, second.id])
+    ]
+    assert grouped[0]["cta"] is True
+    bad = client.get(f"{url}?ctas=some", headers=auth)
+    assert bad.status_code == 422
+    assert bad.json["error"]["details"][0]["field"] == "query.ctas"
+    spec = client.get("/api/v1/openapi.json").json
+    heatmap_params = {
+        p["name"] for p in spec["paths"]["/campaigns/{campaign_id}/heatmap"]["get"]["parameters"]
+    }
+    assert {"ctas", "group"} <= heatmap_params

@@ -10,6 +10,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup, Tag
@@ -26,7 +27,7 @@ from app.ingest.campaigns import (
     link_rules,
     record_deliveries,
 )
-from app.models import Click, Placement
+from app.models import Click, Placement, PlacementChange
 from app.reports import fetcher as fetching
 from app.vocabulary import HONEYPOT
 from app.web import dashboard
@@ -37,6 +38,7 @@ from tests.factories import (
     click_event,
     csrf_from,
     log_in,
+    pdf_text,
     recording_server,
 )
 
@@ -122,7 +124,11 @@ def user_client(app: Flask, client: FlaskClient) -> FlaskClient:
 
 
 def soup_of(response: TestResponse) -> BeautifulSoup:
-    return BeautifulSoup(response.get_data(as_text=True), "html.parser")
+    return soup_of_text(response.get_data(as_text=True))
+
+
+def soup_of_text(text: str) -> BeautifulSoup:
+    return BeautifulSoup(text, "html.parser")
 
 
 def cells(row: Tag) -> list[str]:
@@ -728,3 +734,130 @@ def test_ids_past_the_database_range_are_404_pages(user_client: FlaskClient, big
         response = user_client.get(url)
         assert response.status_code == 404, url
         assert b"<html" in response.data.lower() or b"<!doctype" in response.data.lower()
+
+
+# -- naming links and marking CTAs ---------------------------------------------------------------
+
+
+def edit_link(client: FlaskClient, campaign_id: int, placement_id: int, query: str = "",
+              **form: str) -> TestResponse:  # fmt: skip
+    """Submit a link's edit form as the heatmap page renders it (with the page's token)."""
+    page = client.get(f"/campaigns/{campaign_id}?{query}").get_data(as_text=True)
+    data = {"csrf_token": csrf_from(page), **form}
+    url = f"/campaigns/{campaign_id}/links/{placement_id}/settings"
+    return client.post(f"{url}?{query}" if query else url, data=data)
+
+
+def test_renaming_and_marking_a_cta_shows_on_the_page_and_is_recorded(
+    app: Flask, user_client: FlaskClient
+) -> None:
+    seeded = seed(app)
+    cid, careers = seeded.campaign_id, seeded.placements[2]
+    name = "<script>alert(1)</script> Join us"
+    query = "metric=unique&sort=position"
+    response = edit_link(user_client, cid, careers, query, label=name, cta="on")
+    assert response.status_code == 302
+    # Back to the same view, at the link's row.
+    assert response.headers["Location"] == f"/campaigns/{cid}?{query}#row-{seeded.positions[2]}"
+    body = user_client.get(response.headers["Location"]).get_data(as_text=True)
+    assert html.escape(name, quote=False) in body and name not in body
+    row = soup_of_text(body).select_one(f"#row-{seeded.positions[2]}")
+    assert row is not None and "is-cta" in (row.get("class") or [])
+    # Nobody clicked it: 0% of the delivered, under the 10% guideline.
+    assert "Under the 10% CTA guideline" in row.get_text(" ")
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        changes = s.scalars(select(PlacementChange).order_by(PlacementChange.field)).all()
+        assert [(c.username, c.field, c.old_value, c.new_value) for c in changes] == [
+            ("ana", "cta", "false", "true"),
+            ("ana", "label", None, name),
+        ]
+        assert all(c.changed_at > datetime.now(UTC) - timedelta(minutes=5) for c in changes)
+
+
+def test_ctas_only_lists_the_marked_links(app: Flask, user_client: FlaskClient) -> None:
+    seeded = seed(app)
+    cid = seeded.campaign_id
+    assert edit_link(user_client, cid, seeded.placements[0], cta="on").status_code == 302
+    page = soup_of(user_client.get(f"/campaigns/{cid}?ctas=only"))
+    assert [row[1].split(" #")[0] for row in ranked(page)] == ["Shop the sale CTA"]
+    # 2 clickers of 10 delivered: 20%, above the guideline.
+    assert not page.select("[data-below-guideline]")
+    figures = [dd.get_text(strip=True) for dd in page.select(".figures dd")]
+    assert figures == ["10", "7", "4", "40.0%"]  # the summary stays the whole part's
+    selected = page.select_one('select[name="ctas"] option[selected]')
+    assert selected is not None and selected["value"] == "only"
+
+
+def test_clearing_the_name_and_the_flag(app: Flask, user_client: FlaskClient) -> None:
+    seeded = seed(app)
+    cid, sale = seeded.campaign_id, seeded.placements[0]
+    edit_link(user_client, cid, sale, label="Hero", cta="on")
+    assert edit_link(user_client, cid, sale, label="  ").status_code == 302  # box unticked
+    page = soup_of(user_client.get(f"/campaigns/{cid}?sort=position"))
+    assert ranked(page)[0][1].startswith("Shop the sale #")
+
+
+def test_link_edits_need_the_csrf_token(app: Flask, user_client: FlaskClient) -> None:
+    seeded = seed(app)
+    url = f"/campaigns/{seeded.campaign_id}/links/{seeded.placements[0]}/settings"
+    for data in ({"label": "Forged", "cta": "on"}, {"label": "Forged", "csrf_token": "x"}):
+        assert user_client.post(url, data=data).status_code == 400
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        assert s.scalars(select(PlacementChange)).all() == []
+        link = s.get(Placement, seeded.placements[0])
+        assert link is not None and (link.label, link.cta) == (None, False)
+
+
+def test_link_edits_need_a_login(app: Flask, client: FlaskClient) -> None:
+    seeded = seed(app)
+    url = f"/campaigns/{seeded.campaign_id}/links/{seeded.placements[0]}/settings"
+    response = client.post(url, data={"label": "x"})
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login")
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        assert s.scalars(select(PlacementChange)).all() == []
+
+
+def test_link_edits_of_unknown_links_are_not_found(app: Flask, user_client: FlaskClient) -> None:
+    seeded, other = seed(app), seed(app, "Other", clicks=False)
+    token = csrf_from(user_client.get("/").get_data(as_text=True))
+    for cid, pid in [
+        (seeded.campaign_id, other.placements[0]),
+        (seeded.campaign_id, 2**31 - 1),
+        (2**31 - 1, seeded.placements[0]),
+    ]:
+        url = f"/campaigns/{cid}/links/{pid}/settings"
+        assert user_client.post(url, data={"csrf_token": token, "label": "x"}).status_code == 404
+
+
+def test_an_over_long_name_is_refused_and_nothing_changes(
+    app: Flask, user_client: FlaskClient
+) -> None:
+    seeded = seed(app)
+    response = edit_link(user_client, seeded.campaign_id, seeded.placements[0], label="x" * 201)
+    assert response.status_code == 400
+    assert "at most 200 characters" in response.get_data(as_text=True)
+
+
+def test_grouping_by_destination_merges_rows(app: Flask, user_client: FlaskClient) -> None:
+    seeded = seed(app)
+    page = soup_of(user_client.get(f"/campaigns/{seeded.campaign_id}?group=destination"))
+    # Each destination is linked once in this email: the rows are the links, without forms.
+    assert len(ranked(page)) == 3
+    assert not page.select("form[action*='/settings']")
+    title = page.select_one("#ranking-title")
+    assert title is not None and "3 destinations" in title.get_text(" ")
+
+
+def test_the_pdf_shows_the_name_and_the_cta_flag(
+    app: Flask, user_client: FlaskClient, tmp_path: Path
+) -> None:
+    seeded = seed(app)
+    cid = seeded.campaign_id
+    edit_link(user_client, cid, seeded.placements[2], label="Join our team", cta="on")
+    response = user_client.get(f"/campaigns/{cid}/report.pdf?ctas=only")
+    assert response.status_code == 200
+    text = " ".join(pdf_text(response.data, tmp_path).split())
+    assert "Join our team" in text
+    assert "Under the 10% CTA guideline" in text
+    assert "Read the blog" not in text.split("Join our team")[-1]  # only the CTA is listed
