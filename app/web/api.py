@@ -180,6 +180,18 @@ def _view_params(query: schemas.HeatmapQuery, metric: str | None = None) -> View
     )
 
 
+def _figures(session: Session, campaign_id: int, query: schemas.HeatmapQuery) -> HeatmapView:
+    """The heatmap view a data endpoint answers from: its figures without the charts."""
+    return build_view(
+        session,
+        campaign_id,
+        _view_params(query),
+        datetime.now(UTC),
+        charts=False,
+        cta_min_rate=current_app.config["CTA_MIN_CLICK_RATE"],
+    )
+
+
 def _window(view: HeatmapView) -> dict[str, Any]:
     since, until = view.where.since, view.where.until
     return {
@@ -233,15 +245,8 @@ def heatmap(campaign_id: int) -> Response:
     The tiers are those of the page and the PDF, for the chosen metric.
     """
     query = query_args(schemas.HeatmapQuery)
-    session, now = get_session(), datetime.now(UTC)
-    view = build_view(
-        session,
-        campaign_id,
-        _view_params(query),
-        now,
-        charts=False,
-        cta_min_rate=current_app.config["CTA_MIN_CLICK_RATE"],
-    )
+    session = get_session()
+    view = _figures(session, campaign_id, query)
     selectors = _selectors(session, view)
     return jsonify(
         {
@@ -275,15 +280,8 @@ _ELEMENT_ORDER = {
 def elements(campaign_id: int) -> Response:
     """The most clicked links, `limit` of them (default 10, at most 50), by `sort`."""
     query = query_args(schemas.ElementsQuery)
-    session, now = get_session(), datetime.now(UTC)
-    view = build_view(
-        session,
-        campaign_id,
-        _view_params(query),
-        now,
-        charts=False,
-        cta_min_rate=current_app.config["CTA_MIN_CLICK_RATE"],
-    )
+    session = get_session()
+    view = _figures(session, campaign_id, query)
     ranked = sorted(view.links, key=_ELEMENT_ORDER[query.sort])[: query.limit]
     selectors = _selectors(session, view)
     return jsonify(
@@ -322,15 +320,8 @@ def repeat_clicks(campaign_id: int) -> Response:
     medium: 6 to under 10, low: under 6). This reads the period's raw clicks.
     """
     query = query_args(schemas.RepeatClicksQuery)
-    session, now = get_session(), datetime.now(UTC)
-    view = build_view(
-        session,
-        campaign_id,
-        _view_params(query),
-        now,
-        charts=False,
-        cta_min_rate=current_app.config["CTA_MIN_CLICK_RATE"],
-    )
+    session = get_session()
+    view = _figures(session, campaign_id, query)
     window = timedelta(seconds=query.window_seconds)
     found = repeats.repeat_clicks(session, view.where, min_clicks=query.min_clicks, window=window)
     selectors = _selectors(session, view)
@@ -369,15 +360,8 @@ def clicks(campaign_id: int) -> Response:
     keyset, so clicks arriving meanwhile never shift them.
     """
     query = query_args(schemas.ClicksQuery)
-    session, now = get_session(), datetime.now(UTC)
-    view = build_view(
-        session,
-        campaign_id,
-        _view_params(query),
-        now,
-        charts=False,
-        cta_min_rate=current_app.config["CTA_MIN_CLICK_RATE"],
-    )
+    session = get_session()
+    view = _figures(session, campaign_id, query)
     page = exports.click_page(session, view.where, after=query.cursor, limit=query.limit)
     return jsonify(
         {

@@ -36,6 +36,19 @@ AMP = """<!doctype html><html ⚡4email data-css-strict><head><meta charset="utf
 BINARY = "".join(map(chr, range(1, 12))) + "<a>"  # control characters: a binary file
 
 
+def sender_links(session: Session, campaign_id: int) -> list[Placement]:
+    """The campaign's tracked HTML links as the sender wrote them (the hidden honeypot
+    aside), in email order."""
+    return list(
+        session.scalars(
+            select(Placement)
+            .where(Placement.campaign_id == campaign_id, Placement.part == "html")
+            .where(Placement.tracked, Placement.kind != HONEYPOT)
+            .order_by(Placement.position)
+        )
+    )
+
+
 @pytest.fixture
 def auth(app: Flask) -> dict[str, str]:
     factory = app.extensions["clickmap.sessionmaker"]
@@ -428,11 +441,7 @@ def test_heatmap_json_uses_the_shared_tier_rule(
     cid = _create(client, auth).json["id"]
     factory = app.extensions["clickmap.sessionmaker"]
     with factory() as s:
-        placements = s.scalars(
-            select(Placement)
-            .where(Placement.campaign_id == cid, Placement.part == "html", Placement.tracked)
-            .order_by(Placement.position)
-        ).all()
+        placements = sender_links(s, cid)
         ids = list(ensure(s, ["r1", "r2", "r3"]).values())
         events = [
             ClickEvent(
@@ -499,12 +508,7 @@ def clicked(app: Flask, client: FlaskClient, auth: dict[str, str]) -> dict[str, 
     # After the deliveries just recorded: a click before its delivery is a machine's.
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=1)
     with app.extensions["clickmap.sessionmaker"]() as s:
-        links = s.scalars(
-            select(Placement)
-            .where(Placement.campaign_id == cid, Placement.part == "html", Placement.tracked)
-            .where(Placement.kind != HONEYPOT)
-            .order_by(Placement.position)
-        ).all()
+        links = sender_links(s, cid)
         ids = ensure(s, ["r1", "r2", "r3"])
         for n in range(6):
             click(s, links[0], ids["r1"], start + timedelta(seconds=n))
@@ -611,11 +615,7 @@ def test_machine_clicks_are_left_out_unless_included(
     )
     later = datetime.now(UTC) + timedelta(minutes=5)
     with app.extensions["clickmap.sessionmaker"]() as s:
-        links = s.scalars(
-            select(Placement)
-            .where(Placement.campaign_id == cid, Placement.part == "html", Placement.tracked)
-            .order_by(Placement.position)
-        ).all()
+        links = sender_links(s, cid)
         ids = ensure(s, ["r1", "r2", "r3"])
         record_clicks(
             s,
@@ -665,12 +665,7 @@ def test_client_and_country_narrow_every_figure(
     cid = _create(client, auth).json["id"]
     later = datetime.now(UTC) + timedelta(minutes=5)
     with app.extensions["clickmap.sessionmaker"]() as s:
-        links = s.scalars(
-            select(Placement)
-            .where(Placement.campaign_id == cid, Placement.part == "html", Placement.tracked)
-            .where(Placement.kind != HONEYPOT)
-            .order_by(Placement.position)
-        ).all()
+        links = sender_links(s, cid)
         ids = ensure(s, ["r1", "r2", "r3"])
         us, japan, hour = "8.8.8.0/24", "1.0.16.0/24", timedelta(hours=1)
         record_clicks(
@@ -719,10 +714,7 @@ def test_a_delivery_reported_late_relabels_the_clicks_before_it(
     cid = _create(client, auth).json["id"]
     scanned = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
     with app.extensions["clickmap.sessionmaker"]() as s:
-        link = s.scalars(
-            select(Placement).where(Placement.campaign_id == cid, Placement.tracked)
-        ).first()
-        assert link is not None
+        link = sender_links(s, cid)[0]
         record_clicks(s, [click_event(link, ensure(s, ["r1"])["r1"], scanned)])
         s.commit()
     url = f"/api/v1/campaigns/{cid}/heatmap"
@@ -766,11 +758,7 @@ def test_each_link_says_how_many_people_clicked_it_first_and_last(
     )
     later = datetime.now(UTC) + timedelta(minutes=5)
     with app.extensions["clickmap.sessionmaker"]() as s:
-        links = s.scalars(
-            select(Placement)
-            .where(Placement.campaign_id == cid, Placement.part == "html", Placement.tracked)
-            .order_by(Placement.position)
-        ).all()
+        links = sender_links(s, cid)
         ids = ensure(s, ["r1", "r2"])
         record_clicks(
             s,
@@ -823,12 +811,7 @@ def test_heatmap_json_names_ctas_flags_them_and_groups_destinations(
 
     cid = _create(client, auth).json["id"]
     with app.extensions["clickmap.sessionmaker"]() as s:
-        first, second = s.scalars(
-            select(Placement)
-            .where(Placement.campaign_id == cid, Placement.part == "html", Placement.tracked)
-            .where(Placement.kind != HONEYPOT)
-            .order_by(Placement.position)
-        ).all()
+        first, second = sender_links(s, cid)
         campaign = s.get(Campaign, cid)
         assert campaign is not None
         now = datetime.now(UTC)
