@@ -11,7 +11,7 @@ import logging
 import re
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -193,6 +193,31 @@ def placement(campaign: Campaign, position: int, part: str = "html", variant: in
 
 def recipients(session: Session, *names: str) -> dict[str, int]:
     return ensure_recipients(session, names)
+
+
+def race_writers(factory: Callable[[], Session], plans: list[list[list[ClickEvent]]]) -> None:
+    """Writers at once, each on its own connection: writer ``i`` records the batches of
+    ``plans[i]`` in order, one transaction each, all starting together. Any writer's error
+    fails the test."""
+    failures: list[BaseException] = []
+    start = threading.Barrier(len(plans))
+
+    def write(batches: list[list[ClickEvent]]) -> None:
+        try:
+            start.wait(30)
+            for batch in batches:
+                with factory() as s:
+                    record_clicks(s, batch)
+                    s.commit()
+        except BaseException as exc:  # surfaced below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=write, args=(plan,)) for plan in plans]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert failures == []
 
 
 def click_event(

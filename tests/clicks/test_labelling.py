@@ -4,7 +4,6 @@ new evidence, and the human figures of every aggregate stay exact through it."""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +25,7 @@ from tests.factories import (
     email_with_links,
     human_aggregates,
     part_and_campaign_aggregates,
+    race_writers,
     recipients,
 )
 
@@ -254,27 +254,7 @@ def test_writers_racing_on_one_sweep_keep_every_figure_exact(app: Flask) -> None
             ]
             for link in range(5)
         ]
-    failures: list[BaseException] = []
-    ready = threading.Barrier(5)
-
-    def write(mine: list[ClickEvent], theirs: list[ClickEvent]) -> None:
-        try:
-            ready.wait(30)
-            for batch in (mine, theirs, mine):
-                with factory() as s:
-                    record_clicks(s, batch)
-                    s.commit()
-        except BaseException as exc:  # surfaced below
-            failures.append(exc)
-
-    threads = [
-        threading.Thread(target=write, args=(per_link[i], per_link[(i + 1) % 5])) for i in range(5)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert failures == []
+    race_writers(factory, [[per_link[i], per_link[(i + 1) % 5], per_link[i]] for i in range(5)])
     with factory() as s:
         assert labels(s) == [("machine", "sweep")] * 30
         human_aggregates(s)

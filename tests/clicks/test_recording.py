@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +24,7 @@ from app.models import (
     Recipient,
     Variant,
 )
-from tests.factories import AGENTS, DESKTOP, part_and_campaign_aggregates
+from tests.factories import AGENTS, DESKTOP, part_and_campaign_aggregates, race_writers
 
 PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
 NOON = datetime(2026, 5, 4, 12, 30, tzinfo=UTC)
@@ -259,25 +258,13 @@ def test_concurrent_writers_and_replays_stay_consistent(app: Flask, world: World
     clicks: totals, uniques and per-recipient rows come out exact."""
     factory = app.extensions["clickmap.sessionmaker"]
     batches = [[world.click(p % 2, r % 3) for p in range(5) for r in range(5)] for _ in range(8)]
-    failures: list[BaseException] = []
-
-    def write(mine: list[ClickEvent], replayed: list[ClickEvent]) -> None:
-        try:
-            for chunk in (mine[:12], replayed, mine[12:], mine):
-                with factory() as s:
-                    record_clicks(s, chunk)
-                    s.commit()
-        except BaseException as exc:  # surfaced below
-            failures.append(exc)
-
-    threads = [
-        threading.Thread(target=write, args=(batches[i], batches[(i + 1) % 8])) for i in range(8)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert failures == []
+    race_writers(
+        factory,
+        [
+            [mine[:12], replayed, mine[12:], mine]
+            for mine, replayed in ((batches[i], batches[(i + 1) % 8]) for i in range(8))
+        ],
+    )
     with factory() as s:
         assert s.scalar(select(func.count()).select_from(Click)) == 8 * 25
         found = aggregates(s)
@@ -353,28 +340,13 @@ def test_concurrent_writers_keep_part_and_campaign_aggregates_exact(
         ]
         for w in range(writers)
     ]
-    failures: list[BaseException] = []
-    start = threading.Barrier(writers)
-
-    def write(mine: list[ClickEvent], replayed: list[ClickEvent]) -> None:
-        try:
-            start.wait(30)
-            for chunk in (mine[:20], replayed[::2], mine[20:], replayed, mine):
-                with factory() as s:
-                    record_clicks(s, chunk)
-                    s.commit()
-        except BaseException as exc:  # surfaced below
-            failures.append(exc)
-
-    threads = [
-        threading.Thread(target=write, args=(batches[i], batches[(i + 1) % writers]))
-        for i in range(writers)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert failures == []
+    race_writers(
+        factory,
+        [
+            [mine[:20], replayed[::2], mine[20:], replayed, mine]
+            for mine, replayed in ((batches[i], batches[(i + 1) % writers]) for i in range(writers))
+        ],
+    )
     with factory() as s:
         assert s.scalar(select(func.count()).select_from(Click)) == writers * 40
         found = aggregates(s)
