@@ -9,7 +9,7 @@ from collections.abc import Callable
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clicks.labelling import thresholds_from
@@ -17,7 +17,8 @@ from app.clicks.rebuild import click_count, rebuild_campaign
 from app.db import get_session
 from app.errors import NotFound, cli_error
 from app.ingest.campaigns import get_campaign
-from app.models import Campaign, CampaignStats, MachineReasons
+from app.models import Campaign
+from app.reports.stats import ClickFilter, machine_clicks
 
 
 @click.group("stats")
@@ -59,15 +60,9 @@ def clicks_reclassify(campaign_id: int | None) -> None:
 
     def reclassified(session: Session, cid: int, progress: Callable[[int], None] | None) -> str:
         total = rebuild_campaign(session, cid, progress, relabel_clicks=True, thresholds=thresholds)
-        stats = session.get(CampaignStats, cid)
-        machine = 0 if stats is None else stats.total - stats.human_total
-        reasons = session.execute(
-            select(MachineReasons.reason, func.sum(MachineReasons.clicks))
-            .where(MachineReasons.campaign_id == cid)
-            .group_by(MachineReasons.reason)
-            .order_by(func.sum(MachineReasons.clicks).desc(), MachineReasons.reason)
-        ).all()
-        why = ", ".join(f"{reason} {int(n):,}" for reason, n in reasons if n)
+        left_out = machine_clicks(session, ClickFilter(cid, human_only=False))
+        machine = left_out.clicks
+        why = ", ".join(f"{reason} {n:,}" for reason, n in left_out.reasons.items())
         noun = "click" if total == 1 else "clicks"
         return f"{total:,} {noun} judged, {machine:,} machine" + (f" ({why})" if why else "")
 

@@ -38,6 +38,7 @@ from app.clicks.machines import (
     Thresholds,
     Verdict,
     classify_email,
+    stored_reasons,
 )
 from app.clicks.statements import memo, table_of
 from app.models import Click, Delivery, Placement
@@ -98,9 +99,8 @@ def human_figures(clicks: Iterable[dict[str, Any]]) -> Figures:
             first, last = ends.get(key, (moment, moment))
             ends[key] = (min(first, moment), max(last, moment))
         if not human:
-            for reason in c["reasons"].split(","):
-                if reason:
-                    figures["reason", campaign, variant, part, reason] += 1
+            for reason in stored_reasons(c["reasons"]):
+                figures["reason", campaign, variant, part, reason] += 1
             continue
         hour = _hour(c["clicked_at"])
         figures["pair", campaign, placement, recipient] += 1

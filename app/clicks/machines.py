@@ -54,6 +54,12 @@ REASONS: tuple[str, ...] = (
 )
 
 
+def stored_reasons(joined: str) -> tuple[str, ...]:
+    """The reason names of a click as ``click.reasons`` stores them (comma-separated, ''
+    for a human)."""
+    return tuple(reason for reason in joined.split(",") if reason)
+
+
 @dataclass(frozen=True, slots=True)
 class ClickFacts:
     """What the rules may know about one click: the stored click plus its delivery.

@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
+from app.clicks.machines import stored_reasons
 from app.errors import InvalidInput
 from app.models import Click, Placement, Recipient, Variant
 from app.reports.stats import REPORTED, ClickFilter, click_filters, in_utc
@@ -166,7 +167,7 @@ def _exported(values: Any) -> ExportedClick:
         user_agent=values.user_agent,
         ip_prefix=values.ip_prefix,
         label=values.label,
-        reasons=tuple(reason for reason in values.reasons.split(",") if reason),
+        reasons=stored_reasons(values.reasons),
         certainty=values.certainty,
         country=values.country,
     )

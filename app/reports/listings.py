@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
+from app.clicks.machines import stored_reasons
 from app.errors import InvalidInput, NotFound
 from app.ingest.campaigns import get_campaign
 from app.models import Campaign, CampaignStats, Click, Delivery, Placement, Recipient
@@ -201,7 +202,7 @@ def _row(values: Sequence[Any]) -> ClickRow:
         method,
         user_agent,
         label,
-        tuple(reason for reason in reasons.split(",") if reason),
+        stored_reasons(reasons),
         certainty,
         country,
     )

@@ -36,6 +36,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
+from app.clicks.machines import stored_reasons
 from app.errors import NotFound
 from app.models import (
     Campaign,
@@ -617,9 +618,8 @@ def machine_clicks(session: Session, where: ClickFilter) -> LeftOut:
         select(Click.reasons, func.count()).where(*machine).group_by(Click.reasons)
     ):
         clicks += int(n)
-        for reason in joined.split(","):
-            if reason:
-                reasons[reason] = reasons.get(reason, 0) + int(n)
+        for reason in stored_reasons(joined):
+            reasons[reason] = reasons.get(reason, 0) + int(n)
     return LeftOut(clicks, _in_order(reasons))
 
 
