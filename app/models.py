@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -296,6 +297,33 @@ class ClickHourly(Base):
     human_total: Mapped[int] = mapped_column(
         BigInteger, default=0, server_default="0"
     )  # of them, human
+    # Who clicked in this cell, and who clicked as a human: compressed sets of recipient
+    # ids (``app.clicks.clicker_sets``), unioned over a filter's cells for exact uniques.
+    clickers: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    human_clickers: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+
+
+class ClickSegment(Base):
+    """Clicks per placement, device class, email client and country, over all time: what a
+    segment view (a client or a country, with or without a device) counts, with the same
+    clicker sets as ``click_hourly``. ``client`` and ``country`` are '' where a click has
+    none (the reports call that "unknown")."""
+
+    __tablename__ = "click_segment"
+
+    placement_id: Mapped[int] = mapped_column(
+        ForeignKey("placement.id", ondelete="CASCADE"), primary_key=True
+    )
+    device: Mapped[str] = mapped_column(String(16), primary_key=True)
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    country: Mapped[str] = mapped_column(String(2), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), index=True
+    )
+    total: Mapped[int] = mapped_column(BigInteger, default=0)
+    human_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    clickers: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    human_clickers: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
 
 
 class PartClicker(Base):

@@ -27,6 +27,7 @@ from werkzeug.test import TestResponse
 
 from app import create_app
 from app.accounts import create_user
+from app.clicks.clicker_sets import decode
 from app.clicks.recording import ClickEvent, record_clicks
 from app.db import Base, get_engine
 from app.ingest import campaigns
@@ -44,6 +45,7 @@ from app.models import (
     CampaignStats,
     Click,
     ClickHourly,
+    ClickSegment,
     MachineReasons,
     PartClicker,
     PartHourly,
@@ -636,6 +638,46 @@ def human_aggregates(session: Session) -> None:
         for m in session.scalars(select(MachineReasons))
         if m.clicks
     } == reasons
+    clicker_sets_exact(session)
+
+
+def clicker_sets_exact(session: Session) -> None:
+    """Every cell of ``click_hourly`` and ``click_segment`` holds exactly the recipients
+    who clicked in it, and who clicked in it as a human, recounted from the raw clicks; and
+    ``click_segment``'s counters equal the clicks in each cell."""
+    hours: dict[tuple[Any, ...], tuple[set[int], set[int]]] = {}
+    segments: dict[tuple[Any, ...], tuple[set[int], set[int], list[int]]] = {}
+    session.expire_all()
+    for c in session.scalars(select(Click)):
+        human = c.label == "human"
+        hour = c.clicked_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        everyone, humans = hours.setdefault((c.placement_id, hour, c.device), (set(), set()))
+        key = (c.placement_id, c.device, c.client or "", c.country or "")
+        seg_all, seg_human, counts = segments.setdefault(key, (set(), set(), [0, 0]))
+        everyone.add(c.recipient_id)
+        seg_all.add(c.recipient_id)
+        counts[0] += 1
+        if human:
+            humans.add(c.recipient_id)
+            seg_human.add(c.recipient_id)
+            counts[1] += 1
+    stored = {
+        (h.placement_id, h.hour.astimezone(UTC), h.device): (
+            set(decode(h.clickers)),
+            set(decode(h.human_clickers)),
+        )
+        for h in session.scalars(select(ClickHourly))
+    }
+    assert stored == hours, {k: (stored.get(k), hours.get(k)) for k in stored.keys() | hours}
+    assert {
+        (s.placement_id, s.device, s.client, s.country): (
+            set(decode(s.clickers)),
+            set(decode(s.human_clickers)),
+            [s.total, s.human_total],
+        )
+        for s in session.scalars(select(ClickSegment))
+        if s.total or s.clickers
+    } == segments
 
 
 # -- the browser tests' live server (fixtures in tests/browser/conftest.py) ----------------------

@@ -21,11 +21,14 @@ from typing import Any
 from sqlalchemy import bindparam, case, text, update
 from sqlalchemy.engine import Connection
 
+from app.clicks import clicker_sets
+from app.clicks.clicker_sets import Changes, segment_value
 from app.clicks.statements import as_json, insert_ignoring_conflicts, memo, table_of
 from app.models import (
     CampaignClicker,
     CampaignStats,
     ClickHourly,
+    ClickSegment,
     MachineReasons,
     PartClicker,
     PartHourly,
@@ -40,6 +43,7 @@ TABLES = (
     PartClicker,
     CampaignClicker,
     ClickHourly,
+    ClickSegment,
     PartHourly,
     PlacementStats,
     PartStats,
@@ -57,6 +61,7 @@ def add_clicks(
     insert: Callable[..., Any],
     clicks: list[dict[str, Any]],
     human: Mapping[tuple[Any, ...], int],
+    sets: dict[type[Any], Changes] | None = None,
 ) -> None:
     """Add newly stored ``clicks`` (in time order) to every aggregate, and ``human`` (the
     difference of the human figures, ``app.clicks.labelling.human_figures``, which a
@@ -67,6 +72,10 @@ def add_clicks(
     placement_stats, part_stats, machine_reasons, campaign_stats. The one-row-per-campaign
     counters come last so their (hot) row locks are held for the shortest time before the
     commit.
+
+    The clicker sets of ``click_hourly`` and ``click_segment`` (``app.clicks.clicker_sets``)
+    are written right after their counters. A caller that adds many batches in one
+    transaction (a rebuild) passes ``sets`` to collect the changes and write them once.
     """
     by_table: dict[str, dict[tuple[Any, ...], int]] = {}
     for key, delta in human.items():
@@ -77,6 +86,8 @@ def add_clicks(
     # Where each placement lives: (campaign, variant, part).
     parts_of: dict[int, tuple[int, int, str]] = {}
     hourly: dict[tuple[int, datetime, str], int] = {}
+    segments: dict[tuple[int, str, str, str], int] = {}
+    changes = {model: Changes() for model in clicker_sets.KEYS}
     part_hourly: dict[tuple[int, int, str, datetime, str], int] = {}
     placement_totals: dict[int, int] = {}
     part_totals: dict[tuple[int, int, str], int] = {}
@@ -104,6 +115,15 @@ def add_clicks(
         hour = _hour(c["clicked_at"])
         hour_key = (placement_id, hour, c["device"])
         hourly[hour_key] = hourly.get(hour_key, 0) + 1
+        changes[ClickHourly].clicked(hour_key, c["recipient_id"])
+        segment_key = (
+            placement_id,
+            c["device"],
+            segment_value(c["client"]),
+            segment_value(c["country"]),
+        )
+        segments[segment_key] = segments.get(segment_key, 0) + 1
+        changes[ClickSegment].clicked(segment_key, c["recipient_id"])
         part_hour_key = (*part, hour, c["device"])
         part_hourly[part_hour_key] = part_hourly.get(part_hour_key, 0) + 1
         placement_totals[placement_id] = placement_totals.get(placement_id, 0) + 1
@@ -164,9 +184,15 @@ def add_clicks(
     hourly_human = by_table.get("hourly", {})
     campaign_of = {p: part[0] for p, part in parts_of.items()}
     ends = {name: by_table.get(name, {}) for name in _ENDS}
-    for name in ("pair", "hourly", "placement_total", "placement_unique", *_ENDS):
+    names = ("pair", "hourly", "placement_total", "placement_unique", "segment", *_MEMBERS)
+    for name in (*names, *_ENDS):
         campaign_of.update((key[1], key[0]) for key in by_table.get(name, {}))
+    changes[ClickHourly].human({key[1:]: d for key, d in by_table.get("hour_member", {}).items()})
+    changes[ClickSegment].human(
+        {key[1:]: d for key, d in by_table.get("segment_member", {}).items()}
+    )
     hourly_keys = set(hourly) | {(p, h, d) for (_c, p, h, d) in hourly_human}
+    hourly_keys |= changes[ClickHourly].keys()
     _add_up(
         connection,
         insert,
@@ -183,6 +209,28 @@ def add_clicks(
             for p, hour, device in sorted(hourly_keys)
         ],
     )
+    _write_sets(connection, ClickHourly, changes, sets)
+    segment_human = by_table.get("segment", {})
+    _add_up(
+        connection,
+        insert,
+        ClickSegment,
+        [
+            {
+                "placement_id": p,
+                "device": device,
+                "client": client,
+                "country": country,
+                "campaign_id": campaign_of[p],
+                "total": segments.get((p, device, client, country), 0),
+                "human_total": segment_human.get((campaign_of[p], p, device, client, country), 0),
+            }
+            for p, device, client, country in sorted(
+                set(segments) | {key[1:] for key in segment_human} | changes[ClickSegment].keys()
+            )
+        ],
+    )
+    _write_sets(connection, ClickSegment, changes, sets)
     part_hourly_human = by_table.get("part_hourly", {})
     _add_up(
         connection,
@@ -273,6 +321,23 @@ def add_clicks(
             )
         ],
     )
+
+
+# The human membership of the cells' clicker sets, by their key in the difference.
+_MEMBERS = ("hour_member", "segment_member")
+
+
+def _write_sets(
+    connection: Connection,
+    model: type[Any],
+    changes: dict[type[Any], Changes],
+    collect: dict[type[Any], Changes] | None,
+) -> None:
+    """Write a table's clicker-set changes now, or add them to ``collect`` for later."""
+    if collect is None:
+        clicker_sets.write(connection, model, changes[model])
+    else:
+        collect.setdefault(model, Changes()).merge(changes[model])
 
 
 # The figures of each recipient's first and last link, by their key in the difference

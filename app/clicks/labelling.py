@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import bindparam, case, func, select, text
 from sqlalchemy.engine import Connection
 
+from app.clicks.clicker_sets import segment_value
 from app.clicks.machines import (
     DEFAULT_THRESHOLDS,
     ClickFacts,
@@ -57,6 +58,8 @@ COLUMNS = (
     Click.method,
     Click.user_agent,
     Click.device,
+    Click.client,
+    Click.country,
     Click.ip_prefix,
     Click.purpose,
     Click.label,
@@ -76,8 +79,9 @@ def _hour(moment: datetime) -> datetime:
 def human_figures(clicks: Iterable[dict[str, Any]]) -> Figures:
     """What ``clicks`` (all of their recipients' clicks on their campaigns, labelled) add to
     the figures the writer keeps by difference, keyed by table and key: the human figures of
-    every aggregate, the machine reasons, and which link each recipient clicked first and
-    last in each email part (of all clicks, and of human clicks).
+    every aggregate, the machine reasons, which link each recipient clicked first and
+    last in each email part (of all clicks, and of human clicks), and which cells' human
+    clicker sets each recipient belongs to.
 
     Uniques and first and last links are per recipient, so the clicks of one recipient
     must all be given at once; the writer and the rebuild pass whole recipients.
@@ -104,6 +108,12 @@ def human_figures(clicks: Iterable[dict[str, Any]]) -> Figures:
             continue
         hour = _hour(c["clicked_at"])
         figures["pair", campaign, placement, recipient] += 1
+        # Human membership of the cells' clicker sets (``app.clicks.clicker_sets``): one
+        # per cell and recipient however many clicks, so the difference is +1 or -1.
+        figures["hour_member", campaign, placement, hour, c["device"], recipient] = 1
+        segment = (c["device"], segment_value(c["client"]), segment_value(c["country"]))
+        figures["segment", campaign, placement, *segment] += 1
+        figures["segment_member", campaign, placement, *segment, recipient] = 1
         figures["placement_total", campaign, placement] += 1
         figures["hourly", campaign, placement, hour, c["device"]] += 1
         figures["part_hourly", campaign, variant, part, hour, c["device"]] += 1

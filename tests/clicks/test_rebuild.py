@@ -16,6 +16,7 @@ from app.models import Campaign, CampaignStats, PartClicker, PlacementStats
 from tests.factories import (
     T0,
     click,
+    clicker_sets_exact,
     make_campaign,
     part_and_campaign_aggregates,
     placement,
@@ -68,6 +69,7 @@ def test_a_rebuild_restores_exactly_what_the_writer_kept(
     assert rebuild.rebuild_campaign(session, first.id) == 40
     assert aggregates(session, first.id) == kept
     part_and_campaign_aggregates(session)  # and they agree with COUNT(DISTINCT) over clicks
+    clicker_sets_exact(session)  # and the clicker sets with the clicks' recipients
     assert rebuild.rebuild_campaign(session, first.id) == 40
     assert aggregates(session, first.id) == kept
     assert aggregates(session, second.id) == other

@@ -24,7 +24,13 @@ from app.models import (
     Recipient,
     Variant,
 )
-from tests.factories import AGENTS, DESKTOP, part_and_campaign_aggregates, race_writers
+from tests.factories import (
+    AGENTS,
+    DESKTOP,
+    clicker_sets_exact,
+    part_and_campaign_aggregates,
+    race_writers,
+)
 
 PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
 NOON = datetime(2026, 5, 4, 12, 30, tzinfo=UTC)
@@ -351,3 +357,4 @@ def test_concurrent_writers_keep_part_and_campaign_aggregates_exact(
         assert s.scalar(select(func.count()).select_from(Click)) == writers * 40
         found = aggregates(s)
         assert found["campaigns"] == {world.campaign_id: (writers * 40, 15)}
+        clicker_sets_exact(s)  # the sets, written read-modify-write, lost no recipient

@@ -19,11 +19,25 @@ from alembic import command
 from sqlalchemy import Engine, bindparam, func, inspect, select, text
 from sqlalchemy.orm import Session
 
+from app.clicks import rebuild
 from app.clicks.recording import ClickEvent, record_clicks
 from app.db import make_engine
-from app.models import CampaignStats, Click, PartHourly, PartStats, PlacementStats, UTCDateTime
+from app.models import (
+    CampaignStats,
+    Click,
+    ClickSegment,
+    PartHourly,
+    PartStats,
+    PlacementStats,
+    UTCDateTime,
+)
 from app.ops.migrate import alembic_config, current, upgrade
-from tests.factories import DESKTOP, first_and_last_links, part_and_campaign_aggregates
+from tests.factories import (
+    DESKTOP,
+    clicker_sets_exact,
+    first_and_last_links,
+    part_and_campaign_aggregates,
+)
 from tests.pgserver import PgServer
 
 NEW_TABLES = {"part_clicker", "campaign_clicker", "part_stats", "campaign_stats", "part_hourly"}
@@ -509,3 +523,29 @@ def test_placements_start_unnamed_and_no_cta_and_changes_are_recorded(fresh: Eng
     assert "placement_change" not in inspect(fresh).get_table_names()
     with fresh.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM placement")).scalar() == 5
+
+
+def test_clicker_sets_are_filled_from_the_stored_clicks_at_upgrade(fresh: Engine) -> None:
+    """0011: every (link, hour, device) and (link, device, client, country) cell gets the
+    recipients who clicked in it, and those who did as a human, from the stored clicks."""
+    upgrade(fresh, "0001")
+    _store_clicks_the_old_way(fresh)
+    upgrade(fresh)
+    with fresh.begin() as conn:  # one recipient is a machine; clients and countries vary
+        conn.execute(text("UPDATE click SET label = 'machine' WHERE recipient_id = 1"))
+        conn.execute(text("UPDATE click SET client = 'Outlook', country = 'FR' WHERE id % 3 = 0"))
+    with Session(fresh) as session:  # the aggregates as the writer keeps them
+        for campaign in (1, 2):
+            rebuild.rebuild_campaign(session, campaign)
+        session.commit()
+        clicker_sets_exact(session)
+    cfg = alembic_config(fresh)
+    with fresh.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0010")
+    assert "click_segment" not in inspect(fresh).get_table_names()
+    upgrade(fresh)
+    with Session(fresh) as session:
+        clicker_sets_exact(session)
+        segments = session.scalar(select(func.count()).select_from(ClickSegment))
+        assert segments is not None and segments > 5
