@@ -37,6 +37,7 @@ KEYS: dict[type[Any], tuple[str, ...]] = {
     ClickHourly: ("placement_id", "hour", "device"),
     ClickSegment: ("placement_id", "device", "client", "country"),
 }
+_EMPTY = BitMap()
 _CHUNK = 200  # keys per IN list: 4 columns each stays below SQLite's parameter limit
 
 
@@ -67,23 +68,27 @@ def segment_value(value: str | None) -> str:
 @dataclass
 class Changes:
     """What a batch does to the sets of one table's cells, by cell key: recipients to add
-    to the clickers, to add to the human clickers, and to remove from the human clickers."""
+    to the clickers, to add to the human clickers, and to remove from the human clickers
+    (as sets of the same kind, which a rebuild collecting a whole campaign needs)."""
 
-    added: dict[tuple[Any, ...], set[int]] = field(default_factory=dict)
-    human_added: dict[tuple[Any, ...], set[int]] = field(default_factory=dict)
-    human_removed: dict[tuple[Any, ...], set[int]] = field(default_factory=dict)
+    added: dict[tuple[Any, ...], BitMap] = field(default_factory=dict)
+    human_added: dict[tuple[Any, ...], BitMap] = field(default_factory=dict)
+    human_removed: dict[tuple[Any, ...], BitMap] = field(default_factory=dict)
 
     def keys(self) -> set[tuple[Any, ...]]:
         return set(self.added) | set(self.human_added) | set(self.human_removed)
 
     def clicked(self, key: tuple[Any, ...], recipient: int) -> None:
-        self.added.setdefault(key, set()).add(recipient)
+        found = self.added.get(key)
+        if found is None:
+            found = self.added[key] = BitMap()
+        found.add(recipient)
 
     def human(self, members: Mapping[tuple[Any, ...], int]) -> None:
         """Take the human membership difference: ``(cell key..., recipient) -> +1 / -1``."""
         for (*key, recipient), delta in members.items():
             target = self.human_added if delta > 0 else self.human_removed
-            target.setdefault(tuple(key), set()).add(recipient)
+            target.setdefault(tuple(key), BitMap()).add(recipient)
 
     def merge(self, other: Changes) -> None:
         for mine, theirs in (
@@ -92,7 +97,11 @@ class Changes:
             (self.human_removed, other.human_removed),
         ):
             for key, recipients in theirs.items():
-                mine.setdefault(key, set()).update(recipients)
+                found = mine.get(key)
+                if found is None:
+                    mine[key] = recipients
+                else:
+                    found |= recipients
 
 
 def write(connection: Connection, model: type[Any], changes: Changes) -> None:
@@ -118,10 +127,10 @@ def write(connection: Connection, model: type[Any], changes: Changes) -> None:
     for key in keys:
         clickers, human = found.get(_normal(key), (None, None))
         members = decode(clickers)
-        members.update(changes.added.get(key, set()))
+        members |= changes.added.get(key, _EMPTY)
         humans = decode(human)
-        humans.update(changes.human_added.get(key, set()))
-        humans.difference_update(BitMap(changes.human_removed.get(key, set())))
+        humans |= changes.human_added.get(key, _EMPTY)
+        humans -= changes.human_removed.get(key, _EMPTY)
         updates.append(
             {
                 **{f"k_{name}": value for name, value in zip(names, key, strict=True)},

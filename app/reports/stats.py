@@ -36,6 +36,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
+from app.clicks.clicker_sets import union
 from app.clicks.machines import stored_reasons
 from app.errors import NotFound
 from app.models import (
@@ -43,6 +44,7 @@ from app.models import (
     CampaignStats,
     Click,
     ClickHourly,
+    ClickSegment,
     Delivery,
     MachineReasons,
     PartClicker,
@@ -132,8 +134,12 @@ class ClickFilter:
 REPORTED: ColumnElement[bool] = Placement.kind != HONEYPOT
 
 
-def _placement_ids(where: ClickFilter, tracked_only: bool = False) -> Select[int]:
-    query = select(Placement.id).where(Placement.campaign_id == where.campaign_id, REPORTED)
+def _placement_ids(
+    where: ClickFilter, tracked_only: bool = False, include_honeypot: bool = False
+) -> Select[int]:
+    query = select(Placement.id).where(Placement.campaign_id == where.campaign_id)
+    if not include_honeypot:  # the summary counts every click, as ``part_stats`` does
+        query = query.where(REPORTED)
     if where.variant_id is not None:
         query = query.where(Placement.variant_id == where.variant_id)
     if where.part is not None:
@@ -201,6 +207,48 @@ def _counted(model: Any, where: ClickFilter) -> tuple[Any, Any]:
     return model.total, getattr(model, "unique", None)
 
 
+def _cells(
+    session: Session, where: ClickFilter, placement_ids: Any = None
+) -> list[tuple[int, int, bytes | None]] | None:
+    """``(placement_id, clicks, clicker set)`` of every aggregate cell ``where`` covers,
+    for a filtered view: ``click_hourly`` cells (link, hour, device) for a period or a
+    device, ``click_segment`` cells (link, device, client, country) for a segment over all
+    time. Human clicks and clickers unless machine clicks are included. None for a segment
+    within a period, which no cell answers exactly: the caller counts raw clicks.
+
+    The cost grows with the cells (hours x devices x links, or segments x links), not with
+    the clicks; the unique clickers are the size of the union of the sets
+    (``app.clicks.clicker_sets``).
+    """
+    if where.segmented and (where.since is not None or where.until is not None):
+        return None
+    scope = placement_ids if placement_ids is not None else _placement_ids(where)
+    if where.segmented:
+        table: Any = ClickSegment
+        filters: list[ColumnElement[bool]] = [ClickSegment.placement_id.in_(scope)]
+        if where.device is not None:
+            filters.append(ClickSegment.device == where.device)
+        for column, value in (
+            (ClickSegment.client, where.client),
+            (ClickSegment.country, where.country),
+        ):
+            if value is not None:
+                filters.append(column == ("" if value == UNKNOWN else value))
+    else:
+        table = ClickHourly
+        filters = [ClickHourly.placement_id.in_(scope), *_hourly_filters(where)]
+    total = table.human_total if where.human_only else table.total
+    members = table.human_clickers if where.human_only else table.clickers
+    return [
+        (int(p), int(n), blob)
+        for p, n, blob in session.execute(
+            select(table.placement_id, total, members).where(
+                table.campaign_id == where.campaign_id, *filters
+            )
+        )
+    ]
+
+
 def link_counts(session: Session, where: ClickFilter) -> dict[int, tuple[int, int]]:
     """``placement_id -> (total, unique)`` for every tracked placement ``where`` covers (the
     heatmap asks for one variant's part).
@@ -222,36 +270,29 @@ def link_counts(session: Session, where: ClickFilter) -> dict[int, tuple[int, in
         for placement_id, total, unique in rows:
             counts[placement_id] = (int(total), int(unique))
         return counts
-    # Grouping by an expression rather than the bare column keeps SQLite from walking the
-    # whole (placement_id, clicked_at) index in order to skip a sort: with few campaigns its
-    # planner prefers that to the campaign's own range, and reads every click of every one.
-    placement = (Click.placement_id + 0).label("placement")
-    if where.segmented:
-        # No hourly table has a client or a country: totals and uniques from the same rows.
-        for placement_id, total, unique in session.execute(
-            select(placement, func.count(), func.count(Click.recipient_id.distinct()))
-            .where(*click_filters(where))
-            .group_by(placement)
-        ):
+    cells = _cells(session, where, wanted)
+    if cells is not None:
+        totals: dict[int, int] = {}
+        sets: dict[int, list[bytes | None]] = {}
+        for placement_id, n, blob in cells:
+            totals[placement_id] = totals.get(placement_id, 0) + n
+            sets.setdefault(placement_id, []).append(blob)
+        for placement_id, n in totals.items():
             if placement_id in counts:
-                counts[placement_id] = (int(total), int(unique))
+                counts[placement_id] = (n, len(union(sets[placement_id])))
         return counts
-    totals = session.execute(
-        select(ClickHourly.placement_id, func.sum(_counted(ClickHourly, where)[0]))
-        .where(ClickHourly.placement_id.in_(wanted), *_hourly_filters(where))
-        .group_by(ClickHourly.placement_id)
-    )
-    uniques: dict[int, int] = {
-        int(placement_id): int(count)
-        for placement_id, count in session.execute(
-            select(placement, func.count(Click.recipient_id.distinct()))
-            .where(*click_filters(where))
-            .group_by(placement)
-        )
-    }
-    for placement_id, total in totals:
+    # A segment within a period: the raw clicks. Grouping by an expression rather than the
+    # bare column keeps SQLite from walking the whole (placement_id, clicked_at) index in
+    # order to skip a sort: with few campaigns its planner prefers that to the campaign's
+    # own range, and reads every click of every one.
+    placement = (Click.placement_id + 0).label("placement")
+    for placement_id, total, unique in session.execute(
+        select(placement, func.count(), func.count(Click.recipient_id.distinct()))
+        .where(*click_filters(where))
+        .group_by(placement)
+    ):
         if placement_id in counts:
-            counts[placement_id] = (int(total or 0), int(uniques.get(placement_id, 0)))
+            counts[placement_id] = (int(total), int(unique))
     return counts
 
 
@@ -299,6 +340,10 @@ def campaign_summary(session: Session, where: ClickFilter) -> tuple[int, int, in
     raw clicks.
     """
     delivered = delivered_count(session, where.campaign_id, where.variant_id)
+    if not where.unfiltered:
+        cells = _cells(session, where, _placement_ids(where, include_honeypot=True))
+        if cells is not None:
+            return delivered, sum(n for _p, n, _b in cells), len(union(b for *_k, b in cells))
     if where.segmented:
         total, unique = session.execute(
             select(func.count(), func.count(Click.recipient_id.distinct())).where(
@@ -306,16 +351,6 @@ def campaign_summary(session: Session, where: ClickFilter) -> tuple[int, int, in
             )
         ).one()
         return delivered, int(total), int(unique)
-    if not where.unfiltered:
-        total_query = select(func.sum(_counted(PartHourly, where)[0])).where(
-            *_part_filters(PartHourly, where), *_hourly_filters(where, PartHourly)
-        )
-        total = int(session.scalar(total_query) or 0)
-        unique_query = select(func.count(Click.recipient_id.distinct())).where(
-            *click_filters(where)
-        )
-        unique = int(session.scalar(unique_query) or 0) if total else 0
-        return delivered, total, unique
     if where.variant_id is None and where.part is None:
         row = session.execute(
             select(*_counted(CampaignStats, where)).where(
@@ -561,10 +596,13 @@ def distinct_clickers(session: Session, where: ClickFilter, placement_ids: Seque
         )
         if where.human_only:
             query = query.where(PlacementRecipient.human_clicks > 0)
-    else:
-        query = select(func.count(Click.recipient_id.distinct())).where(
-            *click_filters(where), Click.placement_id.in_(placement_ids)
-        )
+        return int(session.scalar(query) or 0)
+    cells = _cells(session, where, list(placement_ids))
+    if cells is not None:
+        return len(union(b for *_k, b in cells))
+    query = select(func.count(Click.recipient_id.distinct())).where(
+        *click_filters(where), Click.placement_id.in_(placement_ids)
+    )
     return int(session.scalar(query) or 0)
 
 

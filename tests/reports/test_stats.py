@@ -362,6 +362,13 @@ SEGMENTS = [
     {"country": stats.UNKNOWN},
     {"client": "Outlook", "country": "JP"},
     {"client": "Outlook", "device": "desktop", "since": T0 + timedelta(hours=1)},
+    {"client": "Outlook", "device": "desktop"},
+    # Not segments, but the other filtered views, read from the same kind of cells.
+    {"device": "desktop"},
+    {"device": "mobile"},
+    {"since": T0 + timedelta(hours=1)},
+    {"since": T0 + timedelta(hours=1), "until": T0 + timedelta(hours=3), "device": "desktop"},
+    {"until": T0 + timedelta(hours=2)},
 ]
 
 
@@ -370,8 +377,9 @@ SEGMENTS = [
 def test_every_segmented_figure_equals_a_recount_of_raw_clicks(
     session: Session, segmented: Campaign, segment: dict[str, Any], human_only: bool
 ) -> None:
-    """Links, summary, charts and the machine panel of a client or country view count the
-    same clicks a reader would pick out of the click table by hand."""
+    """Links, summary, charts and the machine panel of a client or country view (and of a
+    period or device view) count the same clicks a reader would pick out of the click table
+    by hand; grouped links count a recipient once."""
     variant = segmented.variants[0].id
     where = ClickFilter(segmented.id, variant, "html", human_only=human_only, **segment)
     clicks = _matching(session, where)
@@ -389,6 +397,8 @@ def test_every_segmented_figure_equals_a_recount_of_raw_clicks(
         assert n == sum(stats.floor_hour(c.clicked_at) == hour for c in clicks)
     machine = _matching(session, replace(where, human_only=False), human=False)
     assert stats.machine_clicks(session, where).clicks == len(machine)
+    links = list(per_link)
+    assert stats.distinct_clickers(session, where, links) == len({c.recipient_id for c in clicks})
 
 
 def test_a_country_view_reads_as_a_marketer_expects(session: Session, segmented: Campaign) -> None:
