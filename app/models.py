@@ -413,6 +413,51 @@ class PartHourly(Base):
     )  # of them, human
 
 
+class PartCell(Base):
+    """Clicks per variant part, hour, device class, email client and country ('' for none):
+    the time chart, the device split and the totals of a segment view, which
+    ``part_hourly`` has no columns for. Its rows grow with the combinations that occur, not
+    with the clicks."""
+
+    __tablename__ = "part_cell"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True
+    )
+    variant_id: Mapped[int] = mapped_column(
+        ForeignKey("variant.id", ondelete="CASCADE"), primary_key=True
+    )
+    part: Mapped[str] = mapped_column(String(8), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    device: Mapped[str] = mapped_column(String(16), primary_key=True)
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    country: Mapped[str] = mapped_column(String(2), primary_key=True)
+    total: Mapped[int] = mapped_column(BigInteger, default=0)
+    human_total: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CellReasons(Base):
+    """Machine clicks per ``part_cell`` cell and reason: the "left out as machine" panel
+    of a filtered view (period, device, client, country), as ``machine_reasons`` is the
+    unfiltered one's."""
+
+    __tablename__ = "cell_reasons"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True
+    )
+    variant_id: Mapped[int] = mapped_column(
+        ForeignKey("variant.id", ondelete="CASCADE"), primary_key=True
+    )
+    part: Mapped[str] = mapped_column(String(8), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    device: Mapped[str] = mapped_column(String(16), primary_key=True)
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    country: Mapped[str] = mapped_column(String(2), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class MachineReasons(Base):
     """Clicks labelled machine per variant part and reason: the "left out as machine"
     panel. A click with two reasons counts under each, so the rows add up to more than the

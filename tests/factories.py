@@ -43,10 +43,12 @@ from app.models import (
     Campaign,
     CampaignClicker,
     CampaignStats,
+    CellReasons,
     Click,
     ClickHourly,
     ClickSegment,
     MachineReasons,
+    PartCell,
     PartClicker,
     PartHourly,
     PartStats,
@@ -647,10 +649,25 @@ def clicker_sets_exact(session: Session) -> None:
     ``click_segment``'s counters equal the clicks in each cell."""
     hours: dict[tuple[Any, ...], tuple[set[int], set[int]]] = {}
     segments: dict[tuple[Any, ...], tuple[set[int], set[int], list[int]]] = {}
+    cells: dict[tuple[Any, ...], list[int]] = {}
+    reasons: dict[tuple[Any, ...], int] = {}
     session.expire_all()
     for c in session.scalars(select(Click)):
         human = c.label == "human"
         hour = c.clicked_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        cell = (
+            c.campaign_id,
+            c.variant_id,
+            c.part,
+            hour,
+            c.device,
+            c.client or "",
+            c.country or "",
+        )
+        cells.setdefault(cell, [0, 0])[0] += 1
+        cells[cell][1] += human
+        for reason in [] if human else filter(None, c.reasons.split(",")):
+            reasons[(*cell, reason)] = reasons.get((*cell, reason), 0) + 1
         everyone, humans = hours.setdefault((c.placement_id, hour, c.device), (set(), set()))
         key = (c.placement_id, c.device, c.client or "", c.country or "")
         seg_all, seg_human, counts = segments.setdefault(key, (set(), set(), [0, 0]))
@@ -678,6 +695,37 @@ def clicker_sets_exact(session: Session) -> None:
         for s in session.scalars(select(ClickSegment))
         if s.total or s.clickers
     } == segments
+    kept_cells = {
+        (
+            p.campaign_id,
+            p.variant_id,
+            p.part,
+            p.hour.astimezone(UTC),
+            p.device,
+            p.client,
+            p.country,
+        ): [
+            p.total,
+            p.human_total,
+        ]
+        for p in session.scalars(select(PartCell))
+        if p.total
+    }
+    assert kept_cells == cells
+    assert {
+        (
+            r.campaign_id,
+            r.variant_id,
+            r.part,
+            r.hour.astimezone(UTC),
+            r.device,
+            r.client,
+            r.country,
+            r.reason,
+        ): r.clicks
+        for r in session.scalars(select(CellReasons))
+        if r.clicks
+    } == reasons
 
 
 # -- the browser tests' live server (fixtures in tests/browser/conftest.py) ----------------------

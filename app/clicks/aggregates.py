@@ -27,9 +27,11 @@ from app.clicks.statements import as_json, insert_ignoring_conflicts, memo, tabl
 from app.models import (
     CampaignClicker,
     CampaignStats,
+    CellReasons,
     ClickHourly,
     ClickSegment,
     MachineReasons,
+    PartCell,
     PartClicker,
     PartHourly,
     PartStats,
@@ -45,9 +47,11 @@ TABLES = (
     ClickHourly,
     ClickSegment,
     PartHourly,
+    PartCell,
     PlacementStats,
     PartStats,
     MachineReasons,
+    CellReasons,
     CampaignStats,
 )
 
@@ -89,6 +93,7 @@ def add_clicks(
     segments: dict[tuple[int, str, str, str], int] = {}
     changes = {model: Changes() for model in clicker_sets.KEYS}
     part_hourly: dict[tuple[int, int, str, datetime, str], int] = {}
+    part_cells: dict[tuple[Any, ...], int] = {}
     placement_totals: dict[int, int] = {}
     part_totals: dict[tuple[int, int, str], int] = {}
     campaign_totals: dict[int, int] = {}
@@ -126,6 +131,8 @@ def add_clicks(
         changes[ClickSegment].clicked(segment_key, c["recipient_id"])
         part_hour_key = (*part, hour, c["device"])
         part_hourly[part_hour_key] = part_hourly.get(part_hour_key, 0) + 1
+        cell_key = (*part, hour, *segment_key[1:])
+        part_cells[cell_key] = part_cells.get(cell_key, 0) + 1
         placement_totals[placement_id] = placement_totals.get(placement_id, 0) + 1
         part_totals[part] = part_totals.get(part, 0) + 1
         campaign_totals[part[0]] = campaign_totals.get(part[0], 0) + 1
@@ -249,6 +256,20 @@ def add_clicks(
             for (c, v, part, hour, device) in sorted(set(part_hourly) | set(part_hourly_human))
         ],
     )
+    cell_human = by_table.get("part_cell", {})
+    _add_up(
+        connection,
+        insert,
+        PartCell,
+        [
+            {
+                **dict(zip(_CELL, key, strict=True)),
+                "total": part_cells.get(key, 0),
+                "human_total": cell_human.get(key, 0),
+            }
+            for key in sorted(set(part_cells) | set(cell_human))
+        ],
+    )
     p_total, p_unique = by_table.get("placement_total", {}), by_table.get("placement_unique", {})
     placements = set(placement_totals) | {p for _c, p in p_total} | {p for _c, p in p_unique}
     placements |= {p for found in ends.values() for _c, p in found}
@@ -303,6 +324,15 @@ def add_clicks(
             for (c, v, part, reason), n in sorted(by_table.get("reason", {}).items())
         ],
     )
+    _add_up(
+        connection,
+        insert,
+        CellReasons,
+        [
+            {**dict(zip((*_CELL, "reason"), key, strict=True)), "clicks": n}
+            for key, n in sorted(by_table.get("cell_reason", {}).items())
+        ],
+    )
     c_total, c_unique = by_table.get("campaign_total", {}), by_table.get("campaign_unique", {})
     _add_up(
         connection,
@@ -322,6 +352,9 @@ def add_clicks(
         ],
     )
 
+
+# The key of a ``part_cell`` row, as the difference and this module spell it.
+_CELL = ("campaign_id", "variant_id", "part", "hour", "device", "client", "country")
 
 # The human membership of the cells' clicker sets, by their key in the difference.
 _MEMBERS = ("hour_member", "segment_member")

@@ -102,11 +102,22 @@ def human_figures(clicks: Iterable[dict[str, Any]]) -> Figures:
             key = (scope, campaign, variant, part, recipient)
             first, last = ends.get(key, (moment, moment))
             ends[key] = (min(first, moment), max(last, moment))
+        hour = _hour(c["clicked_at"])
+        cell = (
+            campaign,
+            variant,
+            part,
+            hour,
+            c["device"],
+            segment_value(c["client"]),
+            segment_value(c["country"]),
+        )
         if not human:
             for reason in stored_reasons(c["reasons"]):
                 figures["reason", campaign, variant, part, reason] += 1
+                figures["cell_reason", *cell, reason] += 1
             continue
-        hour = _hour(c["clicked_at"])
+        figures["part_cell", *cell] += 1
         figures["pair", campaign, placement, recipient] += 1
         # Human membership of the cells' clicker sets (``app.clicks.clicker_sets``): one
         # per cell and recipient however many clicks, so the difference is +1 or -1.

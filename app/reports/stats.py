@@ -8,19 +8,22 @@ with ``click``, a few rows per link or per hour, however many clicks there are:
 ``campaign_stats`` (the whole campaign) for the summary, ``part_hourly`` for the time series
 and the device split, and ``delivery``.
 
-A period or device filter changes what "unique" means: distinct recipients with at least one
-matching click. The clicker tables only say whether someone ever clicked, which cannot answer
-that exactly, so filtered uniques count raw clicks, narrowed by the ``(campaign_id,
-clicked_at)`` index. Filtered totals still come from the hourly tables (``click_hourly`` per
-link, ``part_hourly`` for the summary and the charts); both agree exactly because period
-bounds fall on whole UTC hours (``ClickFilter`` refuses others). The campaign list and the
-drill-down (who clicked a link) are ``app.reports.listings``. See docs/heatmap.md for what
-each figure costs.
+A period, device or segment (email client, country) filter changes what "unique" means:
+distinct recipients with at least one matching click. Counters cannot answer that, so the
+writer keeps clicker sets (``app.clicks.clicker_sets``): per (link, hour, device) in
+``click_hourly`` for a period, per (link, device, client, country) in ``click_segment`` for
+a device or a segment over all time. A filtered unique is the size of the union of the sets
+of the cells the filter covers, and a filtered total the sum of their counters: exact, at a
+cost that grows with the cells, not the clicks. Period bounds fall on whole UTC hours
+(``ClickFilter`` refuses others), so hourly cells answer them exactly. The charts and the
+machine panel of a filtered view read ``part_hourly``, or ``part_cell`` and
+``cell_reasons`` (per part, hour, device, client and country) with a segment.
 
-A segment (an email client or a country) is a dimension no aggregate has, so with one every
-figure, totals included, counts raw clicks through the same ``click_filters`` as the
-uniques, narrowed by the same index: totals and uniques then come from the same rows and
-agree exactly, at a cost that grows with the campaign's clicks in the period.
+One combination has no cell: a segment within a period. Its per-link figures and its
+unique clickers count the raw clicks through ``click_filters``, narrowed by the
+``(campaign_id, clicked_at)`` index, so their cost grows with the clicks in the period.
+The campaign list and the drill-down (who clicked a link) are ``app.reports.listings``.
+docs/heatmap.md says what each figure costs.
 """
 
 from __future__ import annotations
@@ -30,23 +33,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, DateTime, Select, func, select
-from sqlalchemy.ext.compiler import compiles
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
 
 from app.clicks.clicker_sets import union
-from app.clicks.machines import stored_reasons
 from app.errors import NotFound
 from app.models import (
     Campaign,
     CampaignStats,
+    CellReasons,
     Click,
     ClickHourly,
     ClickSegment,
     Delivery,
     MachineReasons,
+    PartCell,
     PartClicker,
     PartHourly,
     PartStats,
@@ -211,19 +212,20 @@ def _cells(
     session: Session, where: ClickFilter, placement_ids: Any = None
 ) -> list[tuple[int, int, bytes | None]] | None:
     """``(placement_id, clicks, clicker set)`` of every aggregate cell ``where`` covers,
-    for a filtered view: ``click_hourly`` cells (link, hour, device) for a period or a
-    device, ``click_segment`` cells (link, device, client, country) for a segment over all
-    time. Human clicks and clickers unless machine clicks are included. None for a segment
+    for a filtered view: ``click_hourly`` cells (link, hour, device) for a period,
+    ``click_segment`` cells (link, device, client, country) for a device or a segment over
+    all time. Human clicks and clickers unless machine clicks are included. None for a segment
     within a period, which no cell answers exactly: the caller counts raw clicks.
 
     The cost grows with the cells (hours x devices x links, or segments x links), not with
     the clicks; the unique clickers are the size of the union of the sets
     (``app.clicks.clicker_sets``).
     """
-    if where.segmented and (where.since is not None or where.until is not None):
+    period = where.since is not None or where.until is not None
+    if where.segmented and period:
         return None
     scope = placement_ids if placement_ids is not None else _placement_ids(where)
-    if where.segmented:
+    if not period:  # all time: a device has fewer segment cells than hourly ones
         table: Any = ClickSegment
         filters: list[ColumnElement[bool]] = [ClickSegment.placement_id.in_(scope)]
         if where.device is not None:
@@ -344,13 +346,14 @@ def campaign_summary(session: Session, where: ClickFilter) -> tuple[int, int, in
         cells = _cells(session, where, _placement_ids(where, include_honeypot=True))
         if cells is not None:
             return delivered, sum(n for _p, n, _b in cells), len(union(b for *_k, b in cells))
-    if where.segmented:
-        total, unique = session.execute(
-            select(func.count(), func.count(Click.recipient_id.distinct())).where(
-                *click_filters(where)
-            )
-        ).one()
-        return delivered, int(total), int(unique)
+    if where.segmented:  # within a period: totals from the cells, clickers from raw clicks
+        total = session.scalar(
+            select(func.sum(_counted(PartCell, where)[0])).where(*_cell_filters(where))
+        )
+        unique = session.scalar(
+            select(func.count(Click.recipient_id.distinct())).where(*click_filters(where))
+        )
+        return delivered, int(total or 0), int(unique or 0)
     if where.variant_id is None and where.part is None:
         row = session.execute(
             select(*_counted(CampaignStats, where)).where(
@@ -398,28 +401,6 @@ def _mixed_clickers(where: ClickFilter) -> Any:
     )
 
 
-class _hour_of(FunctionElement[datetime]):
-    """The start of the UTC hour of a stored time, in SQL, so segmented charts can group
-    raw clicks into the same hours as ``part_hourly`` without fetching every click."""
-
-    type = DateTime()
-    inherit_cache = True
-
-
-@compiles(_hour_of, "postgresql")
-def _hour_of_postgresql(element: _hour_of, compiler: SQLCompiler, **kw: Any) -> str:
-    # A timestamptz truncates in the session's zone; in UTC the hours are the writer's.
-    (moment,) = element.clauses
-    return f"date_trunc('hour', {compiler.process(moment, **kw)} AT TIME ZONE 'UTC')"
-
-
-@compiles(_hour_of, "sqlite")
-def _hour_of_sqlite(element: _hour_of, compiler: SQLCompiler, **kw: Any) -> str:
-    # SQLite keeps UTC times as text (``UTCDateTime``); the hour is its first 13 characters.
-    (moment,) = element.clauses
-    return f"strftime('%Y-%m-%d %H:00:00', {compiler.process(moment, **kw)})"
-
-
 def _hourly(session: Session, where: ClickFilter) -> list[tuple[datetime, str, int]]:
     """``(hour, device, clicks)`` rows: one pass over ``part_hourly`` feeds both charts.
 
@@ -428,13 +409,12 @@ def _hourly(session: Session, where: ClickFilter) -> list[tuple[datetime, str, i
     segment, which ``part_hourly`` has no column for, groups the matching raw clicks into
     the same cells."""
     if where.segmented:
-        hour = _hour_of(Click.clicked_at).label("hour")
         return [
-            (_as_hour(moment), name, int(total))
-            for moment, name, total in session.execute(
-                select(hour, Click.device, func.count())
-                .where(*click_filters(where))
-                .group_by(hour, Click.device)
+            (in_utc(hour), name, int(total or 0))
+            for hour, name, total in session.execute(
+                select(PartCell.hour, PartCell.device, func.sum(_counted(PartCell, where)[0]))
+                .where(*_cell_filters(where))
+                .group_by(PartCell.hour, PartCell.device)
             )
         ]
     return [
@@ -447,11 +427,14 @@ def _hourly(session: Session, where: ClickFilter) -> list[tuple[datetime, str, i
     ]
 
 
-def _as_hour(moment: datetime | str) -> datetime:
-    # SQLite hands a computed time back as the text it computed.
-    if isinstance(moment, str):
-        moment = datetime.fromisoformat(moment)
-    return in_utc(moment)
+def _cell_filters(where: ClickFilter, table: Any = PartCell) -> list[ColumnElement[bool]]:
+    """The rows of ``part_cell`` (or ``cell_reasons``) that ``where`` covers: its scope,
+    period, device, client and country ('' is a click without one)."""
+    filters = _part_filters(table, where) + _span_filters(where, table.hour, table.device)
+    for column, value in ((table.client, where.client), (table.country, where.country)):
+        if value is not None:
+            filters.append(column == ("" if value == UNKNOWN else value))
+    return filters
 
 
 def _series(
@@ -625,9 +608,9 @@ def machine_clicks(session: Session, where: ClickFilter) -> LeftOut:
     """The machine clicks ``where`` covers, whether or not the view shows them: the panel
     that says "N clicks left out as machine", and why.
 
-    Unfiltered, the aggregates answer (``total - human_total`` of the stats row, the
-    reasons from ``machine_reasons``); a period or device counts the raw machine clicks,
-    the same path as the filtered uniques.
+    Unfiltered, the stats row answers (``total - human_total``, the reasons from
+    ``machine_reasons``); filtered, the ``part_cell`` and ``cell_reasons`` rows the filter
+    covers.
     """
     if where.unfiltered:
         if where.variant_id is None and where.part is None:
@@ -649,16 +632,16 @@ def machine_clicks(session: Session, where: ClickFilter) -> LeftOut:
         )
         reasons = {reason: int(n) for reason, n in found if n}
         return LeftOut(int(row[0] or 0) if row else 0, _in_order(reasons))
-    machine = [*click_filters(where, labels=False), Click.label != HUMAN]
-    reasons = {}
-    clicks = 0
-    for joined, n in session.execute(
-        select(Click.reasons, func.count()).where(*machine).group_by(Click.reasons)
-    ):
-        clicks += int(n)
-        for reason in stored_reasons(joined):
-            reasons[reason] = reasons.get(reason, 0) + int(n)
-    return LeftOut(clicks, _in_order(reasons))
+    clicks = session.scalar(
+        select(func.sum(PartCell.total - PartCell.human_total)).where(*_cell_filters(where))
+    )
+    found = session.execute(
+        select(CellReasons.reason, func.sum(CellReasons.clicks))
+        .where(*_cell_filters(where, CellReasons))
+        .group_by(CellReasons.reason)
+    )
+    reasons = {reason: int(n) for reason, n in found if n}
+    return LeftOut(int(clicks or 0), _in_order(reasons))
 
 
 def _in_order(reasons: dict[str, int]) -> dict[str, int]:

@@ -3,8 +3,9 @@
 Adds to ``click_hourly`` two compressed sets of recipient ids per (link, hour, device) cell,
 everyone who clicked there and those who clicked as a human, and the table
 ``click_segment``: clicks and the same two sets per (link, device, email client, country)
-(``app.clicks.clicker_sets``). Filtered views then union sets instead of counting distinct
-recipients over raw clicks.
+(``app.clicks.clicker_sets``); and ``part_cell`` and ``cell_reasons``: clicks, and machine
+clicks per reason, per (variant part, hour, device, client, country). Filtered views then
+union sets and add counters instead of reading raw clicks.
 
 The upgrade fills both from the stored clicks, a campaign at a time, reading its clicks as a
 stream so memory holds only the sets. The downgrade drops them.
@@ -56,6 +57,40 @@ def upgrade() -> None:
         sa.Column("human_clickers", sa.LargeBinary(), nullable=True),
     )
     op.create_index("ix_click_segment_campaign_id", "click_segment", ["campaign_id"])
+    for name, extra in (
+        (
+            "part_cell",
+            [sa.Column("total", sa.BigInteger()), sa.Column("human_total", sa.BigInteger())],
+        ),
+        (
+            "cell_reasons",
+            [
+                sa.Column("reason", sa.String(32), primary_key=True),
+                sa.Column("clicks", sa.BigInteger()),
+            ],
+        ),
+    ):
+        op.create_table(
+            name,
+            sa.Column(
+                "campaign_id",
+                sa.Integer(),
+                sa.ForeignKey("campaign.id", ondelete="CASCADE"),
+                primary_key=True,
+            ),
+            sa.Column(
+                "variant_id",
+                sa.Integer(),
+                sa.ForeignKey("variant.id", ondelete="CASCADE"),
+                primary_key=True,
+            ),
+            sa.Column("part", sa.String(8), primary_key=True),
+            sa.Column("hour", sa.DateTime(timezone=True), primary_key=True),
+            sa.Column("device", sa.String(16), primary_key=True),
+            sa.Column("client", sa.String(64), primary_key=True),
+            sa.Column("country", sa.String(2), primary_key=True),
+            *extra,
+        )
     for (campaign,) in bind.execute(sa.text("SELECT id FROM campaign ORDER BY id")):
         _fill(bind, int(campaign))
 
@@ -77,14 +112,23 @@ def _fill(bind: sa.Connection, campaign: int) -> None:
     segments: dict[tuple[Any, ...], list[Any]] = {}
     clicks = bind.execute(
         sa.text(
-            "SELECT placement_id, clicked_at, device, client, country, recipient_id, label "
-            "FROM click WHERE campaign_id = :c"
+            "SELECT placement_id, clicked_at, device, client, country, recipient_id, label, "
+            "variant_id, part, reasons FROM click WHERE campaign_id = :c"
         ).execution_options(stream_results=True),  # on the statement: not the connection's
         {"c": campaign},
     )
-    for placement, clicked_at, device, client, country, recipient, label in clicks:
+    cells: dict[tuple[Any, ...], list[int]] = {}
+    reasons: dict[tuple[Any, ...], int] = {}
+    for row in clicks:
+        placement, clicked_at, device, client, country, recipient, label = row[:7]
         human = label == "human"
         hour = _utc(clicked_at).replace(minute=0, second=0, microsecond=0)
+        cell_key = (row.variant_id, row.part, hour, device, client or "", country or "")
+        counts = cells.setdefault(cell_key, [0, 0])
+        counts[0] += 1
+        counts[1] += human
+        for reason in () if human else filter(None, (row.reasons or "").split(",")):
+            reasons[(*cell_key, reason)] = reasons.get((*cell_key, reason), 0) + 1
         everyone, humans = hourly.setdefault((placement, hour, device), (BitMap(), BitMap()))
         everyone.add(recipient)
         cell = segments.setdefault(
@@ -96,6 +140,55 @@ def _fill(bind: sa.Connection, campaign: int) -> None:
             humans.add(recipient)
             cell[1] += 1
             cell[3].add(recipient)
+
+    # Times as the application stores them: text on SQLite (``UTCDateTime``).
+    def at(hour: datetime) -> Any:
+        if bind.dialect.name == "sqlite":
+            return hour.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return hour
+
+    names = "campaign_id, variant_id, part, hour, device, client, country"
+    values = ":c, :v, :p, :h, :d, :cl, :co"
+    if cells:
+        bind.execute(
+            sa.text(
+                f"INSERT INTO part_cell ({names}, total, human_total) VALUES ({values}, :t, :ht)"  # noqa: S608 (constants)
+            ),
+            [
+                {
+                    "c": campaign,
+                    "v": v,
+                    "p": p,
+                    "h": at(h),
+                    "d": d,
+                    "cl": cl,
+                    "co": co,
+                    "t": t,
+                    "ht": ht,
+                }
+                for (v, p, h, d, cl, co), (t, ht) in sorted(cells.items())
+            ],
+        )
+    if reasons:
+        bind.execute(
+            sa.text(
+                f"INSERT INTO cell_reasons ({names}, reason, clicks) VALUES ({values}, :r, :n)"  # noqa: S608 (constants)
+            ),
+            [
+                {
+                    "c": campaign,
+                    "v": v,
+                    "p": p,
+                    "h": at(h),
+                    "d": d,
+                    "cl": cl,
+                    "co": co,
+                    "r": r,
+                    "n": n,
+                }
+                for (v, p, h, d, cl, co, r), n in sorted(reasons.items())
+            ],
+        )
     # Update the hourly rows by the key as stored (SQLite keeps times as text).
     stored = bind.execute(
         sa.text("SELECT placement_id, hour, device FROM click_hourly WHERE campaign_id = :c"),
@@ -152,6 +245,8 @@ def _fill(bind: sa.Connection, campaign: int) -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("cell_reasons")
+    op.drop_table("part_cell")
     op.drop_index("ix_click_segment_campaign_id", table_name="click_segment")
     op.drop_table("click_segment")
     with op.batch_alter_table("click_hourly") as batch:
