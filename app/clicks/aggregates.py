@@ -14,8 +14,9 @@ table, key by key) so concurrent writers never deadlock. docs/heatmap.md has the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import bindparam, case, text, update
@@ -65,7 +66,7 @@ def add_clicks(
     insert: Callable[..., Any],
     clicks: list[dict[str, Any]],
     human: Mapping[tuple[Any, ...], int],
-    sets: dict[type[Any], Changes] | None = None,
+    later: Later | None = None,
 ) -> None:
     """Add newly stored ``clicks`` (in time order) to every aggregate, and ``human`` (the
     difference of the human figures, ``app.clicks.labelling.human_figures``, which a
@@ -78,9 +79,22 @@ def add_clicks(
     commit.
 
     The clicker sets of ``click_hourly`` and ``click_segment`` (``app.clicks.clicker_sets``)
-    are written right after their counters. A caller that adds many batches in one
-    transaction (a rebuild) passes ``sets`` to collect the changes and write them once.
+    are written right after their counters. A rebuild, which adds a campaign's recipients
+    page by page to emptied tables, passes ``later`` to collect every row instead, and
+    writes each table once at the end (``Later.write``).
     """
+    add: Callable[[type[Any], list[dict[str, Any]]], None]
+    if later is None:
+        add = partial(_add_up, connection, insert)
+
+        def sets(model: type[Any]) -> None:
+            clicker_sets.write(connection, model, changes[model])
+    else:
+        add = later.add
+
+        def sets(model: type[Any]) -> None:
+            later.sets.setdefault(model, Changes()).merge(changes[model])
+
     by_table: dict[str, dict[tuple[Any, ...], int]] = {}
     for key, delta in human.items():
         by_table.setdefault(key[0], {})[key[1:]] = delta
@@ -140,6 +154,8 @@ def add_clicks(
     ordered = [pairs[key] for key in sorted(pairs)]
     if not ordered:  # only relabels: no click of this batch is new
         first_time = set()
+    elif later is not None:  # a rebuild's page: its recipients are new to every table
+        first_time = set(later.insert(PlacementRecipient, ordered))
     elif connection.dialect.name == "postgresql":
         first_time = _upsert_pairs_postgresql(connection, ordered)
     else:
@@ -164,9 +180,7 @@ def add_clicks(
     for placement_id, _recipient in first_time:
         placement_unique[placement_id] = placement_unique.get(placement_id, 0) + 1
     candidates = sorted({(*parts_of[p], r) for p, r in first_time})
-    new_part_clickers = insert_ignoring_conflicts(
-        connection,
-        insert,
+    new_part_clickers = (later.insert if later else partial(_insert, connection, insert))(
         PartClicker,
         [
             {"campaign_id": c, "variant_id": v, "part": part, "recipient_id": r}
@@ -177,9 +191,7 @@ def add_clicks(
     for c, v, part, _r in new_part_clickers:
         part_unique[(c, v, part)] = part_unique.get((c, v, part), 0) + 1
     campaign_candidates = sorted({(c, r) for c, _v, _part, r in new_part_clickers})
-    new_campaign_clickers = insert_ignoring_conflicts(
-        connection,
-        insert,
+    new_campaign_clickers = (later.insert if later else partial(_insert, connection, insert))(
         CampaignClicker,
         [{"campaign_id": c, "recipient_id": r} for c, r in campaign_candidates],
     )
@@ -200,9 +212,7 @@ def add_clicks(
     )
     hourly_keys = set(hourly) | {(p, h, d) for (_c, p, h, d) in hourly_human}
     hourly_keys |= changes[ClickHourly].keys()
-    _add_up(
-        connection,
-        insert,
+    add(
         ClickHourly,
         [
             {
@@ -216,11 +226,9 @@ def add_clicks(
             for p, hour, device in sorted(hourly_keys)
         ],
     )
-    _write_sets(connection, ClickHourly, changes, sets)
+    sets(ClickHourly)
     segment_human = by_table.get("segment", {})
-    _add_up(
-        connection,
-        insert,
+    add(
         ClickSegment,
         [
             {
@@ -237,11 +245,9 @@ def add_clicks(
             )
         ],
     )
-    _write_sets(connection, ClickSegment, changes, sets)
+    sets(ClickSegment)
     part_hourly_human = by_table.get("part_hourly", {})
-    _add_up(
-        connection,
-        insert,
+    add(
         PartHourly,
         [
             {
@@ -257,9 +263,7 @@ def add_clicks(
         ],
     )
     cell_human = by_table.get("part_cell", {})
-    _add_up(
-        connection,
-        insert,
+    add(
         PartCell,
         [
             {
@@ -273,9 +277,7 @@ def add_clicks(
     p_total, p_unique = by_table.get("placement_total", {}), by_table.get("placement_unique", {})
     placements = set(placement_totals) | {p for _c, p in p_total} | {p for _c, p in p_unique}
     placements |= {p for found in ends.values() for _c, p in found}
-    _add_up(
-        connection,
-        insert,
+    add(
         PlacementStats,
         [
             {
@@ -296,9 +298,7 @@ def add_clicks(
         by_table.get("part_total", {}),
         by_table.get("part_unique", {}),
     )
-    _add_up(
-        connection,
-        insert,
+    add(
         PartStats,
         [
             {
@@ -315,18 +315,14 @@ def add_clicks(
             )
         ],
     )
-    _add_up(
-        connection,
-        insert,
+    add(
         MachineReasons,
         [
             {"campaign_id": c, "variant_id": v, "part": part, "reason": reason, "clicks": n}
             for (c, v, part, reason), n in sorted(by_table.get("reason", {}).items())
         ],
     )
-    _add_up(
-        connection,
-        insert,
+    add(
         CellReasons,
         [
             {**dict(zip((*_CELL, "reason"), key, strict=True)), "clicks": n}
@@ -334,9 +330,7 @@ def add_clicks(
         ],
     )
     c_total, c_unique = by_table.get("campaign_total", {}), by_table.get("campaign_unique", {})
-    _add_up(
-        connection,
-        insert,
+    add(
         CampaignStats,
         [
             {
@@ -360,19 +354,6 @@ _CELL = ("campaign_id", "variant_id", "part", "hour", "device", "client", "count
 _MEMBERS = ("hour_member", "segment_member")
 
 
-def _write_sets(
-    connection: Connection,
-    model: type[Any],
-    changes: dict[type[Any], Changes],
-    collect: dict[type[Any], Changes] | None,
-) -> None:
-    """Write a table's clicker-set changes now, or add them to ``collect`` for later."""
-    if collect is None:
-        clicker_sets.write(connection, model, changes[model])
-    else:
-        collect.setdefault(model, Changes()).merge(changes[model])
-
-
 # The figures of each recipient's first and last link, by their key in the difference
 # (``labelling.human_figures``) and their column of ``placement_stats``.
 _ENDS = {
@@ -382,6 +363,63 @@ _ENDS = {
     "human_last": "human_last_clickers",
 }
 _COUNTERS = ("total", "unique", "human_total", "human_unique", "clicks", *_ENDS.values())
+
+
+def _insert(
+    connection: Connection, insert: Callable[..., Any], model: type[Any], rows: list[dict[str, Any]]
+) -> Sequence[Any]:
+    return insert_ignoring_conflicts(connection, insert, model, rows)
+
+
+class Later:
+    """Every row a rebuild's pages add, kept until ``write`` stores each table at once.
+
+    A rebuild empties a campaign's aggregates and adds its clicks back a page of whole
+    recipients at a time, so every clicker row is new, and counter rows of the same key
+    from different pages just add up. Writing them per page would rewrite each (link,
+    hour) cell once per page; here each row is written once.
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[type[Any], dict[tuple[Any, ...], dict[str, Any]]] = {}
+        self.sets: dict[type[Any], Changes] = {}
+
+    def insert(self, model: type[Any], rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        """Keep clicker rows (new by construction); returns their keys, as an insert would."""
+        return [self._keep(model, row) for row in rows]
+
+    def add(self, model: type[Any], rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            self._keep(model, row)
+
+    def _keep(self, model: type[Any], row: dict[str, Any]) -> tuple[Any, ...]:
+        table = table_of(model)
+        key = tuple(row[c.name] for c in table.primary_key.columns)
+        kept = self.rows.setdefault(model, {})
+        found = kept.get(key)
+        if found is None:
+            kept[key] = dict(row)
+        else:
+            for name in _COUNTERS:
+                if name in row:
+                    found[name] += row[name]
+        return key
+
+    def write(self, connection: Connection, insert: Callable[..., Any]) -> None:
+        """Store every kept row, table by table in the writers' order, then the sets."""
+        for model in TABLES:
+            rows = [self.rows.get(model, {})[key] for key in sorted(self.rows.get(model, {}))]
+            counted = bool(rows) and any(name in rows[0] for name in _COUNTERS)
+            for i in range(0, len(rows), _PAGE):
+                if counted:
+                    _add_up(connection, insert, model, rows[i : i + _PAGE])
+                else:  # a clicker table: rows and no counter
+                    insert_ignoring_conflicts(connection, insert, model, rows[i : i + _PAGE])
+        for model, changes in self.sets.items():
+            clicker_sets.write(connection, model, changes, fresh=True)
+
+
+_PAGE = 20_000  # rows per statement when a rebuild writes a table
 
 
 def _add_up(

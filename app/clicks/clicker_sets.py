@@ -104,10 +104,13 @@ class Changes:
                     found |= recipients
 
 
-def write(connection: Connection, model: type[Any], changes: Changes) -> None:
+def write(
+    connection: Connection, model: type[Any], changes: Changes, *, fresh: bool = False
+) -> None:
     """Apply ``changes`` to the cells of ``model``, whose rows exist already (the counters
     were added first, in the same transaction, which also holds their row locks on
-    PostgreSQL, so no other writer can interleave between this read and this write)."""
+    PostgreSQL, so no other writer can interleave between this read and this write).
+    ``fresh``: the cells have no sets yet (a rebuild's), so there is nothing to read."""
     keys = sorted(changes.keys())
     if not keys:
         return
@@ -115,7 +118,7 @@ def write(connection: Connection, model: type[Any], changes: Changes) -> None:
     names = KEYS[model]
     columns = [table.c[name] for name in names]
     found: dict[tuple[Any, ...], tuple[bytes | None, bytes | None]] = {}
-    for i in range(0, len(keys), _CHUNK):
+    for i in range(0, 0 if fresh else len(keys), _CHUNK):
         chunk = keys[i : i + _CHUNK]
         for row in connection.execute(
             select(*columns, table.c.clickers, table.c.human_clickers).where(

@@ -22,14 +22,11 @@ storing the campaign's clicks finish first, and the next ones wait for the commi
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from app.clicks import clicker_sets
-from app.clicks.aggregates import TABLES, add_clicks
-from app.clicks.clicker_sets import Changes
+from app.clicks.aggregates import TABLES, Later, add_clicks
 from app.clicks.labelling import (
     EmailFacts,
     apply_verdicts,
@@ -74,8 +71,8 @@ def rebuild_campaign(
         connection.execute(delete(model).where(model.campaign_id == campaign_id))
     done = 0
     after = -1
-    # The clicker sets are written once at the end, not rewritten page after page.
-    sets: dict[type[Any], Changes] = {}
+    # Every row is written once at the end, not rewritten page after page.
+    later = Later()
     while True:
         recipients = list(
             connection.scalars(
@@ -87,15 +84,14 @@ def rebuild_campaign(
             )
         )
         if not recipients:
-            for model, changes in sets.items():
-                clicker_sets.write(connection, model, changes)
+            later.write(connection, insert)
             return done
         clicks = stored_clicks(connection, [(campaign_id, r) for r in recipients])
         if relabel_clicks:
             verdicts = judge(clicks, EmailFacts(connection, clicks), thresholds)
             relabel(connection, apply_verdicts(clicks, verdicts))
         clicks.sort(key=lambda c: (c["clicked_at"], c["id"]))
-        add_clicks(connection, insert, clicks, human_figures(clicks), sets)
+        add_clicks(connection, insert, clicks, human_figures(clicks), later)
         done += len(clicks)
         after = recipients[-1]
         if progress is not None:
