@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from pyroaring import BitMap
 from sqlalchemy import bindparam, case, text, update
 from sqlalchemy.engine import Connection
 
@@ -406,7 +407,15 @@ class Later:
         return key
 
     def write(self, connection: Connection, insert: Callable[..., Any]) -> None:
-        """Store every kept row, table by table in the writers' order, then the sets."""
+        """Store every kept row, table by table in the writers' order, the cells with
+        their clicker sets (nothing was there before, so nothing needs reading)."""
+        for model, changes in self.sets.items():
+            for key, row in self.rows.get(model, {}).items():
+                row["clickers"] = clicker_sets.encode(changes.added.get(key, BitMap()))
+                humans = changes.human_added.get(key, BitMap())
+                row["human_clickers"] = clicker_sets.encode(
+                    humans - changes.human_removed.get(key, BitMap())
+                )
         for model in TABLES:
             rows = [self.rows.get(model, {})[key] for key in sorted(self.rows.get(model, {}))]
             counted = bool(rows) and any(name in rows[0] for name in _COUNTERS)
@@ -415,8 +424,6 @@ class Later:
                     _add_up(connection, insert, model, rows[i : i + _PAGE])
                 else:  # a clicker table: rows and no counter
                     insert_ignoring_conflicts(connection, insert, model, rows[i : i + _PAGE])
-        for model, changes in self.sets.items():
-            clicker_sets.write(connection, model, changes, fresh=True)
 
 
 _PAGE = 20_000  # rows per statement when a rebuild writes a table

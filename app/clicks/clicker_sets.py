@@ -104,13 +104,10 @@ class Changes:
                     found |= recipients
 
 
-def write(
-    connection: Connection, model: type[Any], changes: Changes, *, fresh: bool = False
-) -> None:
+def write(connection: Connection, model: type[Any], changes: Changes) -> None:
     """Apply ``changes`` to the cells of ``model``, whose rows exist already (the counters
     were added first, in the same transaction, which also holds their row locks on
-    PostgreSQL, so no other writer can interleave between this read and this write).
-    ``fresh``: the cells have no sets yet (a rebuild's), so there is nothing to read."""
+    PostgreSQL, so no other writer can interleave between this read and this write)."""
     keys = sorted(changes.keys())
     if not keys:
         return
@@ -118,7 +115,7 @@ def write(
     names = KEYS[model]
     columns = [table.c[name] for name in names]
     found: dict[tuple[Any, ...], tuple[bytes | None, bytes | None]] = {}
-    for i in range(0, 0 if fresh else len(keys), _CHUNK):
+    for i in range(0, len(keys), _CHUNK):
         chunk = keys[i : i + _CHUNK]
         for row in connection.execute(
             select(*columns, table.c.clickers, table.c.human_clickers).where(

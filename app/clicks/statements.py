@@ -94,4 +94,6 @@ def as_json(rows: list[dict[str, Any]]) -> str:
 def _iso(value: Any) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, bytes):  # bytea's hex input form
+        return "\\x" + value.hex()
     raise TypeError(f"cannot encode {type(value).__name__}")
