@@ -303,6 +303,27 @@ class ClickHourly(Base):
     human_clickers: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
 
 
+class ClickDaily(Base):
+    """``click_hourly`` by UTC day: a long period's whole days read one cell per (link,
+    day, device) instead of 24, so a 30- or 90-day view reads about a twentieth of the
+    cells (``app.reports.stats``)."""
+
+    __tablename__ = "click_daily"
+
+    placement_id: Mapped[int] = mapped_column(
+        ForeignKey("placement.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    device: Mapped[str] = mapped_column(String(16), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), index=True
+    )
+    total: Mapped[int] = mapped_column(BigInteger, default=0)
+    human_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    clickers: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    human_clickers: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+
+
 class ClickSegment(Base):
     """Clicks per placement, device class, email client and country, over all time: what a
     segment view (a client or a country, with or without a device) counts, with the same

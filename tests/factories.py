@@ -45,6 +45,7 @@ from app.models import (
     CampaignStats,
     CellReasons,
     Click,
+    ClickDaily,
     ClickHourly,
     ClickSegment,
     MachineReasons,
@@ -648,6 +649,7 @@ def clicker_sets_exact(session: Session) -> None:
     who clicked in it, and who clicked in it as a human, recounted from the raw clicks; and
     ``click_segment``'s counters equal the clicks in each cell."""
     hours: dict[tuple[Any, ...], tuple[set[int], set[int]]] = {}
+    days: dict[tuple[Any, ...], tuple[set[int], set[int]]] = {}
     segments: dict[tuple[Any, ...], tuple[set[int], set[int], list[int]]] = {}
     cells: dict[tuple[Any, ...], list[int]] = {}
     reasons: dict[tuple[Any, ...], int] = {}
@@ -669,6 +671,12 @@ def clicker_sets_exact(session: Session) -> None:
         for reason in [] if human else filter(None, c.reasons.split(",")):
             reasons[(*cell, reason)] = reasons.get((*cell, reason), 0) + 1
         everyone, humans = hours.setdefault((c.placement_id, hour, c.device), (set(), set()))
+        day_all, day_human = days.setdefault(
+            (c.placement_id, hour.replace(hour=0), c.device), (set(), set())
+        )
+        day_all.add(c.recipient_id)
+        if human:
+            day_human.add(c.recipient_id)
         key = (c.placement_id, c.device, c.client or "", c.country or "")
         seg_all, seg_human, counts = segments.setdefault(key, (set(), set(), [0, 0]))
         everyone.add(c.recipient_id)
@@ -686,6 +694,13 @@ def clicker_sets_exact(session: Session) -> None:
         for h in session.scalars(select(ClickHourly))
     }
     assert stored == hours, {k: (stored.get(k), hours.get(k)) for k in stored.keys() | hours}
+    assert {
+        (d.placement_id, d.day.astimezone(UTC), d.device): (
+            set(decode(d.clickers)),
+            set(decode(d.human_clickers)),
+        )
+        for d in session.scalars(select(ClickDaily))
+    } == days
     assert {
         (s.placement_id, s.device, s.client, s.country): (
             set(decode(s.clickers)),

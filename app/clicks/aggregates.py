@@ -30,6 +30,7 @@ from app.models import (
     CampaignClicker,
     CampaignStats,
     CellReasons,
+    ClickDaily,
     ClickHourly,
     ClickSegment,
     MachineReasons,
@@ -47,6 +48,7 @@ TABLES = (
     PartClicker,
     CampaignClicker,
     ClickHourly,
+    ClickDaily,
     ClickSegment,
     PartHourly,
     PartCell,
@@ -105,6 +107,7 @@ def add_clicks(
     # Where each placement lives: (campaign, variant, part).
     parts_of: dict[int, tuple[int, int, str]] = {}
     hourly: dict[tuple[int, datetime, str], int] = {}
+    daily: dict[tuple[int, datetime, str], int] = {}
     segments: dict[tuple[int, str, str, str], int] = {}
     changes = {model: Changes() for model in clicker_sets.KEYS}
     part_hourly: dict[tuple[int, int, str, datetime, str], int] = {}
@@ -136,6 +139,9 @@ def add_clicks(
         hour_key = (placement_id, hour, c["device"])
         hourly[hour_key] = hourly.get(hour_key, 0) + 1
         changes[ClickHourly].clicked(hour_key, c["recipient_id"])
+        day_key = (placement_id, hour.replace(hour=0), c["device"])
+        daily[day_key] = daily.get(day_key, 0) + 1
+        changes[ClickDaily].clicked(day_key, c["recipient_id"])
         segment_key = (
             placement_id,
             c["device"],
@@ -204,10 +210,11 @@ def add_clicks(
     hourly_human = by_table.get("hourly", {})
     campaign_of = {p: part[0] for p, part in parts_of.items()}
     ends = {name: by_table.get(name, {}) for name in _ENDS}
-    names = ("pair", "hourly", "placement_total", "placement_unique", "segment", *_MEMBERS)
+    names = ("pair", "hourly", "daily", "placement_total", "placement_unique", "segment", *_MEMBERS)
     for name in (*names, *_ENDS):
         campaign_of.update((key[1], key[0]) for key in by_table.get(name, {}))
     changes[ClickHourly].human({key[1:]: d for key, d in by_table.get("hour_member", {}).items()})
+    changes[ClickDaily].human({key[1:]: d for key, d in by_table.get("day_member", {}).items()})
     changes[ClickSegment].human(
         {key[1:]: d for key, d in by_table.get("segment_member", {}).items()}
     )
@@ -228,6 +235,24 @@ def add_clicks(
         ],
     )
     sets(ClickHourly)
+    daily_human = by_table.get("daily", {})
+    add(
+        ClickDaily,
+        [
+            {
+                "placement_id": p,
+                "day": day,
+                "device": device,
+                "campaign_id": campaign_of[p],
+                "total": daily.get((p, day, device), 0),
+                "human_total": daily_human.get((campaign_of[p], p, day, device), 0),
+            }
+            for p, day, device in sorted(
+                set(daily) | {key[1:] for key in daily_human} | changes[ClickDaily].keys()
+            )
+        ],
+    )
+    sets(ClickDaily)
     segment_human = by_table.get("segment", {})
     add(
         ClickSegment,
@@ -352,7 +377,7 @@ def add_clicks(
 _CELL = ("campaign_id", "variant_id", "part", "hour", "device", "client", "country")
 
 # The human membership of the cells' clicker sets, by their key in the difference.
-_MEMBERS = ("hour_member", "segment_member")
+_MEMBERS = ("hour_member", "day_member", "segment_member")
 
 
 # The figures of each recipient's first and last link, by their key in the difference

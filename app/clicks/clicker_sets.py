@@ -3,8 +3,9 @@ without reading raw clicks.
 
 "Unique clickers of a link in the last 7 days on mobile" is the number of recipients with at
 least one matching click. Counters cannot answer that (a recipient who clicked in two hours
-would count twice), so each cell of ``click_hourly`` (link, hour, device) and of
-``click_segment`` (link, device, email client, country) keeps two sets of recipient ids, as
+would count twice), so each cell of ``click_hourly`` (link, hour, device), ``click_daily``
+(link, day, device) and ``click_segment`` (link, device, email client, country) keeps two
+sets of recipient ids, as
 roaring bitmaps (``pyroaring``, the compressed integer sets many analytics engines use):
 who clicked in the cell, and who clicked there as a human. A view unions the sets of the
 cells its filter covers and takes the size: exact, and its cost grows with the number of
@@ -30,11 +31,12 @@ from sqlalchemy import bindparam, select, tuple_
 from sqlalchemy.engine import Connection
 
 from app.clicks.statements import memo, table_of
-from app.models import ClickHourly, ClickSegment
+from app.models import ClickDaily, ClickHourly, ClickSegment
 
 # The cell tables and the columns (after the campaign) that key a cell in each.
 KEYS: dict[type[Any], tuple[str, ...]] = {
     ClickHourly: ("placement_id", "hour", "device"),
+    ClickDaily: ("placement_id", "day", "device"),
     ClickSegment: ("placement_id", "device", "client", "country"),
 }
 _EMPTY = BitMap()

@@ -122,6 +122,9 @@ def human_figures(clicks: Iterable[dict[str, Any]]) -> Figures:
         # Human membership of the cells' clicker sets (``app.clicks.clicker_sets``): one
         # per cell and recipient however many clicks, so the difference is +1 or -1.
         figures["hour_member", campaign, placement, hour, c["device"], recipient] = 1
+        day = hour.replace(hour=0)
+        figures["daily", campaign, placement, day, c["device"]] += 1
+        figures["day_member", campaign, placement, day, c["device"], recipient] = 1
         segment = (c["device"], segment_value(c["client"]), segment_value(c["country"]))
         figures["segment", campaign, placement, *segment] += 1
         figures["segment_member", campaign, placement, *segment, recipient] = 1

@@ -29,7 +29,7 @@ docs/heatmap.md says what each figure costs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,6 +43,7 @@ from app.models import (
     CampaignStats,
     CellReasons,
     Click,
+    ClickDaily,
     ClickHourly,
     ClickSegment,
     Delivery,
@@ -212,21 +213,21 @@ def _cells(
     session: Session, where: ClickFilter, placement_ids: Any = None
 ) -> list[tuple[int, int, bytes | None]] | None:
     """``(placement_id, clicks, clicker set)`` of every aggregate cell ``where`` covers,
-    for a filtered view: ``click_hourly`` cells (link, hour, device) for a period,
-    ``click_segment`` cells (link, device, client, country) for a device or a segment over
-    all time. Human clicks and clickers unless machine clicks are included. None for a segment
-    within a period, which no cell answers exactly: the caller counts raw clicks.
+    for a filtered view: for a period, ``click_daily`` cells (link, UTC day, device) for its
+    whole days and ``click_hourly`` cells (link, hour, device) for the hours either side;
+    over all time, ``click_segment`` cells (link, device, client, country) for a device or a
+    segment. Human clicks and clickers unless machine clicks are included. None for a
+    segment within a period, which no cell answers exactly: the caller counts raw clicks.
 
-    The cost grows with the cells (hours x devices x links, or segments x links), not with
-    the clicks; the unique clickers are the size of the union of the sets
-    (``app.clicks.clicker_sets``).
+    The cost grows with the cells (days and at most 46 hours, x devices x links; or
+    segments x links), not with the clicks; the unique clickers are the size of the union
+    of the sets (``app.clicks.clicker_sets``).
     """
     period = where.since is not None or where.until is not None
     if where.segmented and period:
         return None
     scope = placement_ids if placement_ids is not None else _placement_ids(where)
     if not period:  # all time: a device has fewer segment cells than hourly ones
-        table: Any = ClickSegment
         filters: list[ColumnElement[bool]] = [ClickSegment.placement_id.in_(scope)]
         if where.device is not None:
             filters.append(ClickSegment.device == where.device)
@@ -236,9 +237,46 @@ def _cells(
         ):
             if value is not None:
                 filters.append(column == ("" if value == UNKNOWN else value))
-    else:
-        table = ClickHourly
-        filters = [ClickHourly.placement_id.in_(scope), *_hourly_filters(where)]
+        return _cell_rows(session, where, ClickSegment, filters)
+    # Whole UTC days inside the period come from the daily cells, the hours around them
+    # from the hourly ones. (No whole day: every hour from the hourly cells.)
+    first_day = None if where.since is None else _day_after(where.since)
+    end_day = None if where.until is None else floor_hour(where.until).replace(hour=0)
+    if first_day is not None and end_day is not None and first_day >= end_day:
+        return _cell_rows(
+            session,
+            where,
+            ClickHourly,
+            [ClickHourly.placement_id.in_(scope), *_hourly_filters(where)],
+        )
+    days: list[ColumnElement[bool]] = [ClickDaily.placement_id.in_(scope)]
+    if first_day is not None:
+        days.append(ClickDaily.day >= first_day)
+    if end_day is not None:
+        days.append(ClickDaily.day < end_day)
+    if where.device is not None:
+        days.append(ClickDaily.device == where.device)
+    edges = []
+    if where.since is not None and first_day is not None and where.since < first_day:
+        edges.append(replace(where, until=first_day))
+    if where.until is not None and end_day is not None and end_day < where.until:
+        edges.append(replace(where, since=end_day))
+    rows = _cell_rows(session, where, ClickDaily, days)
+    for edge in edges:
+        hours = [ClickHourly.placement_id.in_(scope), *_hourly_filters(edge)]
+        rows += _cell_rows(session, where, ClickHourly, hours)
+    return rows
+
+
+def _day_after(moment: datetime) -> datetime:
+    """The first UTC midnight at or after ``moment``."""
+    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day if day == moment else day + timedelta(days=1)
+
+
+def _cell_rows(
+    session: Session, where: ClickFilter, table: Any, filters: list[ColumnElement[bool]]
+) -> list[tuple[int, int, bytes | None]]:
     total = table.human_total if where.human_only else table.total
     members = table.human_clickers if where.human_only else table.clickers
     return [

@@ -1,14 +1,15 @@
 """clicker sets: exact unique clickers for filtered and segment views
 
-Adds to ``click_hourly`` two compressed sets of recipient ids per (link, hour, device) cell,
-everyone who clicked there and those who clicked as a human, and the table
-``click_segment``: clicks and the same two sets per (link, device, email client, country)
-(``app.clicks.clicker_sets``); and ``part_cell`` and ``cell_reasons``: clicks, and machine
-clicks per reason, per (variant part, hour, device, client, country). Filtered views then
-union sets and add counters instead of reading raw clicks.
+Adds to ``click_hourly`` two compressed sets of recipient ids per (link, hour, device) cell:
+everyone who clicked there, and those who clicked as a human (``app.clicks.clicker_sets``).
+Adds the tables ``click_daily`` (the same per link, UTC day and device) and
+``click_segment`` (clicks and the two sets per link, device, email client and country), and
+``part_cell`` and ``cell_reasons`` (clicks, and machine clicks per reason, per variant part,
+hour, device, client and country). Filtered views then union sets and add counters instead
+of reading raw clicks.
 
-The upgrade fills both from the stored clicks, a campaign at a time, reading its clicks as a
-stream so memory holds only the sets. The downgrade drops them.
+The upgrade fills them all from the stored clicks, a campaign at a time, reading its clicks
+as a stream so that memory holds only the sets. The downgrade drops them.
 
 Revision ID: 0011
 Revises: 0010
@@ -57,6 +58,23 @@ def upgrade() -> None:
         sa.Column("human_clickers", sa.LargeBinary(), nullable=True),
     )
     op.create_index("ix_click_segment_campaign_id", "click_segment", ["campaign_id"])
+    op.create_table(
+        "click_daily",
+        sa.Column(
+            "placement_id",
+            sa.Integer(),
+            sa.ForeignKey("placement.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("day", sa.DateTime(timezone=True), primary_key=True),
+        sa.Column("device", sa.String(16), primary_key=True),
+        sa.Column("campaign_id", sa.Integer(), sa.ForeignKey("campaign.id", ondelete="CASCADE")),
+        sa.Column("total", sa.BigInteger(), nullable=False),
+        sa.Column("human_total", sa.BigInteger(), nullable=False),
+        sa.Column("clickers", sa.LargeBinary(), nullable=True),
+        sa.Column("human_clickers", sa.LargeBinary(), nullable=True),
+    )
+    op.create_index("ix_click_daily_campaign_id", "click_daily", ["campaign_id"])
     for name, extra in (
         (
             "part_cell",
@@ -110,6 +128,7 @@ def _blob(members: BitMap) -> bytes | None:
 def _fill(bind: sa.Connection, campaign: int) -> None:
     hourly: dict[tuple[Any, ...], tuple[BitMap, BitMap]] = {}
     segments: dict[tuple[Any, ...], list[Any]] = {}
+    days: dict[tuple[Any, ...], list[Any]] = {}
     clicks = bind.execute(
         sa.text(
             "SELECT placement_id, clicked_at, device, client, country, recipient_id, label, "
@@ -131,6 +150,12 @@ def _fill(bind: sa.Connection, campaign: int) -> None:
             reasons[(*cell_key, reason)] = reasons.get((*cell_key, reason), 0) + 1
         everyone, humans = hourly.setdefault((placement, hour, device), (BitMap(), BitMap()))
         everyone.add(recipient)
+        day = days.setdefault((placement, hour.replace(hour=0), device), [0, 0, BitMap(), BitMap()])
+        day[0] += 1
+        day[2].add(recipient)
+        if human:
+            day[1] += 1
+            day[3].add(recipient)
         cell = segments.setdefault(
             (placement, device, client or "", country or ""), [0, 0, BitMap(), BitMap()]
         )
@@ -215,6 +240,28 @@ def _fill(bind: sa.Connection, campaign: int) -> None:
             ),
             updates,
         )
+    if days:
+        bind.execute(
+            sa.text(
+                "INSERT INTO click_daily (placement_id, day, device, campaign_id, total, "
+                "human_total, clickers, human_clickers) VALUES (:p, :day, :d, :c, :t, :ht, :a, :m)"
+            ),
+            [
+                {
+                    "p": placement,
+                    "day": at(day),
+                    "d": device,
+                    "c": campaign,
+                    "t": total,
+                    "ht": human_total,
+                    "a": _blob(everyone),
+                    "m": _blob(humans),
+                }
+                for (placement, day, device), (total, human_total, everyone, humans) in sorted(
+                    days.items()
+                )
+            ],
+        )
     if segments:
         bind.execute(
             sa.text(
@@ -245,6 +292,8 @@ def _fill(bind: sa.Connection, campaign: int) -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_click_daily_campaign_id", table_name="click_daily")
+    op.drop_table("click_daily")
     op.drop_table("cell_reasons")
     op.drop_table("part_cell")
     op.drop_index("ix_click_segment_campaign_id", table_name="click_segment")

@@ -421,3 +421,46 @@ def test_segments_list_what_the_campaign_has_most_first(
     assert found.countries == [("JP", 3), ("US", 2), (stats.UNKNOWN, 1)]
     everyone = stats.segments(session, replace(where, human_only=False))
     assert everyone.clients[0] == ("Outlook", 5)
+
+
+@pytest.fixture
+def four_days(session: Session) -> Campaign:
+    """Clicks every 5 hours over four days, by four people on three devices and two links,
+    delivered the day before: periods with whole days and odd hours either side."""
+    campaign = make_campaign(session, "Four days")
+    who = recipients(session, "ann", "bob", "cid", "dan")
+    record_deliveries(session, campaign, "A", list(who), delivered_at=T0 - timedelta(days=1))
+    names = list(who)
+    for n in range(20):
+        target = placement(campaign, n % 2)
+        device = ("desktop", "mobile", "tablet")[n % 3]
+        click(session, target, who[names[(n * 3) % 4]], T0 + timedelta(hours=5 * n), device)
+    session.flush()
+    return campaign
+
+
+MIDNIGHT = T0.replace(hour=0)
+PERIODS = [
+    {"since": T0 + timedelta(hours=3), "until": MIDNIGHT + timedelta(days=3, hours=7)},
+    {"until": MIDNIGHT + timedelta(days=2)},
+    {"since": MIDNIGHT + timedelta(days=1)},
+    {"since": MIDNIGHT + timedelta(days=1), "until": MIDNIGHT + timedelta(days=3)},
+    {"since": T0 + timedelta(hours=5), "until": T0 + timedelta(hours=20)},
+    {"since": T0 + timedelta(hours=17), "device": "mobile"},
+]
+
+
+@pytest.mark.parametrize("period", PERIODS, ids=lambda p: "-".join(str(v) for v in p.values()))
+def test_periods_over_whole_days_count_each_recipient_once(
+    session: Session, four_days: Campaign, period: dict[str, Any]
+) -> None:
+    """A period's whole days are read from daily cells and its edges from hourly ones; a
+    recipient who clicked in both still counts once, per link and overall."""
+    where = ClickFilter(four_days.id, four_days.variants[0].id, "html", **period)
+    clicks = _matching(session, where)
+    assert clicks, "the period should hold clicks"
+    for placement_id, (total, unique) in stats.link_counts(session, where).items():
+        mine = [c for c in clicks if c.placement_id == placement_id]
+        assert (total, unique) == (len(mine), len({c.recipient_id for c in mine}))
+    _delivered, total, unique = stats.campaign_summary(session, where)
+    assert (total, unique) == (len(clicks), len({c.recipient_id for c in clicks}))
