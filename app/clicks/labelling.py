@@ -338,12 +338,17 @@ def relabel(connection: Connection, clicks: Sequence[dict[str, Any]]) -> None:
     if not clicks:
         return
     table = table_of(Click)
+    # On PostgreSQL the click's time names its month's partition: one index is probed, not
+    # one per month.
+    where = table.c.id == bindparam("b_id")
+    if connection.dialect.name == "postgresql":
+        where &= table.c.clicked_at == bindparam("b_clicked_at")
     connection.execute(
         memo(
             ("relabel", connection.dialect.name),
             lambda: (
                 table.update()
-                .where(table.c.id == bindparam("b_id"))
+                .where(where)
                 .values(
                     label=bindparam("b_label"),
                     reasons=bindparam("b_reasons"),
@@ -354,6 +359,7 @@ def relabel(connection: Connection, clicks: Sequence[dict[str, Any]]) -> None:
         [
             {
                 "b_id": c["id"],
+                "b_clicked_at": c["clicked_at"],
                 "b_label": c["label"],
                 "b_reasons": c["reasons"],
                 "b_certainty": c["certainty"],
