@@ -178,7 +178,11 @@ def clicks_drop_month(month: str, yes: bool) -> None:
             f"aggregates rebuilt from the {read:,} left"
         )
 
-    partitions.drop_month(session, first, told)
+    try:
+        partitions.drop_month(session, first, told)
+    except partitions.MonthChanged as exc:
+        session.rollback()
+        raise click.ClickException(f"{exc}: nothing was dropped, run it again") from exc
     session.commit()
     for line in rebuilt:
         click.echo(line)

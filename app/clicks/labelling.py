@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, select, text
+from sqlalchemy import ColumnElement, bindparam, case, func, select, text
 from sqlalchemy.engine import Connection
 
 from app.clicks.machines import (
@@ -200,17 +200,24 @@ def lock_campaign(connection: Connection, campaign_id: int) -> None:
         )
 
 
-def stored_clicks(connection: Connection, keys: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
-    """Every stored click of these (campaign, recipient) pairs, as rows."""
+def stored_clicks(
+    connection: Connection,
+    keys: Sequence[tuple[int, int]],
+    where: ColumnElement[bool] | None = None,
+) -> list[dict[str, Any]]:
+    """Every stored click of these (campaign, recipient) pairs (and ``where``), as rows."""
     per_campaign: dict[int, list[int]] = {}
     for campaign, recipient in keys:
         per_campaign.setdefault(campaign, []).append(recipient)
     found: list[dict[str, Any]] = []
     for campaign, recipients in per_campaign.items():
         for chunk in _chunks(recipients):
-            rows = connection.execute(
-                select(*COLUMNS).where(Click.campaign_id == campaign, Click.recipient_id.in_(chunk))
+            query = select(*COLUMNS).where(
+                Click.campaign_id == campaign, Click.recipient_id.in_(chunk)
             )
+            if where is not None:
+                query = query.where(where)
+            rows = connection.execute(query)
             found.extend(dict(row._mapping) for row in rows)
     return found
 

@@ -14,8 +14,8 @@ that month already in the default partition move into it first, or the attach wo
 
 ``drop_month`` is retention: it removes a month of clicks at once (detaching and dropping
 its partition instead of deleting row by row) and, in the same transaction, rebuilds the
-aggregates of every campaign that had clicks in it (``app.clicks.rebuild``), so no report
-counts a click that is gone.
+aggregates of every campaign that had clicks in it from the clicks that remain
+(``app.clicks.rebuild``), so no report counts a click that is gone.
 
 Every statement here runs with a ``lock_timeout`` (and the writer's with a
 ``statement_timeout``): a queued lock request on ``click`` would make every later reader
@@ -29,12 +29,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from sqlalchemy import text
+from sqlalchemy import or_, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from app.clicks.labelling import lock_campaign
+from app.clicks.labelling import lock_campaign, take_write_lock
 from app.clicks.rebuild import rebuild_campaign
+from app.models import Click
 
 AHEAD = 2  # months made beyond the latest one seen (or the current one)
 DEFAULT = "click_default"
@@ -207,6 +208,10 @@ def _bind(connection: Connection, bounds: dict[str, datetime]) -> dict[str, obje
     return dict(bounds)
 
 
+class MonthChanged(Exception):
+    """Clicks of the month being dropped arrived for a campaign that was not rebuilt."""
+
+
 def drop_month(
     session: Session, month: date, progress: Callable[[int, int], None] | None = None
 ) -> dict[int, int]:
@@ -214,27 +219,41 @@ def drop_month(
     some; returns ``campaign id -> clicks removed``. Does not commit: the caller commits,
     and reports see the month gone and the figures without it at the same moment.
 
-    The campaigns are locked first (as a rebuild locks them), then ``click``: the order
-    writers take them in, so none waits on the other in a cycle. On PostgreSQL the month's
-    partition is detached and dropped, which holds ``click`` until the commit; writers wait
-    meanwhile (their clicks stay in the spools) and the redirects are not touched.
+    The campaigns are locked first, as a rebuild locks them (their writers finish, the next
+    ones wait), and rebuilt from every click but the month's. Only then is ``click`` itself
+    locked, to detach and drop the month's partition on PostgreSQL (or delete its rows), so
+    the table is held exclusively for the drop and the commit alone, not for the rebuilds;
+    campaigns first, then the table, is the order writers take them in, so none waits on
+    the other in a cycle. Should a click of the month have arrived meanwhile for another
+    campaign (a late spool replay), ``MonthChanged`` is raised and nothing is dropped.
     ``progress`` is told each campaign rebuilt and the clicks it read.
     """
     connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        take_write_lock(connection)  # before reading: no writer commits in between
     removed = clicks_in_month(connection, month)
     for campaign_id in removed:
         lock_campaign(connection, campaign_id)
+    bounds = _bounds(month)
+    outside = or_(Click.clicked_at < bounds["lo"], Click.clicked_at >= bounds["hi"])
+    for campaign_id in removed:
+        read = rebuild_campaign(session, campaign_id, only=outside)
+        if progress is not None:
+            progress(campaign_id, read)
     if is_partitioned(connection) and month in existing_months(connection):
         name = partition_name(month)
         connection.execute(text(f"ALTER TABLE click DETACH PARTITION {name}"))
+        late = set(connection.execute(text(f"SELECT DISTINCT campaign_id FROM {name}")).scalars())  # noqa: S608
+        if not late <= set(removed):
+            raise MonthChanged(f"clicks of {month:%Y-%m} arrived meanwhile for other campaigns")
         connection.execute(text(f"DROP TABLE {name}"))
-    # What is left: the month's rows in the default partition, or all of them on SQLite.
-    connection.execute(
-        text("DELETE FROM click WHERE clicked_at >= :lo AND clicked_at < :hi"),
-        _bind(connection, _bounds(month)),
-    )
-    for campaign_id in removed:
-        read = rebuild_campaign(session, campaign_id)
-        if progress is not None:
-            progress(campaign_id, read)
+    # What is left: the month's rows in the default partition, or all of them on SQLite
+    # (where the write lock has kept every writer out since the count).
+    delete = "DELETE FROM click WHERE clicked_at >= :lo AND clicked_at < :hi"
+    if connection.dialect.name == "postgresql":
+        late = set(connection.execute(text(delete + " RETURNING campaign_id"), bounds).scalars())
+        if not late <= set(removed):
+            raise MonthChanged(f"clicks of {month:%Y-%m} arrived meanwhile for other campaigns")
+    else:
+        connection.execute(text(delete), _bind(connection, bounds))
     return removed

@@ -170,3 +170,34 @@ def test_drop_month_asks_first_and_refuses_months_not_over(
     bad = runner.invoke(args=["clicks", "drop-month", "2019-7", "--yes"])
     assert bad.exit_code == 2
     assert "a month is written YYYY-MM" in bad.output
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_click_of_the_month_arriving_for_another_campaign_stops_the_drop(
+    app: Flask, session: Session
+) -> None:
+    """Between the rebuilds and the drop, a late click of the month for a campaign that was
+    not rebuilt would be dropped uncounted-for: nothing is dropped instead."""
+    one, two = make_campaign(session, "One"), make_campaign(session, "Two")
+    who = recipients(session, "ann")
+    assert record_clicks(session, [click_event(placement(one, 0), who["ann"], JULY)]) == 1
+    assert record_clicks(session, [click_event(placement(two, 0), who["ann"], AUGUST)]) == 1
+    session.commit()
+    partitions.ensure_months(session.connection(), [date(2019, 7, 1)])
+    session.commit()
+    late = click_event(placement(two, 0), who["ann"], JULY + timedelta(days=1))
+
+    def meanwhile(_campaign: int, _read: int) -> None:
+        with app.extensions["clickmap.sessionmaker"]() as other:
+            assert record_clicks(other, [late]) == 1
+            other.commit()
+
+    with app.extensions["clickmap.sessionmaker"]() as dropping:
+        with pytest.raises(partitions.MonthChanged):
+            partitions.drop_month(dropping, date(2019, 7, 1), meanwhile)
+        dropping.rollback()
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(Click)) == 3
+    assert date(2019, 7, 1) in partitions.existing_months(session.connection())
+    part_and_campaign_aggregates(session)
