@@ -153,37 +153,30 @@ def clicks_drop_month(month: str, yes: bool) -> None:
     if partitions.next_month(first) > datetime.now(UTC).date():
         raise click.UsageError(f"{month} is not over yet: only past months can be dropped")
     session = get_session()
-    connection = session.connection()
-    partitions.set_timeouts(connection, LOCK_TIMEOUT)
-    found = partitions.clicks_in_month(connection, first)
+    found = partitions.clicks_in_month(session.connection(), first)
+    session.rollback()  # no transaction stays open while the question waits for an answer
     if not found:
-        session.rollback()
         click.echo(f"no clicks in {month}")
         return
-    total = sum(found.values())
     campaigns = ", ".join(str(c) for c in found)
     question = (
-        f"Delete {total:,} clicks of {month} for good, and rebuild the aggregates of "
-        f"campaign{'s' if len(found) > 1 else ''} {campaigns}?"
+        f"Delete {sum(found.values()):,} clicks of {month} for good, and rebuild the "
+        f"aggregates of campaign{'s' if len(found) > 1 else ''} {campaigns}?"
     )
     if not yes and not click.confirm(question):
-        session.rollback()
         raise click.Abort()
 
-    rebuilt: list[str] = []
-
-    def told(campaign_id: int, read: int) -> None:
-        rebuilt.append(
-            f"campaign {campaign_id}: {found[campaign_id]:,} clicks dropped, "
-            f"aggregates rebuilt from the {read:,} left"
-        )
-
+    read: dict[int, int] = {}
+    partitions.set_timeouts(session.connection(), LOCK_TIMEOUT)
     try:
-        partitions.drop_month(session, first, told)
+        removed = partitions.drop_month(session, first, read.__setitem__)
     except partitions.MonthChanged as exc:
         session.rollback()
         raise click.ClickException(f"{exc}: nothing was dropped, run it again") from exc
     session.commit()
-    for line in rebuilt:
-        click.echo(line)
-    click.echo(f"{month}: {total:,} clicks dropped")
+    for campaign_id, count in removed.items():
+        click.echo(
+            f"campaign {campaign_id}: {count:,} clicks dropped, "
+            f"aggregates rebuilt from the {read[campaign_id]:,} left"
+        )
+    click.echo(f"{month}: {sum(removed.values()):,} clicks dropped")
