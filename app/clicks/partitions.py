@@ -1,6 +1,6 @@
 """The click table's months on PostgreSQL: partitions made ahead, and old months dropped.
 
-Since migration 0011, PostgreSQL keeps ``click`` as one partition per calendar month (UTC) of
+Since migration 0012, PostgreSQL keeps ``click`` as one partition per calendar month (UTC) of
 ``clicked_at``, named ``click_YYYY_MM``, plus ``click_default`` for any click whose month has
 no partition yet, so a click is never refused. SQLite keeps one table; there, ``ensure_months``
 does nothing and ``drop_month`` deletes the month's rows.
@@ -84,7 +84,7 @@ def _literal(moment: datetime) -> str:
 
 
 def is_partitioned(connection: Connection) -> bool:
-    """Whether ``click`` is partitioned here (PostgreSQL from migration 0011 on)."""
+    """Whether ``click`` is partitioned here (PostgreSQL from migration 0012 on)."""
     if connection.dialect.name != "postgresql":
         return False
     kind = connection.execute(

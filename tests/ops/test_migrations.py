@@ -556,11 +556,11 @@ def test_click_is_partitioned_by_month_and_keeps_every_row(fresh: Engine, backen
                 "UPDATE click SET clicked_at = datetime(clicked_at, '+40 days') WHERE id % 3 = 0"
             )
         )
-    upgrade(fresh, "0010")
+    upgrade(fresh, "0011")
     before = _clicks_and_aggregates(fresh)
     assert len(before["click"]) == 60
-    upgrade(fresh, "0011")
-    assert current(fresh) == "0011"
+    upgrade(fresh, "0012")
+    assert current(fresh) == "0012"
     assert _clicks_and_aggregates(fresh) == before
     if backend == "postgresql":
         this_month = datetime.now(UTC).date().replace(day=1)
@@ -596,7 +596,7 @@ def test_click_is_partitioned_by_month_and_keeps_every_row(fresh: Engine, backen
     cfg = alembic_config(fresh)
     with fresh.begin() as connection:
         cfg.attributes["connection"] = connection
-        command.downgrade(cfg, "0010")
+        command.downgrade(cfg, "0011")
     assert _clicks_and_aggregates(fresh) == after
     if backend == "postgresql":
         assert _partitions(fresh) == {}
@@ -613,7 +613,7 @@ def test_a_migration_gives_up_on_a_lock_it_cannot_get(tmp_path: Path, pg_server:
     schema, url = pg_server.new_schema("clickmap_migrate")
     engine = make_engine(url)
     try:
-        upgrade(engine, "0010")
+        upgrade(engine, "0011")
         with engine.connect() as reader:
             reader.execute(text("SELECT count(*) FROM click"))  # holds its lock until rollback
             cfg = alembic_config(engine)
@@ -624,12 +624,12 @@ def test_a_migration_gives_up_on_a_lock_it_cannot_get(tmp_path: Path, pg_server:
                 engine.begin() as connection,
             ):
                 cfg.attributes["connection"] = connection
-                command.upgrade(cfg, "0011")
+                command.upgrade(cfg, "0012")
             assert time.monotonic() - started < 5
             reader.rollback()
-        assert current(engine) == "0010"
-        upgrade(engine)
         assert current(engine) == "0011"
+        upgrade(engine)
+        assert current(engine) == "0012"
     finally:
         engine.dispose()
         pg_server.drop_schema(schema)
