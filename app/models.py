@@ -197,6 +197,12 @@ class Click(Base):
     cascade. No cascade removes clicks, though: removing a campaign, placement or recipient
     for good must delete its clicks too, in the same transaction, after the parent (so that
     clicks a concurrent writer commits meanwhile go as well).
+
+    On PostgreSQL the table is partitioned by month of ``clicked_at`` (migration 0012,
+    ``app.clicks.partitions``), whose keys must hold the partition key: there the primary key
+    is ``(id, clicked_at)`` and the unique key ``(click_id, clicked_at)``. A replay comes from
+    the same spool record, time included, so it conflicts all the same. SQLite keeps the keys
+    declared here.
     """
 
     __tablename__ = "click"

@@ -2,18 +2,27 @@
 
 ``clickmap db upgrade`` passes the app's engine in ``config.attributes["connection"]`` so the
 migration runs on exactly the database the app uses (tests pass a per-run PostgreSQL schema).
+
+On PostgreSQL every migration runs with a ``lock_timeout`` (``LOCK_TIMEOUT``, or
+``config.attributes["lock_timeout"]``): a migration that needs a table a long query holds fails
+after that long, and can be run again, instead of waiting forever. Waiting is what hurts: a
+queued ``ACCESS EXCLUSIVE`` request makes every later reader and writer of the table queue
+behind it, the click writers included. There is no ``statement_timeout`` here, since a
+migration that moves rows takes as long as the rows; the partition maintenance the app does
+while serving sets both (``app.clicks.partitions``).
 """
 
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import engine_from_config, pool
+from sqlalchemy import engine_from_config, pool, text
 from sqlalchemy.engine import Connection
 
 from app import models  # noqa: F401  (registers the tables)
 from app.db import Base
 
 target_metadata = Base.metadata
+LOCK_TIMEOUT = "5s"
 
 
 def _run(connection: Connection) -> None:
@@ -26,7 +35,10 @@ def _run(connection: Connection) -> None:
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":
             # Never wait behind a long query for a lock: fail fast and retry the deploy.
-            context.execute("SET LOCAL lock_timeout = '5s'")
+            timeout = str(context.config.attributes.get("lock_timeout", LOCK_TIMEOUT))
+            connection.execute(
+                text("SELECT set_config('lock_timeout', :timeout, true)"), {"timeout": timeout}
+            )
         context.run_migrations()
 
 

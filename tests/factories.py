@@ -1,16 +1,24 @@
-"""Builders the tests share: apps, users and logins, campaigns, recipients, clicks, emails.
+"""Builders the tests share: apps, users and logins, campaigns, recipients, clicks, emails,
+real servers and the clients that click them.
 
 Test modules import helpers from here (and fixtures from conftest), never from each other.
 """
 
 from __future__ import annotations
 
+import http.client
 import http.server
 import itertools
+import json
 import logging
+import os
 import re
+import signal
+import socket
 import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,13 +28,13 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Executable, func, select
+from sqlalchemy import Executable, create_engine, func, select
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 
 from app import create_app
-from app.accounts import create_user
+from app.accounts import create_api_token, create_user
 from app.clicks.clicker_sets import decode
 from app.clicks.recording import ClickEvent, record_clicks
 from app.db import Base, get_engine
@@ -57,10 +65,12 @@ from app.models import (
     PlacementRecipient,
     PlacementStats,
 )
+from app.ops.migrate import upgrade
 from app.reports.stats import in_utc
 from app.tokens import ClickToken, TokenCodec
 from app.vocabulary import HONEYPOT
-from tests.prerequisites import require_programs
+from tests.pgserver import PgServer
+from tests.prerequisites import ROOT, require_programs
 
 # -- apps -------------------------------------------------------------------------------------
 
@@ -456,6 +466,259 @@ def part_and_campaign_aggregates(session: Session) -> dict[str, Any]:
         raw_hours[key] = raw_hours.get(key, 0) + 1
     assert part_hours == raw_hours
     return {"parts": parts, "campaigns": campaigns}
+
+
+# -- real servers: gunicorn in a process group of its own, and clients clicking ------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def own_database(backend: str, tmp_path: Path, pg: PgServer | None = None) -> Iterator[str]:
+    """A migrated database nobody else uses: a SQLite file, or a PostgreSQL schema."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'server.sqlite3'}"
+        schema = None
+    else:
+        assert pg is not None
+        schema, url = pg.new_schema("clickmap_srv")
+    engine = create_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        if schema is not None:
+            assert pg is not None
+            pg.drop_schema(schema)
+
+
+def seed(url: str, tmp_path: Path, recipients: int) -> list[str]:
+    """A campaign and one token per recipient (each request its own recipient, so every
+    302 can be matched with its stored click)."""
+    app = make_app(url, tmp_path / "seed")
+    try:
+        sent = send(app)
+        with app.extensions["clickmap.sessionmaker"]() as s:
+            ids = campaigns.ensure_recipients(s, [f"r{i}" for i in range(recipients)])
+            s.commit()
+        sent.recipients = [ids[f"r{i}"] for i in range(recipients)]
+        return [sent.token(0, i) for i in range(recipients)]
+    finally:
+        get_engine(app).dispose()
+
+
+class Server:
+    """A server with the production config, in its own process group: gunicorn given the
+    app factory and ``settings`` (the default), or, with ``cli``, the ``clickmap serve``
+    command itself, which reads them from the environment as it does in production."""
+
+    def __init__(
+        self,
+        url: str,
+        spool: Path,
+        log: Path,
+        *,
+        workers: int = 2,
+        cli: bool = False,
+        **settings: Any,
+    ) -> None:
+        self.url, self.spool, self.log, self.settings = url, spool, log, settings
+        self.workers, self.cli = workers, cli
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self.api_token: str | None = None
+
+    def start(self) -> None:
+        self.port = free_port()
+        if self.api_token is None:  # /healthz shows its counters to token holders only
+            engine = create_engine(self.url)
+            try:
+                with Session(engine) as s:
+                    self.api_token = create_api_token(s, "monitor")
+                    s.commit()
+            finally:
+                engine.dispose()
+        # The writer process builds its app from the environment, the workers from the
+        # mapping below (which reads no environment): both get the same settings, and no
+        # CLICKMAP_* of the shell running the tests reaches either.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKMAP_")}
+        env.update(
+            {
+                "CLICKMAP_DATABASE_URL": self.url,
+                "CLICKMAP_SECRET_KEYS": TEST_SECRET,
+                "CLICKMAP_SPOOL_DIR": str(self.spool),
+                "CLICKMAP_BIND": f"127.0.0.1:{self.port}",
+                "CLICKMAP_WORKERS": str(self.workers),
+                "CLICKMAP_THREADS": "4",
+            }
+        )
+        settings = {
+            "DATABASE_URL": self.url,
+            "SECRET_KEYS": [TEST_SECRET],
+            "SPOOL_DIR": str(self.spool),
+            **self.settings,
+        }
+        if "CLICK_BATCH_INTERVAL" in self.settings:
+            env["CLICKMAP_CLICK_BATCH_INTERVAL"] = str(self.settings["CLICK_BATCH_INTERVAL"])
+        factory = f"app:create_app({settings!r})"
+        command = [sys.executable, "-m", "gunicorn", "-c", "python:app.ops.gunicorn_conf", factory]
+        if self.cli:  # what the ``clickmap`` script runs
+            command = [sys.executable, "-c", "from app.cli import main; main()", "serve"]
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if self.get("/healthz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.kill()
+        raise AssertionError("server did not start:\n" + self.log.read_text()[-3000:])
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", path, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def health(self) -> dict[str, Any]:
+        header = {"Authorization": f"Bearer {self.api_token}"}
+        return dict(json.loads(self.get("/healthz", header)[1]))
+
+    def kill(self) -> None:
+        """SIGKILL the whole group: master and workers die at once, mid-whatever."""
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+            self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+            self.process = None
+
+
+class Load:
+    """Client threads clicking one token each, over keep-alive connections; bounded in
+    count and time. ``redirected`` holds the index of every token that got its 302."""
+
+    def __init__(
+        self, server: Server, tokens: list[str], threads: int = 6, seconds: float = 40.0
+    ) -> None:
+        self.server, self.tokens = server, tokens
+        self.redirected: set[int] = set()
+        self.statuses: dict[int, int] = {}
+        self.errors = 0
+        self._next = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._deadline = time.monotonic() + seconds
+        self._threads = [threading.Thread(target=self._run) for _ in range(threads)]
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+    def _take(self) -> int | None:
+        with self._lock:
+            if self._next >= len(self.tokens):
+                return None
+            self._next += 1
+            return self._next - 1
+
+    def _run(self) -> None:
+        conn: http.client.HTTPConnection | None = None
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
+            index = self._take()
+            if index is None:
+                break
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=5)
+                conn.request("GET", f"/c/{self.tokens[index]}")
+                response = conn.getresponse()
+                response.read()
+            except (OSError, http.client.HTTPException):
+                with self._lock:
+                    self.errors += 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+                time.sleep(0.01)
+                continue
+            with self._lock:
+                self.statuses[response.status] = self.statuses.get(response.status, 0) + 1
+                if response.status == 302:
+                    self.redirected.add(index)
+        if conn is not None:
+            conn.close()
+
+    def wait_for(self, redirects: int, seconds: float = 20) -> None:
+        deadline = time.monotonic() + seconds
+        while len(self.redirected) < redirects and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+def clicks_per_recipient(url: str) -> dict[int, int]:
+    engine = create_engine(url)
+    try:
+        with Session(engine) as s:
+            rows = s.execute(
+                select(Click.recipient_id, func.count()).group_by(Click.recipient_id)
+            ).all()
+        return {r: n for r, n in rows}
+    finally:
+        engine.dispose()
+
+
+def poll(check: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return check()
+
+
+def recipient_ids(url: str, count: int) -> list[int]:
+    engine = create_engine(url)
+    try:
+        with Session(engine) as s:
+            ids = campaigns.ensure_recipients(s, [f"r{i}" for i in range(count)])
+        return [ids[f"r{i}"] for i in range(count)]
+    finally:
+        engine.dispose()
 
 
 # -- addresses a PDF must never load ----------------------------------------------------------

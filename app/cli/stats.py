@@ -1,10 +1,13 @@
 """``clickmap stats rebuild`` and ``clickmap clicks reclassify``: a campaign's aggregates
-rebuilt from its raw clicks, with or without judging the clicks again first."""
+rebuilt from its raw clicks, with or without judging the clicks again first; ``clickmap
+clicks partitions`` and ``clickmap clicks drop-month``: the click table's months
+(``app.clicks.partitions``)."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import click
 from flask import current_app
@@ -12,6 +15,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.clicks import partitions
 from app.clicks.labelling import thresholds_from
 from app.clicks.rebuild import click_count, rebuild_campaign
 from app.db import get_session
@@ -95,3 +99,84 @@ def _each_campaign(
         click.echo(f"{label}: {outcome}")
     if not ids:
         click.echo("no campaigns")
+
+
+# How long a maintenance command waits for a lock on ``click`` before giving up: a queued
+# request would hold every later reader and writer of the table behind it.
+LOCK_TIMEOUT = "10s"
+
+
+@clicks_group.command("partitions")
+@click.option(
+    "--ahead",
+    type=click.IntRange(0, 120),
+    default=partitions.AHEAD,
+    show_default=True,
+    help="Months to make beyond the current one.",
+)
+@with_appcontext
+def clicks_partitions(ahead: int) -> None:
+    """PostgreSQL: make the click table's partitions for this month and the next ones, and
+    for any month whose clicks wait in the default partition (which moves them there).
+    Safe to repeat; the click writer does the same as it goes."""
+    session = get_session()
+    connection = session.connection()
+    if not partitions.is_partitioned(connection):
+        click.echo(
+            f"the click table is not partitioned on {connection.dialect.name}: nothing to do"
+        )
+        return
+    partitions.set_timeouts(connection, LOCK_TIMEOUT)
+    done = partitions.maintain(connection, datetime.now(UTC).date(), ahead)
+    session.commit()
+    for name in done.created:
+        click.echo(f"created {name}")
+    first, last = done.months[0], done.months[-1]
+    click.echo(
+        f"{len(done.months)} monthly partitions, {first:%Y-%m} to {last:%Y-%m}; "
+        f"{done.in_default:,} clicks in {partitions.DEFAULT}"
+    )
+
+
+@clicks_group.command("drop-month")
+@click.argument("month")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_appcontext
+def clicks_drop_month(month: str, yes: bool) -> None:
+    """Delete every click of MONTH (YYYY-MM, UTC) for good, and rebuild the aggregates of
+    the campaigns that had clicks in it, in one transaction: reports then count only the
+    clicks that are left. A month that is not over yet is refused."""
+    try:
+        first = partitions.parse_month(month)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if partitions.next_month(first) > datetime.now(UTC).date():
+        raise click.UsageError(f"{month} is not over yet: only past months can be dropped")
+    session = get_session()
+    found = partitions.clicks_in_month(session.connection(), first)
+    session.rollback()  # no transaction stays open while the question waits for an answer
+    if not found:
+        click.echo(f"no clicks in {month}")
+        return
+    campaigns = ", ".join(str(c) for c in found)
+    question = (
+        f"Delete {sum(found.values()):,} clicks of {month} for good, and rebuild the "
+        f"aggregates of campaign{'s' if len(found) > 1 else ''} {campaigns}?"
+    )
+    if not yes and not click.confirm(question):
+        raise click.Abort()
+
+    read: dict[int, int] = {}
+    partitions.set_timeouts(session.connection(), LOCK_TIMEOUT)
+    try:
+        removed = partitions.drop_month(session, first, read.__setitem__)
+    except partitions.MonthChanged as exc:
+        session.rollback()
+        raise click.ClickException(f"{exc}: nothing was dropped, run it again") from exc
+    session.commit()
+    for campaign_id, count in removed.items():
+        click.echo(
+            f"campaign {campaign_id}: {count:,} clicks dropped, "
+            f"aggregates rebuilt from the {read[campaign_id]:,} left"
+        )
+    click.echo(f"{month}: {sum(removed.values()):,} clicks dropped")

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, select, text
+from sqlalchemy import ColumnElement, bindparam, case, func, select, text
 from sqlalchemy.engine import Connection
 
 from app.clicks.clicker_sets import segment_value
@@ -224,17 +224,24 @@ def lock_campaign(connection: Connection, campaign_id: int) -> None:
         )
 
 
-def stored_clicks(connection: Connection, keys: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
-    """Every stored click of these (campaign, recipient) pairs, as rows."""
+def stored_clicks(
+    connection: Connection,
+    keys: Sequence[tuple[int, int]],
+    where: ColumnElement[bool] | None = None,
+) -> list[dict[str, Any]]:
+    """Every stored click of these (campaign, recipient) pairs (and ``where``), as rows."""
     per_campaign: dict[int, list[int]] = {}
     for campaign, recipient in keys:
         per_campaign.setdefault(campaign, []).append(recipient)
     found: list[dict[str, Any]] = []
     for campaign, recipients in per_campaign.items():
         for chunk in _chunks(recipients):
-            rows = connection.execute(
-                select(*COLUMNS).where(Click.campaign_id == campaign, Click.recipient_id.in_(chunk))
+            query = select(*COLUMNS).where(
+                Click.campaign_id == campaign, Click.recipient_id.in_(chunk)
             )
+            if where is not None:
+                query = query.where(where)
+            rows = connection.execute(query)
             found.extend(dict(row._mapping) for row in rows)
     return found
 
@@ -362,12 +369,17 @@ def relabel(connection: Connection, clicks: Sequence[dict[str, Any]]) -> None:
     if not clicks:
         return
     table = table_of(Click)
+    # On PostgreSQL the click's time names its month's partition: one index is probed, not
+    # one per month.
+    where = table.c.id == bindparam("b_id")
+    if connection.dialect.name == "postgresql":
+        where &= table.c.clicked_at == bindparam("b_clicked_at")
     connection.execute(
         memo(
             ("relabel", connection.dialect.name),
             lambda: (
                 table.update()
-                .where(table.c.id == bindparam("b_id"))
+                .where(where)
                 .values(
                     label=bindparam("b_label"),
                     reasons=bindparam("b_reasons"),
@@ -378,6 +390,7 @@ def relabel(connection: Connection, clicks: Sequence[dict[str, Any]]) -> None:
         [
             {
                 "b_id": c["id"],
+                "b_clicked_at": c["clicked_at"],
                 "b_label": c["label"],
                 "b_reasons": c["reasons"],
                 "b_certainty": c["certainty"],

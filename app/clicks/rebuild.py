@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session
 
 from app.clicks.aggregates import TABLES, Later, add_clicks
@@ -57,12 +57,15 @@ def rebuild_campaign(
     *,
     relabel_clicks: bool = False,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    only: ColumnElement[bool] | None = None,
 ) -> int:
     """Recompute every aggregate of ``campaign_id`` from its clicks; returns the clicks read.
 
     With ``relabel_clicks``, each click is judged again first and its stored label
-    rewritten where the verdict changed. Does not commit: the caller commits, which makes
-    the whole rebuild visible at once. ``progress`` is told how many clicks each page added.
+    rewritten where the verdict changed. With ``only``, a condition on ``Click``, the
+    aggregates count only the clicks it holds for (retention rebuilds a campaign without
+    the month it is about to drop). Does not commit: the caller commits, which makes the
+    whole rebuild visible at once. ``progress`` is told how many clicks each page added.
     """
     connection = session.connection()
     lock_campaign(connection, campaign_id)
@@ -74,11 +77,14 @@ def rebuild_campaign(
     # Every row is written once at the end, not rewritten page after page.
     later = Later()
     while True:
+        page = select(Click.recipient_id).where(
+            Click.campaign_id == campaign_id, Click.recipient_id > after
+        )
+        if only is not None:
+            page = page.where(only)
         recipients = list(
             connection.scalars(
-                select(Click.recipient_id)
-                .where(Click.campaign_id == campaign_id, Click.recipient_id > after)
-                .group_by(Click.recipient_id)
+                page.group_by(Click.recipient_id)
                 .order_by(Click.recipient_id)
                 .limit(RECIPIENTS_PER_PAGE)
             )
@@ -86,7 +92,7 @@ def rebuild_campaign(
         if not recipients:
             later.write(connection, insert)
             return done
-        clicks = stored_clicks(connection, [(campaign_id, r) for r in recipients])
+        clicks = stored_clicks(connection, [(campaign_id, r) for r in recipients], only)
         if relabel_clicks:
             verdicts = judge(clicks, EmailFacts(connection, clicks), thresholds)
             relabel(connection, apply_verdicts(clicks, verdicts))

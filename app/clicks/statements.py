@@ -19,6 +19,11 @@ from sqlalchemy.orm import Session
 
 from app.models import Click
 
+# What makes a click the same click. On PostgreSQL ``click`` is partitioned by month of
+# ``clicked_at`` (migration 0011), and a partitioned table's unique keys must hold the
+# partition key; a replay comes from the same spool record, so it carries the same time.
+CLICK_KEY = {"postgresql": ("click_id", "clicked_at"), "sqlite": ("click_id",)}
+
 
 def dialect_insert(session: Session) -> Callable[..., Any]:
     """The ``insert`` of the session's dialect (it has ``ON CONFLICT``)."""
@@ -55,11 +60,14 @@ def insert_ignoring_conflicts(
     rows: list[dict[str, Any]],
 ) -> Sequence[Any]:
     """Insert ``rows`` (in order), skipping those whose key exists; returns the keys of the
-    rows inserted (the unique key for clicks, the primary key otherwise)."""
+    rows inserted (``CLICK_KEY`` for clicks, click id first; the primary key otherwise)."""
     if not rows:
         return []
     table = table_of(model)
-    key = ["click_id"] if model is Click else [c.name for c in table.primary_key.columns]
+    if model is Click:
+        key = list(CLICK_KEY[connection.dialect.name])
+    else:
+        key = [c.name for c in table.primary_key.columns]
     shape = ("ignore", connection.dialect.name, table.name, tuple(rows[0]))
     if connection.dialect.name != "postgresql":
         stmt = memo(

@@ -9,6 +9,11 @@ interpreter lock, on storing clicks; elsewhere it runs as a thread (``app.clicks
 
 It publishes what it knows (database up or down, clicks waiting) in ``writer.status`` in the
 spool directory, which ``/healthz`` of every serving process reads.
+
+On PostgreSQL it also makes the click table's months ahead (``app.clicks.partitions``): the
+first time it sees a month in a batch, it makes that month's partition and the next ones,
+in a short transaction of their own, before storing the batch. Should that fail (a lock not
+granted in time), the clicks go to the default partition and the month is tried again later.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ import logging
 import os
 import threading
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.clicks import partitions
 from app.clicks.machines import DEFAULT_THRESHOLDS, Thresholds
 from app.clicks.recording import ClickEvent, known_only, record_clicks
 from app.clicks.spool import SpoolReader, Taken
@@ -38,6 +45,7 @@ class ClickWriter:
     # 1,000 (fewer commits and statements), and a second of clicks usually fits in one.
     BATCH = 5000
     MAX_BACKOFF = 5.0
+    MONTHS_RETRY = 60.0  # seconds before making a month's partition is tried again
 
     def __init__(
         self,
@@ -55,6 +63,8 @@ class ClickWriter:
         self.reader = SpoolReader(spool_dir)
         self.database_up = True
         self._lock = threading.Lock()
+        self.months_ready: set[date] = set()  # months whose partitions are known to exist
+        self._months_retry_at = 0.0
 
     # -- one pass ----------------------------------------------------------------------
 
@@ -97,6 +107,7 @@ class ClickWriter:
                     events.append(ClickEvent.from_record(frame.record))
                 except (TypeError, ValueError):  # e.g. written by an incompatible version
                     log.error("unreadable spool record skipped: %r", frame.record)
+        self.prepare_months({partitions.month_of(e.clicked_at) for e in events})
         try:
             with self.sessions.begin() as session:
                 return record_clicks(session, events, self.thresholds)
@@ -108,6 +119,26 @@ class ClickWriter:
                     len(events) - len(kept),
                 )
                 return record_clicks(session, kept, self.thresholds)
+
+    def prepare_months(self, months: set[date]) -> None:
+        """Make sure ``months`` and the ``AHEAD`` months after each have their partitions
+        (PostgreSQL), once per month per process; never raises."""
+        if months <= self.months_ready or time.monotonic() < self._months_retry_at:
+            return
+        wanted = {m for month in months for m in partitions.months_from(month, partitions.AHEAD)}
+        try:
+            with self.sessions.begin() as session:
+                connection = session.connection()
+                # Never a long wait: the clicks can go to the default partition meanwhile.
+                partitions.set_timeouts(connection, lock="2s", statement="30s")
+                created = partitions.ensure_months(connection, wanted)
+        except SQLAlchemyError as exc:
+            self._months_retry_at = time.monotonic() + self.MONTHS_RETRY
+            log.warning("click partitions not made now (clicks go to the default one): %s", exc)
+            return
+        self.months_ready |= wanted
+        if created:
+            log.info("click partitions made: %s", ", ".join(created))
 
     def _went_down(self, exc: BaseException) -> None:
         if self.database_up:

@@ -4,22 +4,27 @@ backfilled from clicks stored before it, and the click writer carries on exactly
 0005 computes each tracked placement's ``location``; 0006 gives users a session version;
 0007 labels clicks and keeps human figures beside every aggregate; 0008 counts first and
 last links; 0009 gives stored clicks the country of their network; 0010 adds the marketer's
-link names and CTA flags, with their history.
+link names and CTA flags, with their history; 0011 partitions ``click`` by month on
+PostgreSQL, keeping every row. Every migration gives up on a lock it cannot get in time.
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
 from sqlalchemy import Engine, bindparam, func, inspect, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.clicks import rebuild
+from app.clicks.rebuild import AGGREGATES
 from app.clicks.recording import ClickEvent, record_clicks
 from app.db import make_engine
 from app.models import (
@@ -549,3 +554,122 @@ def test_clicker_sets_are_filled_from_the_stored_clicks_at_upgrade(fresh: Engine
         clicker_sets_exact(session)
         segments = session.scalar(select(func.count()).select_from(ClickSegment))
         assert segments is not None and segments > 5
+
+
+def _clicks_and_aggregates(engine: Engine) -> dict[str, set[tuple[Any, ...]]]:
+    """Every click (all columns) and every aggregate row, by table."""
+    found = {}
+    with engine.connect() as conn:
+        for table in ("click", *(model.__tablename__ for model in AGGREGATES)):
+            rows = conn.execute(text(f"SELECT * FROM {table}"))
+            found[table] = {tuple(row) for row in rows}
+    return found
+
+
+def _partitions(engine: Engine) -> dict[str, str]:
+    """PostgreSQL: ``click``'s partitions and their bounds."""
+    with engine.connect() as conn:
+        conn.execute(text("SET TIME ZONE 'UTC'"))
+        return {
+            name: bound
+            for name, bound in conn.execute(
+                text(
+                    "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+                    "JOIN pg_class c ON c.oid = i.inhrelid "
+                    "WHERE i.inhparent = CAST('click' AS regclass)"
+                )
+            )
+        }
+
+
+def test_click_is_partitioned_by_month_and_keeps_every_row(fresh: Engine, backend: str) -> None:
+    """0011: on PostgreSQL ``click`` becomes one partition per month with clicks, this month
+    and the next two, and a default one; every click and every aggregate is kept, ids go on,
+    a replay still conflicts. SQLite is left as it was. Downgrading makes one table again."""
+    upgrade(fresh, "0001")
+    _store_clicks_the_old_way(fresh)
+    with fresh.begin() as conn:  # clicks of a second month
+        conn.execute(
+            text("UPDATE click SET clicked_at = clicked_at + interval '40 days' WHERE id % 3 = 0")
+            if backend == "postgresql"
+            else text(
+                "UPDATE click SET clicked_at = datetime(clicked_at, '+40 days') WHERE id % 3 = 0"
+            )
+        )
+    upgrade(fresh, "0011")
+    before = _clicks_and_aggregates(fresh)
+    assert len(before["click"]) == 60
+    upgrade(fresh, "0012")
+    assert current(fresh) == "0012"
+    assert _clicks_and_aggregates(fresh) == before
+    if backend == "postgresql":
+        this_month = datetime.now(UTC).date().replace(day=1)
+        months = {"click_2026_03", "click_2026_04", f"click_{this_month:%Y_%m}"}
+        found = _partitions(fresh)
+        assert set(found) >= months | {"click_default"}
+        assert found["click_default"] == "DEFAULT"
+        assert found["click_2026_03"] == (
+            "FOR VALUES FROM ('2026-03-01 00:00:00+00') TO ('2026-04-01 00:00:00+00')"
+        )
+        assert len(found) == len(months | {"click_default"}) + 2  # the two months ahead
+        pk = inspect(fresh).get_pk_constraint("click")
+        assert (pk["name"], pk["constrained_columns"]) == ("pk_click", ["id", "clicked_at"])
+        with fresh.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM click_2026_04")).scalar() == 20
+            assert conn.execute(text("SELECT count(*) FROM click_default")).scalar() == 0
+    else:
+        assert inspect(fresh).get_pk_constraint("click")["constrained_columns"] == ["id"]
+    with Session(fresh) as session:
+        part_and_campaign_aggregates(session)
+        old = session.scalars(select(Click).where(Click.click_id == "old000003")).one()
+        replay = ClickEvent(
+            old.click_id, old.clicked_at, 1, old.variant_id, old.part, old.placement_id,
+            old.recipient_id, "GET", DESKTOP, None,
+        )  # fmt: skip
+        new = _click(2, 1, "html", 8, T0 + timedelta(days=300))  # a month with no partition
+        assert record_clicks(session, [replay, new]) == 1
+        session.commit()
+        # The ids go on from the old table's (a conflicting insert may use one up).
+        assert session.scalar(select(func.max(Click.id))) > max(r[0] for r in before["click"])
+        part_and_campaign_aggregates(session)
+    after = _clicks_and_aggregates(fresh)
+    cfg = alembic_config(fresh)
+    with fresh.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0011")
+    assert _clicks_and_aggregates(fresh) == after
+    if backend == "postgresql":
+        assert _partitions(fresh) == {}
+        pk = inspect(fresh).get_pk_constraint("click")
+        assert pk["constrained_columns"] == ["id"]
+    upgrade(fresh)
+    assert _clicks_and_aggregates(fresh) == after
+
+
+@pytest.mark.postgres
+def test_a_migration_gives_up_on_a_lock_it_cannot_get(tmp_path: Path, pg_server: PgServer) -> None:
+    """A query holding ``click`` makes the upgrade fail after the lock timeout, rather than
+    queue every click writer behind it for as long as the query runs."""
+    schema, url = pg_server.new_schema("clickmap_migrate")
+    engine = make_engine(url)
+    try:
+        upgrade(engine, "0011")
+        with engine.connect() as reader:
+            reader.execute(text("SELECT count(*) FROM click"))  # holds its lock until rollback
+            cfg = alembic_config(engine)
+            cfg.attributes["lock_timeout"] = "200ms"
+            started = time.monotonic()
+            with (
+                pytest.raises(OperationalError, match="lock timeout"),
+                engine.begin() as connection,
+            ):
+                cfg.attributes["connection"] = connection
+                command.upgrade(cfg, "0012")
+            assert time.monotonic() - started < 5
+            reader.rollback()
+        assert current(engine) == "0011"
+        upgrade(engine)
+        assert current(engine) == "0012"
+    finally:
+        engine.dispose()
+        pg_server.drop_schema(schema)
