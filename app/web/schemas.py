@@ -246,6 +246,15 @@ class EmailOut(BaseModel):
     variant: str
     html: str | None
     amp: str | None
+    clickmapId: str = Field(
+        description="This email's opaque, signed id: attach it at the ESP (a custom arg, "
+        "user variable, message tag or metadata named clickmap_id) so its delivery events "
+        "reach this campaign and recipient; see docs/esp-webhooks.md."
+    )
+    headers: dict[str, str] = Field(
+        description="Headers to add to the email: X-Clickmap-Id carries clickmapId (SES "
+        "identity notifications read it from the original headers)."
+    )
 
 
 class PersonalizedOut(BaseModel):
