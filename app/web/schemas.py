@@ -345,7 +345,12 @@ class Window(BaseModel):
 class HeatmapOut(Window):
     totalClicks: int
     uniqueClickers: int
-    deliveries: int
+    deliveries: int = Field(
+        description="Recipients the email was delivered to: the click rate's denominator. "
+        "Bounced (permanently), complained and dropped recipients are not counted."
+    )
+    bounces: int = Field(description="Recipients whose email bounced permanently (ESP webhooks).")
+    complaints: int = Field(description="Recipients who reported the email as spam.")
     clickRate: float | None
     clicks: list[HeatmapEntry]
 
