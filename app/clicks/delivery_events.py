@@ -182,8 +182,10 @@ def apply_events(
                 received_at=received_at,
             )
             .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(StoredEvent.id)
         )
-        if not stored.rowcount:  # type: ignore[attr-defined]
+        # RETURNING, not rowcount: it names the row inserted, on both databases alike.
+        if stored.first() is None:
             outcome.duplicates += 1
             continue
         outcome.recorded += 1
@@ -225,5 +227,6 @@ def remember_token(
         dialect_insert(session)(WebhookToken)
         .values(token_hash=digest, esp=esp, seen_at=current)
         .on_conflict_do_nothing(index_elements=["token_hash"])
+        .returning(WebhookToken.token_hash)
     )
-    return not result.rowcount  # type: ignore[attr-defined]
+    return result.first() is None
