@@ -36,10 +36,11 @@ from app.accounts import create_api_token
 from app.config import ConfigError
 from app.db import get_engine
 from app.ingest.campaigns import personalizer
+from app.ingest.esp import WebhookRejected
 from app.models import Delivery, DeliveryEvent, Variant, WebhookToken
 from app.reports.stats import delivered_count
 from app.tokens import MessageIdCodec, message_id_codec
-from app.web import csrf
+from app.web import csrf, webhooks
 from tests.factories import AuthActions, Sent, empty_tables, make_app, send
 from tests.prerequisites import require_shared
 
@@ -642,6 +643,34 @@ def test_a_certificate_elsewhere_is_never_fetched(
     response = web.post("/webhooks/ses", data=json.dumps(envelope).encode())
     assert_json_error(response, 403, "bad_certificate_url")
     assert fetcher.urls == []
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "https://evil.example/SimpleNotificationService-x.pem",
+        "http://sns.us-east-1.amazonaws.com/SimpleNotificationService-x.pem",
+        "https://sns.us-east-1.amazonaws.com:8443/SimpleNotificationService-x.pem",
+        "https://sns.us-east-1.amazonaws.com.evil.example/x.pem",
+    ],
+)
+def test_the_real_fetcher_asks_nothing_but_snss_own_https_address(address: str) -> None:
+    """Refused before any connection is made, whoever calls it."""
+    with pytest.raises(WebhookRejected) as caught:
+        webhooks.fetch_from_sns(address)
+    assert caught.value.code == "bad_certificate_url"
+
+
+def test_an_unreachable_sns_is_a_503_so_sns_retries(
+    hooked: Flask, web: FlaskClient, keys: Keys, sent: Sent
+) -> None:
+    def down(url: str) -> bytes:
+        raise webhooks.Unavailable("sns_unreachable", "SNS could not be reached")
+
+    hooked.config["WEBHOOK_FETCH"] = down
+    response = post(web, "ses", build("ses", keys, "delivered", clickmap_id(hooked, sent)))
+    assert_json_error(response, 503, "sns_unreachable")
+    assert counts(hooked) == (0, 0, [])
 
 
 def test_a_topic_not_configured_is_refused(web: FlaskClient, keys: Keys, fetcher: Fetcher) -> None:
