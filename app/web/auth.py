@@ -94,8 +94,9 @@ class SessionInterface(SecureCookieSessionInterface):
     """
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        # The redirector and the health check never look at the cookie, even when a marketer's
-        # browser sends one: no parsing, no signature check, and nothing saved afterwards.
+        # The redirector, the health check and the webhooks never look at the cookie, even
+        # when a marketer's browser sends one: no parsing, no signature check, and nothing
+        # saved afterwards.
         path = request.environ.get("PATH_INFO", "")
         if path.startswith(_COOKIELESS_PREFIXES) or path == _HEALTH_PATH:
             return _CookielessSession()
