@@ -4,7 +4,7 @@ backfilled from clicks stored before it, and the click writer carries on exactly
 0005 computes each tracked placement's ``location``; 0006 gives users a session version;
 0007 labels clicks and keeps human figures beside every aggregate; 0008 counts first and
 last links; 0009 gives stored clicks the country of their network; 0010 adds the marketer's
-link names and CTA flags, with their history; 0012 gives deliveries a status and adds the
+link names and CTA flags, with their history; 0013 gives deliveries a status and adds the
 ESPs' delivery events and used webhook tokens.
 """
 
@@ -513,7 +513,7 @@ def test_placements_start_unnamed_and_no_cta_and_changes_are_recorded(fresh: Eng
 
 
 def test_deliveries_start_delivered_and_the_event_tables_come_and_go(fresh: Engine) -> None:
-    """0012: recorded deliveries keep counting as delivered; the two tables and both columns
+    """0013: recorded deliveries keep counting as delivered; the two tables and both columns
     go on downgrade, the deliveries stay."""
     upgrade(fresh, "0001")
     _store_clicks_the_old_way(fresh)
@@ -532,7 +532,7 @@ def test_deliveries_start_delivered_and_the_event_tables_come_and_go(fresh: Engi
             ).bindparams(at),
             {"at": T0},
         )
-    upgrade(fresh, "0010")
+    upgrade(fresh, "0012")
     upgrade(fresh)
     with fresh.connect() as conn:
         assert conn.execute(text("SELECT status, status_at FROM delivery")).all() == [
@@ -543,7 +543,7 @@ def test_deliveries_start_delivered_and_the_event_tables_come_and_go(fresh: Engi
     cfg = alembic_config(fresh)
     with fresh.begin() as connection:
         cfg.attributes["connection"] = connection
-        command.downgrade(cfg, "0010")
+        command.downgrade(cfg, "0012")
     assert not {"delivery_event", "webhook_token"} & set(inspect(fresh).get_table_names())
     assert not {"status", "status_at"} & {c["name"] for c in inspect(fresh).get_columns("delivery")}
     with fresh.connect() as conn:
