@@ -69,7 +69,7 @@ def create_app(
     from app import cli, db, errors
     from app.clicks import redirector, tracking
     from app.reports import labels
-    from app.web import api, auth, dashboard, downloads
+    from app.web import api, auth, dashboard, downloads, webhooks
     from app.web.contract import IdConverter
 
     app.url_map.converters["id"] = IdConverter  # <id:...>: a database id, else 404
@@ -83,4 +83,5 @@ def create_app(
     app.register_blueprint(api.bp, url_prefix=api.URL_PREFIX)
     dashboard.init_app(app)
     downloads.init_app(app)
+    webhooks.init_app(app)
     return app

@@ -67,12 +67,29 @@ DEFAULTS: dict[str, Any] = {
     # A link marked as a call to action is flagged when its click rate (unique clickers /
     # delivered x 100, in percent) is under this: 10 is Ptengine's guideline for a CTA.
     "CTA_MIN_CLICK_RATE": 10.0,
+    # ESP delivery webhooks (``POST /webhooks/<esp>``, docs/esp-webhooks.md). An ESP whose
+    # secret is empty is not configured, and its webhook answers 404.
+    # SendGrid: the Event Webhook's verification key (base64, as SendGrid shows it).
+    "WEBHOOK_SENDGRID_PUBLIC_KEY": "",
+    # Mailgun: the HTTP webhook signing key.
+    "WEBHOOK_MAILGUN_SIGNING_KEY": "",
+    # Postmark: the user name and password written in the webhook's URL (Basic auth).
+    "WEBHOOK_POSTMARK_USER": "",
+    "WEBHOOK_POSTMARK_PASSWORD": "",
+    # Amazon SES through SNS: the topic ARNs whose messages are believed.
+    "WEBHOOK_SES_TOPIC_ARNS": [],
+    # The largest webhook body accepted (a larger one answers 413).
+    "WEBHOOK_MAX_BYTES": 2 * 1024 * 1024,
+    # Embedders and tests may also pass, in the mapping only (never from the environment):
+    # WEBHOOK_FETCH, a callable(url) -> bytes used for SNS's certificates and subscription
+    # confirmations instead of an https request, and WEBHOOK_CLOCK, a callable returning the
+    # Unix time the signatures' windows are judged at.
     # "production" refuses the development secret.
     "ENV": "development",
 }
 
 # Settings given as comma-separated lists in the environment.
-_LIST_SETTINGS = {"SECRET_KEYS", "DO_NOT_TRACK_DOMAINS"}
+_LIST_SETTINGS = {"SECRET_KEYS", "DO_NOT_TRACK_DOMAINS", "WEBHOOK_SES_TOPIC_ARNS"}
 _INT_SETTINGS = {
     "MAX_PART_BYTES",
     "MAX_CONTENT_LENGTH",
@@ -83,6 +100,7 @@ _INT_SETTINGS = {
     "LOGIN_WINDOW_SECONDS",
     "WARM_CAMPAIGN_DAYS",
     "WARM_PLACEMENT_LIMIT",
+    "WEBHOOK_MAX_BYTES",
 }
 _FLOAT_SETTINGS = {"CLICK_BATCH_INTERVAL", "CTA_MIN_CLICK_RATE"}
 _BOOL_SETTINGS = {"PDF_REMOTE_IMAGES", "EMAIL_REMOTE_IMAGES"}

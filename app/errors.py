@@ -92,6 +92,16 @@ def is_api_request() -> bool:
     return request.path.startswith(API_PREFIX)
 
 
+# The ESPs' delivery webhooks: machine to machine, answered in JSON like the API, but
+# authenticated by each ESP's own signature or credentials (app.web.webhooks).
+WEBHOOK_PREFIX = "/webhooks/"
+
+
+def answers_in_json() -> bool:
+    """Whether this request's errors are JSON: the API's and the webhooks'."""
+    return request.path.startswith((API_PREFIX, WEBHOOK_PREFIX))
+
+
 def cli_error(exc: ClickmapError) -> click.ClickException:
     """The one-line message every ``clickmap`` command prints for a domain error."""
     return click.ClickException(f"{exc.message} [{exc.code}]")
@@ -117,7 +127,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response | HTTPException:
-        if not is_api_request():
+        if not answers_in_json():
             return exc
         code = (exc.name or "error").lower().replace(" ", "_")
         response = error_response(code, exc.description or exc.name, exc.code or 500)
@@ -128,7 +138,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     def _database_down(exc: OperationalError) -> Response | tuple[str, int]:
         app.logger.error("database unavailable: %s", exc.orig)
-        if is_api_request():
+        if answers_in_json():
             return error_response(
                 "database_unavailable", "The database cannot be reached; try again shortly.", 503
             )

@@ -170,7 +170,23 @@ class Recipient(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+# A delivery's status: ``delivered`` until the ESP reports a permanent bounce, a complaint
+# or a drop (``app.clicks.delivery_events``). Only ``delivered`` rows count as delivered in
+# the reports' click rate; the other three are the recipients who left it.
+DELIVERED = "delivered"
+BOUNCED = "bounced"
+COMPLAINED = "complained"
+DROPPED = "dropped"
+DELIVERY_STATUSES = (DELIVERED, BOUNCED, COMPLAINED, DROPPED)
+
+
 class Delivery(Base):
+    """One variant sent to one recipient, and what became of it.
+
+    ``delivered_at`` is when the email reached the recipient (as the sender or the ESP said);
+    for a row first written by a bounce, complaint or drop it is that event's time.
+    """
+
     __tablename__ = "delivery"
     __table_args__ = (UniqueConstraint("variant_id", "recipient_id"),)
 
@@ -181,6 +197,51 @@ class Delivery(Base):
     variant_id: Mapped[int] = mapped_column(ForeignKey("variant.id", ondelete="CASCADE"))
     recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id", ondelete="CASCADE"))
     delivered_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default=DELIVERED, server_default=DELIVERED)
+    # When the status left ``delivered`` (None while it is ``delivered``).
+    status_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class DeliveryEvent(Base):
+    """A delivery event an ESP reported by webhook, matched to its campaign and recipient.
+
+    Stored once: ``idempotency_key`` is a digest of the event's fields, so an event posted
+    again (an ESP's retry, a replayed request) conflicts with its first copy and changes
+    nothing. No recipient address is kept: ``message_id`` is Clickmap's opaque id.
+    """
+
+    __tablename__ = "delivery_event"
+    __table_args__ = (Index("ix_delivery_event_campaign_event", "campaign_id", "event"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    esp: Mapped[str] = mapped_column(String(16))
+    event: Mapped[str] = mapped_column(String(16))  # delivered, bounced, complained, dropped
+    raw_type: Mapped[str] = mapped_column(String(64))  # the ESP's own name for it
+    permanent: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    message_id: Mapped[str] = mapped_column(String(128))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    variant_id: Mapped[int] = mapped_column(ForeignKey("variant.id", ondelete="CASCADE"))
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id", ondelete="CASCADE"))
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WebhookToken(Base):
+    """A webhook token already accepted (Mailgun's one-use tokens), kept past its window.
+
+    Mailgun's signature does not cover the event, so a captured request could be posted again
+    within the window; the token is what makes it useless. Rows live in the database, shared
+    by every worker and instance, and are pruned once older than the window. Only the
+    token's SHA-256 is kept, so its length is bounded whatever was posted.
+    """
+
+    __tablename__ = "webhook_token"
+    __table_args__ = (Index("ix_webhook_token_seen_at", "seen_at"),)
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    esp: Mapped[str] = mapped_column(String(16))
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Click(Base):

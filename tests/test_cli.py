@@ -89,6 +89,9 @@ def test_personalize_streams_json_lines(
     assert all("https://t.example.com/c/" in line["html"] for line in lines)
     assert all("https://t.example.com/c/" in line["amp"] for line in lines)
     assert "ann@example.com" not in lines[0]["html"]
+    # Each email's id for the ESP webhooks, and the header that can carry it.
+    assert all(line["headers"] == {"X-Clickmap-Id": line["clickmapId"]} for line in lines)
+    assert len({line["clickmapId"] for line in lines}) == 2
 
 
 def test_deliveries_idempotent(

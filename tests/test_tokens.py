@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from app.tokens import ClickToken, InvalidToken, TokenCodec
+from app.tokens import ClickToken, InvalidToken, MessageIdCodec, TokenCodec
 
 TOKEN = ClickToken(campaign_id=7, variant_id=12, part="html", position=3, recipient_id=424242)
 
@@ -111,3 +111,42 @@ def test_different_salts_per_purpose_do_not_cross(salt: bytes) -> None:
     assert other[44] in "AQgw"
     with pytest.raises(InvalidToken, match="bad signature"):
         codec.decode(other)
+
+
+# -- message ids ------------------------------------------------------------------------------
+
+
+def test_a_message_id_names_its_email_and_reads_as_noise() -> None:
+    codec = MessageIdCodec(["k1"])
+    text = codec.encode(7, 12, 424242)
+    assert re.fullmatch(r"cm_[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{22}", text)
+    assert "424242" not in text
+    found = codec.decode(text)
+    assert (found.campaign_id, found.variant_id, found.recipient_id) == (7, 12, 424242)
+    # Two recipients of one email share nothing a reader could step from one to the other.
+    other = codec.encode(7, 12, 424243)
+    assert text[3:25] != other[3:25]
+
+
+def test_a_forged_or_altered_message_id_is_refused() -> None:
+    codec = MessageIdCodec(["k1"])
+    text = codec.encode(7, 12, 424242)
+    flipped = text[:10] + ("A" if text[10] != "A" else "B") + text[11:]
+    for bad in (
+        flipped,
+        text[:-1],
+        text[3:],  # without its prefix
+        MessageIdCodec(["another"]).encode(7, 12, 424242),
+        "cm_" + TokenCodec(["k1"]).encode(TOKEN),  # a click token is not a message id
+        "cm_",
+        "",
+    ):
+        with pytest.raises(InvalidToken):
+            codec.decode(bad)
+
+
+def test_message_ids_survive_key_rotation() -> None:
+    old = MessageIdCodec(["k1"]).encode(1, 2, 3)
+    assert MessageIdCodec(["k1", "k2"]).decode(old).recipient_id == 3
+    with pytest.raises(InvalidToken):
+        MessageIdCodec(["k2"]).decode(old)

@@ -29,13 +29,21 @@ from app.ingest.rewriting import (
     scan,
 )
 from app.models import Campaign, Delivery, Placement, Recipient, Variant, utcnow
-from app.tokens import MAX_POSITION, TokenCodec, token_codec
+from app.tokens import (
+    MAX_POSITION,
+    MessageIdCodec,
+    TokenCodec,
+    message_id_codec,
+    token_codec,
+)
 from app.urls import UnsafeDestination, location_for
 from app.vocabulary import HONEYPOT, PARTS, Part
 
 if TYPE_CHECKING:
     from flask import Flask
 
+# The header a sender may add to each email to carry its Clickmap id (docs/esp-webhooks.md).
+ID_HEADER = "X-Clickmap-Id"
 # Gmail and other AMP clients refuse an AMP part larger than this.
 AMP_SIZE_LIMIT = 200_000
 MAX_RECIPIENT_ID_LENGTH = 255
@@ -331,8 +339,15 @@ class Personalizer:
     """Per-recipient emails from templates compiled once per variant (cached: parts are
     immutable once stored)."""
 
-    def __init__(self, codec: TokenCodec, base_url: str, rules: LinkRules) -> None:
+    def __init__(
+        self,
+        codec: TokenCodec,
+        base_url: str,
+        rules: LinkRules,
+        message_ids: MessageIdCodec | None = None,
+    ) -> None:
         self.codec = codec
+        self.message_ids = message_ids
         self.rules = rules
         self.base = {
             "html": base_url + "/c/",
@@ -387,12 +402,20 @@ class Personalizer:
     def personalize(
         self, session: Session, variant: Variant, external_ids: Sequence[str]
     ) -> Iterator[dict[str, Any]]:
-        """Each recipient's HTML and AMP, in the order given."""
+        """Each recipient's HTML and AMP, in the order given, with the email's Clickmap id
+        (and the header carrying it) when the personalizer has a message id codec."""
         compiled = self.compile(variant)
         ids = ensure_recipients(session, external_ids)
         for ext in external_ids:
             parts = self.render(compiled, ids[ext])
-            yield {"recipient": ext, "variant": variant.name, **parts}
+            email: dict[str, Any] = {"recipient": ext, "variant": variant.name, **parts}
+            if self.message_ids is not None:
+                clickmap_id = self.message_ids.encode(
+                    compiled.campaign_id, compiled.variant_id, ids[ext]
+                )
+                email["clickmapId"] = clickmap_id
+                email["headers"] = {ID_HEADER: clickmap_id}
+            yield email
 
 
 def link_rules(app: Flask) -> LinkRules:
@@ -409,6 +432,9 @@ def personalizer(app: Flask) -> Personalizer:
     found: Personalizer | None = app.extensions.get("clickmap.personalizer")
     if found is None:
         found = app.extensions["clickmap.personalizer"] = Personalizer(
-            token_codec(app), app.config["TRACKING_BASE_URL"], link_rules(app)
+            token_codec(app),
+            app.config["TRACKING_BASE_URL"],
+            link_rules(app),
+            message_id_codec(app),
         )
     return found

@@ -312,6 +312,8 @@ class HeatmapView:
     # and tier (its group's, when grouped), whatever the link list keeps ("CTAs only").
     overlay: list[LinkStat] = dataclasses.field(default_factory=list)
     cta_min_rate: float = CTA_MIN_CLICK_RATE
+    # Recipients by delivery status (bounces and complaints come from the ESPs' webhooks).
+    outcomes: stats.DeliveryOutcomes = dataclasses.field(default_factory=stats.DeliveryOutcomes)
 
 
 def below_cta_guideline(cta: bool, rate: float | None, min_rate: float) -> bool:
@@ -438,6 +440,7 @@ def build_view(
         total=total,
         unique=unique,
         rate=stats.click_rate(unique, delivered),
+        outcomes=stats.delivery_outcomes(session, where.campaign_id, where.variant_id),
         links=links,
         skipped=skipped,
         legend=legend(),

@@ -19,7 +19,15 @@ from sqlalchemy.orm import Session
 from app.clicks.machines import stored_reasons
 from app.errors import InvalidInput, NotFound
 from app.ingest.campaigns import get_campaign
-from app.models import Campaign, CampaignStats, Click, Delivery, Placement, Recipient
+from app.models import (
+    DELIVERED,
+    Campaign,
+    CampaignStats,
+    Click,
+    Delivery,
+    Placement,
+    Recipient,
+)
 from app.reports.stats import HUMAN, REPORTED, UNKNOWN, click_rate, in_utc
 
 MAX_PER_PAGE = 500
@@ -98,7 +106,7 @@ def campaign_list(
         delivered = _grouped(
             session,
             select(Delivery.campaign_id, func.count())
-            .where(Delivery.campaign_id.in_(ids))
+            .where(Delivery.campaign_id.in_(ids), Delivery.status == DELIVERED)
             .group_by(Delivery.campaign_id),
         )
         figures = {

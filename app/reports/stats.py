@@ -39,6 +39,10 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from app.clicks.clicker_sets import union
 from app.errors import NotFound
 from app.models import (
+    BOUNCED,
+    COMPLAINED,
+    DELIVERED,
+    DROPPED,
     Campaign,
     CampaignStats,
     CellReasons,
@@ -359,11 +363,47 @@ def first_and_last(session: Session, where: ClickFilter) -> dict[int, tuple[int,
 
 
 def delivered_count(session: Session, campaign_id: int, variant_id: int | None) -> int:
-    """Recipients the campaign (or one variant of it) was delivered to."""
-    query = select(func.count()).select_from(Delivery).where(Delivery.campaign_id == campaign_id)
+    """Recipients the campaign (or one variant of it) was delivered to: the click rate's
+    denominator. Recipients whose email bounced for good, who complained or whose email the
+    ESP dropped have left it (docs/esp-webhooks.md)."""
+    query = (
+        select(func.count())
+        .select_from(Delivery)
+        .where(Delivery.campaign_id == campaign_id, Delivery.status == DELIVERED)
+    )
     if variant_id is not None:
         query = query.where(Delivery.variant_id == variant_id)
     return int(session.scalar(query) or 0)
+
+
+@dataclass(frozen=True)
+class DeliveryOutcomes:
+    """Recipients by delivery status: the ESPs' webhooks move them out of ``delivered``."""
+
+    delivered: int = 0
+    bounced: int = 0
+    complained: int = 0
+    dropped: int = 0
+
+
+def delivery_outcomes(
+    session: Session, campaign_id: int, variant_id: int | None
+) -> DeliveryOutcomes:
+    """The campaign's (or one variant's) recipients by delivery status."""
+    query = (
+        select(Delivery.status, func.count())
+        .where(Delivery.campaign_id == campaign_id)
+        .group_by(Delivery.status)
+    )
+    if variant_id is not None:
+        query = query.where(Delivery.variant_id == variant_id)
+    counts = {str(status): int(n) for status, n in session.execute(query)}
+    return DeliveryOutcomes(
+        delivered=counts.get(DELIVERED, 0),
+        bounced=counts.get(BOUNCED, 0),
+        complained=counts.get(COMPLAINED, 0),
+        dropped=counts.get(DROPPED, 0),
+    )
 
 
 def campaign_summary(session: Session, where: ClickFilter) -> tuple[int, int, int]:

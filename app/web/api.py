@@ -34,13 +34,14 @@ from app.reports import abtest, exports, repeats
 from app.reports.comparison import CompareParams, build_comparison
 from app.reports.heatmap import HeatmapView, LinkStat, ViewParams, build_view
 from app.reports.selectors import placement_selectors
-from app.web import schemas
+from app.web import csrf, schemas
 from app.web.contract import Contract, json_body, query_args
 from app.web.downloads import pdf_response
 
 URL_PREFIX = "/api/v1"
 bp = Blueprint("api", __name__)
 contract = Contract(bp)
+csrf.exempt(bp, "Bearer tokens only, never the login cookie (app.web.auth)")
 
 # Swagger UI, as its Python distribution ships it: the reference page needs no CDN.
 try:
@@ -254,6 +255,8 @@ def heatmap(campaign_id: int) -> Response:
             "totalClicks": view.total,
             "uniqueClickers": view.unique,
             "deliveries": view.delivered,
+            "bounces": view.outcomes.bounced,
+            "complaints": view.outcomes.complained,
             "clickRate": None if view.rate is None else round(view.rate, 2),
             "clicks": [
                 _entry(view, selectors, link)

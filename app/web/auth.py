@@ -25,7 +25,13 @@ from werkzeug.wrappers import Response
 
 from app.accounts import LoginThrottle, check_api_token, client_network
 from app.db import get_session
-from app.errors import TooManyRequests, Unauthorized, error_response, is_api_request
+from app.errors import (
+    WEBHOOK_PREFIX,
+    TooManyRequests,
+    Unauthorized,
+    error_response,
+    is_api_request,
+)
 from app.models import ApiToken, User
 from app.urls import UnsafeDestination, parse_web_address
 
@@ -40,9 +46,11 @@ _VERSION_KEY = "user_sv"
 
 # Paths that never read or write the login cookie: recipients following tracked links (they
 # are not users, and a marketer clicking a test email must not get the dashboard's cookie
-# refreshed by the redirect) and the health check (load balancers, monitors).
+# refreshed by the redirect), the health check (load balancers, monitors) and the ESPs'
+# webhooks (machines, authenticated by their own signatures).
 _REDIRECT_PREFIX = "/c/"
 _HEALTH_PATH = "/healthz"
+_COOKIELESS_PREFIXES = (_REDIRECT_PREFIX, WEBHOOK_PREFIX)
 
 
 # Endpoints anyone may call: the redirector (recipients are not users), the health check
@@ -55,6 +63,8 @@ PUBLIC_ENDPOINTS = frozenset(
     {"redirector.click", HEALTH_ENDPOINT, "dashboard.login", "dashboard.email_asset", "static"}
     # The API's contract and its reference page: documentation, no data.
     | {"api.openapi", "api.reference", "api.reference_asset"}
+    # The ESPs' delivery webhooks: each checks its ESP's signature or credentials itself.
+    | {"webhooks.receive"}
 )
 
 # How long a token this process found valid still opens the health counters while the
@@ -84,10 +94,11 @@ class SessionInterface(SecureCookieSessionInterface):
     """
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        # The redirector and the health check never look at the cookie, even when a marketer's
-        # browser sends one: no parsing, no signature check, and nothing saved afterwards.
+        # The redirector, the health check and the webhooks never look at the cookie, even
+        # when a marketer's browser sends one: no parsing, no signature check, and nothing
+        # saved afterwards.
         path = request.environ.get("PATH_INFO", "")
-        if path.startswith(_REDIRECT_PREFIX) or path == _HEALTH_PATH:
+        if path.startswith(_COOKIELESS_PREFIXES) or path == _HEALTH_PATH:
             return _CookielessSession()
         # Anyone else without our cookie gets an empty session without parsing cookies or
         # building the serializer.

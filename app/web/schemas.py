@@ -246,6 +246,15 @@ class EmailOut(BaseModel):
     variant: str
     html: str | None
     amp: str | None
+    clickmapId: str = Field(
+        description="This email's opaque, signed id: attach it at the ESP (a custom arg, "
+        "user variable, message tag or metadata named clickmap_id) so its delivery events "
+        "reach this campaign and recipient; see docs/esp-webhooks.md."
+    )
+    headers: dict[str, str] = Field(
+        description="Headers to add to the email: X-Clickmap-Id carries clickmapId (SES "
+        "identity notifications read it from the original headers)."
+    )
 
 
 class PersonalizedOut(BaseModel):
@@ -336,7 +345,12 @@ class Window(BaseModel):
 class HeatmapOut(Window):
     totalClicks: int
     uniqueClickers: int
-    deliveries: int
+    deliveries: int = Field(
+        description="Recipients the email was delivered to: the click rate's denominator. "
+        "Bounced (permanently), complained and dropped recipients are not counted."
+    )
+    bounces: int = Field(description="Recipients whose email bounced permanently (ESP webhooks).")
+    complaints: int = Field(description="Recipients who reported the email as spam.")
     clickRate: float | None
     clicks: list[HeatmapEntry]
 

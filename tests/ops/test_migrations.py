@@ -4,8 +4,10 @@ backfilled from clicks stored before it, and the click writer carries on exactly
 0005 computes each tracked placement's ``location``; 0006 gives users a session version;
 0007 labels clicks and keeps human figures beside every aggregate; 0008 counts first and
 last links; 0009 gives stored clicks the country of their network; 0010 adds the marketer's
-link names and CTA flags, with their history; 0011 partitions ``click`` by month on
-PostgreSQL, keeping every row. Every migration gives up on a lock it cannot get in time.
+link names and CTA flags, with their history; 0011 keeps clicker sets per aggregate cell;
+0012 partitions ``click`` by month on PostgreSQL, keeping every row; 0013 gives
+deliveries a status and adds the ESPs' delivery events and used webhook tokens. Every
+migration gives up on a lock it cannot get in time.
 """
 
 from __future__ import annotations
@@ -668,8 +670,46 @@ def test_a_migration_gives_up_on_a_lock_it_cannot_get(tmp_path: Path, pg_server:
             assert time.monotonic() - started < 5
             reader.rollback()
         assert current(engine) == "0011"
-        upgrade(engine)
+        upgrade(engine, "0012")
         assert current(engine) == "0012"
     finally:
         engine.dispose()
         pg_server.drop_schema(schema)
+
+
+def test_deliveries_start_delivered_and_the_event_tables_come_and_go(fresh: Engine) -> None:
+    """0013: recorded deliveries keep counting as delivered; the two tables and both columns
+    go on downgrade, the deliveries stay."""
+    upgrade(fresh, "0001")
+    _store_clicks_the_old_way(fresh)
+    at = bindparam("at", type_=UTCDateTime())
+    with fresh.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO recipient (id, external_id, created_at) VALUES (90, 'z', :at)"
+            ).bindparams(at),
+            {"at": T0},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO delivery (campaign_id, variant_id, recipient_id, delivered_at) "
+                "VALUES (1, 1, 90, :at)"
+            ).bindparams(at),
+            {"at": T0},
+        )
+    upgrade(fresh, "0012")
+    upgrade(fresh)
+    with fresh.connect() as conn:
+        assert conn.execute(text("SELECT status, status_at FROM delivery")).all() == [
+            ("delivered", None)
+        ]
+    tables = set(inspect(fresh).get_table_names())
+    assert {"delivery_event", "webhook_token"} <= tables
+    cfg = alembic_config(fresh)
+    with fresh.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0012")
+    assert not {"delivery_event", "webhook_token"} & set(inspect(fresh).get_table_names())
+    assert not {"status", "status_at"} & {c["name"] for c in inspect(fresh).get_columns("delivery")}
+    with fresh.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM delivery")).scalar() == 1

@@ -22,6 +22,8 @@ PUBLIC_PATHS = re.compile(
     r"/c/<[^>]+>|/healthz|/login|/static/<path:filename>|/campaigns/<[^>]+>/email/asset"
     # The API's contract and its reference page: documentation, no data.
     r"|/api/v1/openapi\.json|/api/v1/docs|/api/v1/docs/assets/<path:filename>"
+    # The ESPs' webhooks: each checks its ESP's signature (tests/web/test_webhooks.py).
+    r"|/webhooks/<esp>"
 )
 
 
@@ -343,6 +345,8 @@ def test_public_routes_stay_public(client: FlaskClient) -> None:
         assert stylesheet.status_code == 200
     assert client.get("/c/not-a-token").status_code == 404  # answered, not sent to login
     assert client.get("/api/v1/openapi.json").json["openapi"] == "3.1.0"
+    # Answered without a login, as JSON: here no ESP is configured.
+    assert client.post("/webhooks/sendgrid").json["error"]["code"] == "webhook_not_configured"
     # Answered too, but with nothing: the address is not signed.
     assert client.get("/campaigns/1/email/asset?u=https://example.com/").status_code == 404
 

@@ -77,7 +77,8 @@ def load_json(body: bytes | str) -> Any:
     """The body's JSON, or ``malformed``: ESPs post JSON, anything else is not theirs."""
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: arrays nested thousands deep, which no ESP posts.
         raise WebhookRejected("malformed", "the body is not JSON") from None
 
 

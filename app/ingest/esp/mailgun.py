@@ -69,10 +69,14 @@ def verify(
         and signature
     ):
         raise WebhookRejected("malformed", "timestamp, token and signature must be strings")
+    # "surrogatepass": JSON may spell lone surrogates, which must fail the check, not encoding.
     expected = hmac.new(
-        signing_key.encode("utf-8"), (timestamp + token).encode("utf-8"), hashlib.sha256
+        signing_key.encode("utf-8"),
+        (timestamp + token).encode("utf-8", "surrogatepass"),
+        hashlib.sha256,
     ).hexdigest()
-    if not hmac.compare_digest(expected.encode("ascii"), signature.lower().encode("utf-8")):
+    given = signature.lower().encode("utf-8", "surrogatepass")
+    if not hmac.compare_digest(expected.encode("ascii"), given):
         raise WebhookRejected("bad_signature", "the signature does not match")
     check_fresh(timestamp, tolerance, now)
     if seen(token):

@@ -10,7 +10,6 @@ wrong. There is no timestamp or nonce to check: HTTPS is what keeps the credenti
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 from collections.abc import Mapping
 from typing import Any
@@ -55,7 +54,7 @@ def verify(authorization: str | None, username: str, password: str) -> None:
         raise WebhookRejected("bad_credentials", "no Basic credentials")
     try:
         given = base64.b64decode(encoded.strip(), validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or characters outside ASCII
         raise WebhookRejected("bad_credentials", "the credentials are not base64") from None
     if not hmac.compare_digest(given, expected):
         raise WebhookRejected("bad_credentials", "the credentials do not match")
@@ -68,7 +67,9 @@ def _kind(record: Mapping[str, Any]) -> tuple[EventKind, bool | None, str, str] 
             return "delivered", None, "Recipient", "DeliveredAt"
         case "SpamComplaint":
             return "complained", None, "Email", "BouncedAt"
-        case "Bounce" if record.get("Type") not in NOT_BOUNCES:
+        case "Bounce" if isinstance(record.get("Type"), str | None) and (
+            record.get("Type") not in NOT_BOUNCES
+        ):
             kind = record.get("Type")
             permanent = (
                 True if kind in PERMANENT_BOUNCES else False if kind in TRANSIENT_BOUNCES else None

@@ -79,7 +79,7 @@ def verify(
     key = load_public_key(public_key) if isinstance(public_key, str) else public_key
     try:
         der = base64.b64decode(signature.strip(), validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or characters outside ASCII
         raise WebhookRejected("bad_signature", "the signature is not base64") from None
     try:
         key.verify(der, timestamp.encode("utf-8") + body, ec.ECDSA(hashes.SHA256()))

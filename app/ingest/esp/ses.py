@@ -16,7 +16,6 @@ kind is ``eventType``) and the older identity notifications (``notificationType`
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -122,7 +121,9 @@ def signing_string(message: Mapping[str, Any]) -> bytes:
         if not isinstance(value, str):
             raise WebhookRejected("malformed", f"the SNS field {name} is missing")
         parts.append(f"{name}\n{value}\n")
-    return "".join(parts).encode("utf-8")
+    # A lone surrogate (JSON allows "\ud800") is kept as bytes no signer produced: the
+    # signature then fails, rather than the encoding.
+    return "".join(parts).encode("utf-8", "surrogatepass")
 
 
 def verify(
@@ -161,7 +162,7 @@ def verify(
         raise WebhookRejected("bad_certificate_url", "the certificate URL is not a .pem")
     try:
         signature = base64.b64decode(str(message.get("Signature")), validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or characters outside ASCII
         raise WebhookRejected("bad_signature", "the signature is not base64") from None
     try:
         key = x509.load_pem_x509_certificate(fetch_certificate(cert_url)).public_key()
@@ -212,6 +213,16 @@ def _sender_id(mail: Mapping[str, Any], id_key: str, id_header: str | None) -> s
     return None
 
 
+def _items(value: object) -> list[Any]:
+    """A JSON array's items; anything else (absent, a string, a number) holds none."""
+    return list(value) if isinstance(value, list) else []
+
+
+def _addresses(value: object) -> list[Any]:
+    """The ``emailAddress`` of each recipient object of a bounce or complaint."""
+    return [r.get("emailAddress") for r in _items(value) if isinstance(r, Mapping)]
+
+
 def _outcome(
     record: Mapping[str, Any], kind: str
 ) -> tuple[EventKind, bool | None, Mapping[str, Any], list[Any]] | None:
@@ -219,18 +230,16 @@ def _outcome(
     if kind == "Delivery":
         detail = record.get("delivery")
         if isinstance(detail, Mapping):
-            return "delivered", None, detail, list(detail.get("recipients") or [])
+            return "delivered", None, detail, _items(detail.get("recipients"))
     elif kind == "Bounce":
         detail = record.get("bounce")
         if isinstance(detail, Mapping):
             permanent = {"Permanent": True, "Transient": False}.get(str(detail.get("bounceType")))
-            addresses = [r.get("emailAddress") for r in detail.get("bouncedRecipients") or []]
-            return "bounced", permanent, detail, addresses
+            return "bounced", permanent, detail, _addresses(detail.get("bouncedRecipients"))
     elif kind == "Complaint":
         detail = record.get("complaint")
         if isinstance(detail, Mapping):
-            addresses = [r.get("emailAddress") for r in detail.get("complainedRecipients") or []]
-            return "complained", None, detail, addresses
+            return "complained", None, detail, _addresses(detail.get("complainedRecipients"))
     else:
         return None
     raise WebhookRejected("malformed", f"the {kind} record has no details")
