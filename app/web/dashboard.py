@@ -58,6 +58,7 @@ from app.reports.listings import (
     campaign_list,
     iter_placement_clicks,
     placement_breakdown,
+    placement_change_page,
     placement_clicks,
 )
 from app.reports.stats import REPORTED, segments
@@ -374,6 +375,16 @@ def email_asset(campaign_id: int) -> Response:
 
 
 # -- drill-down -------------------------------------------------------------------------------
+
+
+@bp.get("/campaigns/<id:campaign_id>/changes")
+def changes(campaign_id: int) -> str:
+    """Who renamed which link or marked it as a CTA, and when, newest first."""
+    session = get_session()
+    campaign = get_campaign(session, campaign_id)
+    cursor = request.args.get("cursor") or None
+    page = placement_change_page(session, campaign_id, after=cursor)
+    return render_template("changes.html", campaign=campaign, page=page, cursor=cursor)
 
 
 def _placement(session: Session, campaign_id: int, placement_id: int) -> tuple[Campaign, Placement]:
