@@ -45,7 +45,7 @@ from app.reports.heatmap import HeatmapView, LinkStat, ViewParams, build_view
 from app.reports.selectors import placement_selectors
 from app.web import schemas
 from app.web.contract import Contract, json_body, query_args
-from app.web.downloads import pdf_response
+from app.web.downloads import comparison_pdf_response, pdf_response
 
 URL_PREFIX = "/api/v1"
 bp = Blueprint("api", __name__)
@@ -586,6 +586,23 @@ def report_pdf(campaign_id: int) -> Response:
     query = query_args(schemas.ReportQuery)
     params = dataclasses.replace(_view_params(query), sort=query.sort)
     return pdf_response(campaign_id, params)
+
+
+@contract.endpoint(
+    "get",
+    "/campaigns/{campaign_id}/compare.pdf",
+    query=schemas.CompareQuery,
+    response=None,
+    media_type="application/pdf",
+)
+def compare_pdf(campaign_id: int) -> Response:
+    """The comparison of two variants as a PDF: the figures of /compare, then both emails.
+
+    The same switches and answers as /compare; the emails are colored by unique clickers.
+    """
+    query = query_args(schemas.CompareQuery)
+    params = CompareParams(a=query.a, b=query.b, machines=query.machines)
+    return comparison_pdf_response(campaign_id, params)
 
 
 # -- the contract itself ---------------------------------------------------------------------

@@ -268,7 +268,12 @@ def compare(campaign_id: int) -> str:
     except NothingToCompare as exc:
         campaign = get_campaign(session, campaign_id)
         return render_template("compare.html", view=None, campaign=campaign, message=exc.message)
-    return render_template("compare.html", view=view, message=None, format_p=format_p)
+    # The PDF route belongs to app.web.downloads (see heatmap); the same switches, resolved.
+    query = {"a": view.a, "b": view.b, "machines": params.machines}
+    pdf_url = url_for(".compare", campaign_id=campaign_id) + ".pdf?" + urlencode(query)
+    return render_template(
+        "compare.html", view=view, message=None, format_p=format_p, pdf_url=pdf_url
+    )
 
 
 @bp.get("/campaigns/<id:campaign_id>/email")
