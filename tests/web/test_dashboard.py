@@ -909,3 +909,4 @@ def test_the_pdf_shows_the_name_and_the_cta_flag(
     assert "Join our team" in text
     assert "Under the 10% CTA guideline" in text
     assert "Read the blog" not in text.split("Join our team")[-1]  # only the CTA is listed
+    assert "1 tracked link marked as CTA" in text
