@@ -182,14 +182,13 @@ def _placement(placement: Placement, variant: str) -> dict[str, Any]:
     response=schemas.PlacementOut,
 )
 def update_placement(campaign_id: int, placement_id: int) -> Response:
-    """Name a link, or mark it as a call to action (or not), as the heatmap page's edit form
-    does.
+    """Name a link, or mark it as a call to action (or not).
 
-    A field left out stays as it is; a label of null or "" clears the name. Each change is
-    recorded in the campaign's placement changes under "API token" and the token's name; a
-    value equal to the current one records nothing. placementId is an entry's
-    element.placementId in the heatmap endpoints; the hidden honeypot link and untracked
-    links are not found (404 link_not_found).
+    What the heatmap page's edit form does. A field left out stays as it is; a label of null
+    or "" clears the name. Each change is recorded in the campaign's placement changes under
+    "API token" and the token's name; a value equal to the current one records nothing.
+    placementId is an entry's element.placementId in the heatmap endpoints; the hidden
+    honeypot link and untracked links are not found (404 link_not_found).
     """
     body = json_body(schemas.PlacementIn)
     session = get_session()
@@ -212,11 +211,11 @@ def update_placement(campaign_id: int, placement_id: int) -> Response:
     response=schemas.ChangesOut,
 )
 def placement_changes(campaign_id: int) -> Response:
-    """Who renamed which link or marked it as a CTA, and when: the campaign's history,
-    newest first, a page at a time.
+    """Who renamed which link or marked it as a CTA, and when.
 
-    Pass nextCursor back as cursor for the next page (null on the last). The page at
-    /campaigns/{id}/changes shows the same rows.
+    The campaign's history, newest first, a page at a time. Pass nextCursor back as cursor
+    for the next page (null on the last). The page at /campaigns/{id}/changes shows the same
+    rows.
     """
     query = query_args(schemas.ChangesQuery)
     page = listings.placement_change_page(
