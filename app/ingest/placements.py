@@ -1,9 +1,10 @@
 """The marketer's own notes on a campaign's links: a name (``label``) and the CTA flag.
 
-What was sent never changes; these two do, from the dashboard, and every change is recorded
-in ``placement_change`` with who made it and when, so a report whose links were renamed can
-always be traced back to the email. Pure domain code: the caller passes the user and owns
-the transaction.
+What was sent never changes; these two do, from the dashboard or the API, and every change
+is recorded in ``placement_change`` with who made it and when, so a report whose links were
+renamed can always be traced back to the email. Who is a dashboard user, or an API token
+(tokens belong to no user: the change is recorded under the token's name, see ``author``).
+Pure domain code: the caller passes the user or token and owns the transaction.
 """
 
 from __future__ import annotations
@@ -15,10 +16,23 @@ from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput, NotFound
 from app.ingest.campaigns import get_campaign
-from app.models import Placement, PlacementChange, User
+from app.models import ApiToken, Placement, PlacementChange, User
 from app.vocabulary import HONEYPOT
 
 MAX_LABEL_LENGTH = 200  # the column's size
+# A change made through the API is recorded under this prefix and the token's name. The
+# prefix holds a space, which no username may (accounts.USERNAME_PATTERN), so a token can
+# never pass for a user.
+TOKEN_AUTHOR = "API token "  # noqa: S105 - a label, not a secret
+
+Author = User | ApiToken
+
+
+def author(by: Author) -> tuple[int | None, str]:
+    """The user id and the name a change is recorded under."""
+    if isinstance(by, ApiToken):
+        return None, TOKEN_AUTHOR + by.name
+    return by.id, by.username
 
 
 def get_placement(session: Session, campaign_id: int, placement_id: int) -> Placement:
@@ -55,15 +69,16 @@ def clean_label(raw: str | None) -> str | None:
 
 
 def _record(
-    session: Session, placement: Placement, by_user: User, field: str,
+    session: Session, placement: Placement, by: Author, field: str,
     old: str | None, new: str | None, now: datetime | None,
 ) -> None:  # fmt: skip
+    user_id, username = author(by)
     session.add(
         PlacementChange(
             campaign_id=placement.campaign_id,
             placement_id=placement.id,
-            user_id=by_user.id,
-            username=by_user.username,
+            user_id=user_id,
+            username=username,
             field=field,
             old_value=old,
             new_value=new,
@@ -77,7 +92,7 @@ def rename_placement(
     campaign_id: int,
     placement_id: int,
     label: str | None,
-    by_user: User,
+    by: Author,
     now: datetime | None = None,
 ) -> Placement:
     """Give a link the marketer's name (None or blank clears it). A change to the same name
@@ -85,7 +100,7 @@ def rename_placement(
     placement = get_placement(session, campaign_id, placement_id)
     new = clean_label(label)
     if new != placement.label:
-        _record(session, placement, by_user, "label", placement.label, new, now)
+        _record(session, placement, by, "label", placement.label, new, now)
         placement.label = new
     return placement
 
@@ -95,14 +110,14 @@ def mark_cta(
     campaign_id: int,
     placement_id: int,
     cta: bool,
-    by_user: User,
+    by: Author,
     now: datetime | None = None,
 ) -> Placement:
     """Mark a link as a call to action, or not; recorded only when the flag changes."""
     placement = get_placement(session, campaign_id, placement_id)
     if cta != placement.cta:
         old, new = str(placement.cta).lower(), str(cta).lower()
-        _record(session, placement, by_user, "cta", old, new, now)
+        _record(session, placement, by, "cta", old, new, now)
         placement.cta = cta
     return placement
 

@@ -1,5 +1,6 @@
-"""Lists for the dashboard: the campaigns with their headline figures, and the raw clicks
-behind one link (drill-down and CSV export), a page at a time or streamed.
+"""Lists for the dashboard: the campaigns with their headline figures, the raw clicks
+behind one link (drill-down and CSV export), a page at a time or streamed, and the history
+of a campaign's link names and CTA flags (the page and the API read the same pages).
 
 The campaign list reads the aggregates (``campaign_stats``, one row per campaign); the
 drill-down reads raw ``click`` rows by the ``(placement_id, clicked_at)`` index, by design:
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.clicks.machines import stored_reasons
@@ -26,8 +27,11 @@ from app.models import (
     Click,
     Delivery,
     Placement,
+    PlacementChange,
     Recipient,
+    Variant,
 )
+from app.reports.exports import decode_cursor, encode_cursor
 from app.reports.stats import HUMAN, REPORTED, UNKNOWN, click_rate, in_utc
 
 MAX_PER_PAGE = 500
@@ -278,3 +282,88 @@ def placement_breakdown(session: Session, campaign_id: int, placement_id: int) -
         shares(Click.client),
         shares(Click.country),
     )
+
+
+# -- the history of the marketer's link names and CTA flags --------------------------------------
+
+DEFAULT_CHANGES = 50
+MAX_CHANGES = 500
+
+
+@dataclass(frozen=True)
+class ChangeRow:
+    """One change to a link's name or CTA flag, with the link as it was sent."""
+
+    id: int
+    changed_at: datetime
+    username: str  # a user's name, or placements.TOKEN_AUTHOR and an API token's name
+    field: str  # "label" | "cta"
+    old_value: str | None  # a name (None: none), or "true" / "false"
+    new_value: str | None
+    placement_id: int
+    variant: str
+    part: str
+    position: int
+    text: str  # the link's own text, as sent
+    label: str | None  # its name now
+
+
+@dataclass(frozen=True)
+class ChangePage:
+    """One page of a campaign's history, newest first; ``next_cursor`` None on the last."""
+
+    rows: tuple[ChangeRow, ...]
+    next_cursor: str | None
+
+
+def placement_change_page(
+    session: Session, campaign_id: int, *, after: str | None = None, limit: int = DEFAULT_CHANGES
+) -> ChangePage:
+    """Every change to a campaign's link names and CTA flags, newest first, a page at a time.
+
+    Pages are read by keyset on ``(changed_at, id)`` as the raw-click export reads its pages,
+    with the same cursor (``exports.encode_cursor``: a time and a row id), so a change made
+    meanwhile cannot shift rows between pages. NotFound for an unknown campaign,
+    ``InvalidInput`` for a cursor this module did not write or a limit out of range.
+    """
+    if isinstance(limit, bool) or not 1 <= limit <= MAX_CHANGES:
+        raise InvalidInput(
+            "invalid_limit", f"limit must be between 1 and {MAX_CHANGES}, got {limit}"
+        )
+    get_campaign(session, campaign_id)
+    query = (
+        select(PlacementChange, Placement, Variant.name)
+        .join(Placement, Placement.id == PlacementChange.placement_id)
+        .join(Variant, Variant.id == Placement.variant_id)
+        .where(PlacementChange.campaign_id == campaign_id)
+        .order_by(PlacementChange.changed_at.desc(), PlacementChange.id.desc())
+    )
+    if after is not None:
+        at, row_id = decode_cursor(after)
+        query = query.where(
+            PlacementChange.changed_at <= at,
+            or_(PlacementChange.changed_at < at, PlacementChange.id < row_id),
+        )
+    found = session.execute(query.limit(limit + 1)).all()
+    page = found[:limit]
+    rows = tuple(
+        ChangeRow(
+            id=change.id,
+            changed_at=in_utc(change.changed_at),
+            username=change.username,
+            field=change.field,
+            old_value=change.old_value,
+            new_value=change.new_value,
+            placement_id=placement.id,
+            variant=variant,
+            part=placement.part,
+            position=placement.position,
+            text=placement.text,
+            label=placement.label,
+        )
+        for change, placement, variant in page
+    )
+    next_cursor = None
+    if len(found) > limit:
+        next_cursor = encode_cursor(rows[-1].changed_at, rows[-1].id)
+    return ChangePage(rows, next_cursor)

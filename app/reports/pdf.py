@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from weasyprint import CSS, HTML
 
 from app.reports import labels
+from app.reports.comparison import CompareParams, ComparisonView, build_comparison, format_p
 from app.reports.email_overlay import view_document
 from app.reports.fetcher import OWN_ORIGIN, FetchPolicy, RestrictedFetcher, fetch_policy
 from app.reports.heatmap import CTA_MIN_CLICK_RATE, HeatmapView, ViewParams, build_view
@@ -44,18 +45,22 @@ def css_string(text: str) -> str:
     return '"' + "".join(c if c.isalnum() or c in safe else f"\\{ord(c):x} " for c in text) + '"'
 
 
-def page_css(view: HeatmapView, where: str, first_page: int, details_gap: int = 0) -> str:
+def heatmap_footer(view: HeatmapView) -> str:
+    """The heatmap report's running footer."""
+    return f"Clickmap heatmap report: variant {view.variant}, {PART_LABELS[view.params.part]}"
+
+
+def page_css(title: str, footer: str, where: str, first_page: int, details_gap: int = 0) -> str:
     """The @page rules of every part of the file: A4, a running header, page numbers.
 
     Page numbers are CSS counters, so each document is told the number of its first page;
     the report is also told how many pages (the email's) go in front of its details.
     """
     muted = "font: 8pt 'Liberation Sans', 'DejaVu Sans', sans-serif; color: #64748b;"
-    footer = f"Clickmap heatmap report: variant {view.variant}, {PART_LABELS[view.params.part]}"
     rules = [
         "@page {",
         "  size: A4; margin: 17mm 12mm 16mm;",
-        f"  @top-left {{ content: {css_string(view.campaign_name)}; {muted} font-weight: bold; }}",
+        f"  @top-left {{ content: {css_string(title)}; {muted} font-weight: bold; }}",
         f"  @top-right {{ content: {css_string(where)}; {muted} }}",
         f"  @bottom-left {{ content: {css_string(footer)}; {muted} }}",
         f'  @bottom-right {{ content: "Page " counter(page); {muted} }}',
@@ -134,10 +139,16 @@ def _strip_attachments(document: Any) -> None:
 
 
 def _email_document(
-    view: HeatmapView, text: str, fetcher: RestrictedFetcher, first_page: int
+    view: HeatmapView,
+    text: str,
+    fetcher: RestrictedFetcher,
+    first_page: int,
+    footer: str | None = None,
 ) -> Any:
     where = f"The email as sent: variant {view.variant}, {PART_LABELS[view.params.part]} part"
-    pages = CSS(string=page_css(view, where, first_page), url_fetcher=fetcher)
+    footer = footer or heatmap_footer(view)
+    rules = page_css(view.campaign_name, footer, where, first_page)
+    pages = CSS(string=rules, url_fetcher=fetcher)
     # "screen", and the HTML attributes emails are built with (width, align, bgcolor):
     # the email is shown as a mail client shows it, not as a browser would print it.
     html = HTML(
@@ -163,7 +174,9 @@ def _report_document(
             details_view=dataclasses.replace(view, time_chart_svg="", device_chart_svg=""),
             for_print=True,
             # Safe inside <style>: css_string escapes "<", ">" and quotes.
-            page_css=Markup(page_css(view, "Heatmap report", 1, email_pages)),  # noqa: S704
+            page_css=Markup(  # noqa: S704
+                page_css(view.campaign_name, heatmap_footer(view), "Heatmap report", 1, email_pages)
+            ),
         )
     html = HTML(string=source, base_url=OWN_ORIGIN + "/", url_fetcher=fetcher, media_type="print")
     document = html.render(stylesheets=[print_stylesheet()])
@@ -230,3 +243,80 @@ def render(
 def render_report(app: Flask, session: Session, campaign_id: int, params: ViewParams) -> bytes:
     """The PDF of the heatmap view ``params`` of a campaign (see the module docstring)."""
     return render(app, session, campaign_id, params).pdf
+
+
+# -- the comparison of two variants ----------------------------------------------------------
+
+
+def comparison_footer(view: ComparisonView) -> str:
+    """The comparison's running footer, on its pages and on both emails'."""
+    return f"Clickmap A/B comparison: variant {view.a} and variant {view.b}"
+
+
+def _comparison_document(app: Flask, view: ComparisonView, fetcher: RestrictedFetcher) -> Any:
+    """The comparison page's figures (compare_pdf.html), from page 1."""
+    labels.init_app(app)
+    title = view.campaign_name
+    where = f"Variants {view.a} and {view.b} compared"
+    with app.app_context():
+        source = render_template(
+            "compare_pdf.html",
+            view=view,
+            format_p=format_p,
+            for_print=True,
+            # Safe inside <style>: css_string escapes "<", ">" and quotes.
+            page_css=Markup(page_css(title, comparison_footer(view), where, 1)),  # noqa: S704
+        )
+    html = HTML(string=source, base_url=OWN_ORIGIN + "/", url_fetcher=fetcher, media_type="print")
+    document = html.render(stylesheets=[print_stylesheet()])
+    _strip_attachments(document)
+    return document
+
+
+def render_comparison(
+    app: Flask,
+    session: Session,
+    campaign_id: int,
+    params: CompareParams,
+    *,
+    fetcher: RestrictedFetcher | None = None,
+    now: datetime | None = None,
+) -> Rendered:
+    """The comparison of two variants as a PDF: the comparison page's figures (the same
+    ``build_comparison`` the page and the API read), then each variant's email as sent,
+    colored by unique clickers with the comparison's machine switch, as the page's two
+    frames show them: variant a's pages, then b's.
+
+    The emails follow one another rather than sharing a page: each is a document of its own
+    with its own stylesheets (laying both out in one document would let each email's CSS
+    restyle the other), and a WeasyPrint page holds one document's boxes.
+    """
+    started = time.perf_counter()
+    fetcher = fetcher or RestrictedFetcher(fetch_policy(app))
+    view = build_comparison(session, campaign_id, params)
+    report = _comparison_document(app, view, fetcher)
+    pages = list(report.pages)
+    email_pages = 0
+    for name in (view.a, view.b):
+        email_view = build_view(
+            session,
+            campaign_id,
+            ViewParams(metric="unique", variant=name, machines=params.machines),
+            now=now or datetime.now(UTC),
+            charts=False,
+            cta_min_rate=app.config.get("CTA_MIN_CLICK_RATE", CTA_MIN_CLICK_RATE),
+        )
+        text = view_document(session, email_view)
+        email = _email_document(
+            email_view, text, fetcher, len(pages) + 1, footer=comparison_footer(view)
+        )
+        pages += email.pages
+        email_pages += len(email.pages)
+    pdf = report.copy(pages).write_pdf()
+    return Rendered(
+        pdf=pdf,
+        pages=len(pages),
+        email_pages=email_pages,
+        seconds=time.perf_counter() - started,
+        refused=fetcher.refused,
+    )

@@ -19,7 +19,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, render_template, send_from_directory
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    render_template,
+    send_from_directory,
+)
 from sqlalchemy.orm import Session
 
 from app.clicks.devices import COUNTRY_DATA
@@ -29,14 +37,15 @@ from app.db import get_session
 from app.errors import ClickmapError
 from app.ingest import campaigns
 from app.ingest.campaigns import link_rules, personalizer
-from app.models import Variant
-from app.reports import abtest, exports, repeats
+from app.ingest.placements import mark_cta, rename_placement
+from app.models import Placement, Variant
+from app.reports import abtest, exports, listings, repeats
 from app.reports.comparison import CompareParams, build_comparison
 from app.reports.heatmap import HeatmapView, LinkStat, ViewParams, build_view
 from app.reports.selectors import placement_selectors
 from app.web import csrf, schemas
 from app.web.contract import Contract, json_body, query_args
-from app.web.downloads import pdf_response
+from app.web.downloads import comparison_pdf_response, pdf_response
 
 URL_PREFIX = "/api/v1"
 bp = Blueprint("api", __name__)
@@ -146,6 +155,94 @@ def deliveries(campaign_id: int) -> Response:
     session.commit()
     return jsonify(
         {"campaign": campaign.id, "variant": body.variant, "recorded": len(set(ids)), "new": added}
+    )
+
+
+# -- the marketer's link names and CTA flags -------------------------------------------------
+
+
+def _placement(placement: Placement, variant: str) -> dict[str, Any]:
+    return {
+        "placementId": placement.id,
+        "campaign": placement.campaign_id,
+        "variant": variant,
+        "part": placement.part,
+        "kind": placement.kind,
+        "position": placement.position,
+        "text": placement.text,
+        "destination": placement.destination,
+        "label": placement.label,
+        "cta": placement.cta,
+    }
+
+
+@contract.endpoint(
+    "patch",
+    "/campaigns/{campaign_id}/placements/{placement_id}",
+    body=schemas.PlacementIn,
+    response=schemas.PlacementOut,
+)
+def update_placement(campaign_id: int, placement_id: int) -> Response:
+    """Name a link, or mark it as a call to action (or not).
+
+    What the heatmap page's edit form does. A field left out stays as it is; a label of null
+    or "" clears the name. Each change is recorded in the campaign's placement changes under
+    "API token" and the token's name; a value equal to the current one records nothing.
+    placementId is an entry's element.placementId in the heatmap endpoints; the hidden
+    honeypot link and untracked links are not found (404 link_not_found).
+    """
+    body = json_body(schemas.PlacementIn)
+    session = get_session()
+    placement = None
+    if "label" in body.model_fields_set:
+        placement = rename_placement(session, campaign_id, placement_id, body.label, g.api_token)
+    if body.cta is not None:
+        placement = mark_cta(session, campaign_id, placement_id, body.cta, g.api_token)
+    assert placement is not None  # PlacementIn holds a label, a cta or both
+    variant = session.get(Variant, placement.variant_id)
+    assert variant is not None  # a placement's variant is never deleted apart from it
+    session.commit()
+    return jsonify(_placement(placement, variant.name))
+
+
+@contract.endpoint(
+    "get",
+    "/campaigns/{campaign_id}/placement-changes",
+    query=schemas.ChangesQuery,
+    response=schemas.ChangesOut,
+)
+def placement_changes(campaign_id: int) -> Response:
+    """Who renamed which link or marked it as a CTA, and when.
+
+    The campaign's history, newest first, a page at a time. Pass nextCursor back as cursor
+    for the next page (null on the last). The page at /campaigns/{id}/changes shows the same
+    rows.
+    """
+    query = query_args(schemas.ChangesQuery)
+    page = listings.placement_change_page(
+        get_session(), campaign_id, after=query.cursor, limit=query.limit
+    )
+    return jsonify(
+        {
+            "campaign": campaign_id,
+            "changes": [
+                {
+                    "changedAt": row.changed_at.isoformat(),
+                    "by": row.username,
+                    "field": row.field,
+                    "oldValue": row.old_value,
+                    "newValue": row.new_value,
+                    "placementId": row.placement_id,
+                    "variant": row.variant,
+                    "part": row.part,
+                    "position": row.position,
+                    "text": row.text,
+                    "label": row.label,
+                }
+                for row in page.rows
+            ],
+            "nextCursor": page.next_cursor,
+        }
     )
 
 
@@ -491,6 +588,23 @@ def report_pdf(campaign_id: int) -> Response:
     query = query_args(schemas.ReportQuery)
     params = dataclasses.replace(_view_params(query), sort=query.sort)
     return pdf_response(campaign_id, params)
+
+
+@contract.endpoint(
+    "get",
+    "/campaigns/{campaign_id}/compare.pdf",
+    query=schemas.CompareQuery,
+    response=None,
+    media_type="application/pdf",
+)
+def compare_pdf(campaign_id: int) -> Response:
+    """The comparison of two variants as a PDF: the figures of /compare, then both emails.
+
+    The same switches and answers as /compare; the emails are colored by unique clickers.
+    """
+    query = query_args(schemas.CompareQuery)
+    params = CompareParams(a=query.a, b=query.b, machines=query.machines)
+    return comparison_pdf_response(campaign_id, params)
 
 
 # -- the contract itself ---------------------------------------------------------------------

@@ -155,8 +155,12 @@ class Operation:
 PATH_PARAMETERS: dict[str, tuple[str, dict[str, Any]]] = {
     "campaign_id": ("id", {"type": "integer", "format": "int32", "minimum": 1, "maximum": MAX_ID}),
     "name": ("string", {"type": "string", "minLength": 1, "maxLength": 100}),
+    "placement_id": (
+        "id",
+        {"type": "integer", "format": "int32", "minimum": 1, "maximum": MAX_ID},
+    ),
 }
-PATH_EXAMPLES: dict[str, Any] = {"campaign_id": 1, "name": "A"}
+PATH_EXAMPLES: dict[str, Any] = {"campaign_id": 1, "name": "A", "placement_id": 1}
 # Every authenticated endpoint can answer these, whatever else it does.
 COMMON_ERRORS = (401, 404, 429)
 

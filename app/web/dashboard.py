@@ -58,6 +58,7 @@ from app.reports.listings import (
     campaign_list,
     iter_placement_clicks,
     placement_breakdown,
+    placement_change_page,
     placement_clicks,
 )
 from app.reports.stats import REPORTED, segments
@@ -267,7 +268,12 @@ def compare(campaign_id: int) -> str:
     except NothingToCompare as exc:
         campaign = get_campaign(session, campaign_id)
         return render_template("compare.html", view=None, campaign=campaign, message=exc.message)
-    return render_template("compare.html", view=view, message=None, format_p=format_p)
+    # The PDF route belongs to app.web.downloads (see heatmap); the same switches, resolved.
+    query = {"a": view.a, "b": view.b, "machines": params.machines}
+    pdf_url = url_for(".compare", campaign_id=campaign_id) + ".pdf?" + urlencode(query)
+    return render_template(
+        "compare.html", view=view, message=None, format_p=format_p, pdf_url=pdf_url
+    )
 
 
 @bp.get("/campaigns/<id:campaign_id>/email")
@@ -374,6 +380,16 @@ def email_asset(campaign_id: int) -> Response:
 
 
 # -- drill-down -------------------------------------------------------------------------------
+
+
+@bp.get("/campaigns/<id:campaign_id>/changes")
+def changes(campaign_id: int) -> str:
+    """Who renamed which link or marked it as a CTA, and when, newest first."""
+    session = get_session()
+    campaign = get_campaign(session, campaign_id)
+    cursor = request.args.get("cursor") or None
+    page = placement_change_page(session, campaign_id, after=cursor)
+    return render_template("changes.html", campaign=campaign, page=page, cursor=cursor)
 
 
 def _placement(session: Session, campaign_id: int, placement_id: int) -> tuple[Campaign, Placement]:

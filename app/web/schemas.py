@@ -23,8 +23,12 @@ from pydantic import (
     Field,
     StringConstraints,
     WithJsonSchema,
+    model_validator,
 )
 
+from app.errors import ClickmapError
+from app.ingest.placements import MAX_LABEL_LENGTH, clean_label
+from app.reports.listings import DEFAULT_CHANGES, MAX_CHANGES
 from app.reports.stats import UNKNOWN
 from app.vocabulary import CLIENTS, DEVICES, PARTS
 
@@ -129,6 +133,46 @@ class DeliveriesIn(Body):
     )
 
 
+def _label(value: str | None) -> str | None:
+    """The label as it will be stored (``placements.clean_label``: the page's rule), so a
+    name the page would refuse is a 422 naming ``label`` here."""
+    try:
+        return clean_label(value)
+    except ClickmapError as exc:
+        raise ValueError(exc.message) from exc
+
+
+Label = Annotated[
+    Annotated[str, StringConstraints(max_length=4 * MAX_LABEL_LENGTH)] | None,
+    AfterValidator(_label),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string", "maxLength": 4 * MAX_LABEL_LENGTH}, {"type": "null"}],
+            "description": "The link's name, shown instead of its text. Runs of whitespace "
+            f"become one space; at most {MAX_LABEL_LENGTH} characters then, no control "
+            "characters. Empty or null clears it.",
+        }
+    ),
+]
+
+
+class PlacementIn(Body):
+    """What to change about one link; a field left out stays as it is."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    label: Label = None
+    cta: bool | None = Field(default=None, description="Marked as a call to action, or not.")
+
+    @model_validator(mode="after")
+    def _something(self) -> PlacementIn:
+        if not self.model_fields_set:
+            raise ValueError("give label, cta or both")
+        if "cta" in self.model_fields_set and self.cta is None:
+            raise ValueError("cta is true or false")
+        return self
+
+
 class HeatmapQuery(Query):
     variant: VariantName | None = Field(
         default=None, description="Variant name; default the first."
@@ -189,6 +233,11 @@ class RepeatClicksQuery(HeatmapQuery):
 
 class ClicksQuery(HeatmapQuery):
     limit: int = Field(default=100, ge=1, le=1000)
+    cursor: str | None = Field(default=None, max_length=200, description="From nextCursor.")
+
+
+class ChangesQuery(Query):
+    limit: int = Field(default=DEFAULT_CHANGES, ge=1, le=MAX_CHANGES)
     cursor: str | None = Field(default=None, max_length=200, description="From nextCursor.")
 
 
@@ -480,3 +529,44 @@ class CompareOut(DifferenceOut):
     )
     onlyA: list[UnmatchedLink]
     onlyB: list[UnmatchedLink]
+
+
+# -- the marketer's link names and CTA flags --------------------------------------------------
+
+
+class PlacementOut(BaseModel):
+    placementId: int
+    campaign: int
+    variant: str
+    part: Part
+    kind: Literal["a", "area", "vml"]
+    position: int = Field(description="Document order within the part, from 0.")
+    text: str = Field(description="The link's own text, as sent.")
+    destination: str | None
+    label: str | None = Field(description="The marketer's name for the link; null if none.")
+    cta: bool = Field(description="Marked as a call to action.")
+
+
+class ChangeOut(BaseModel):
+    changedAt: datetime = Field(description="UTC.")
+    by: str = Field(
+        description="The dashboard user who made the change, or 'API token ' and the token's "
+        "name for a change made through the API."
+    )
+    field: Literal["label", "cta"]
+    oldValue: str | None = Field(
+        description="Before: a name (null: none), or 'true' / 'false' for cta."
+    )
+    newValue: str | None = Field(description="After, as oldValue.")
+    placementId: int
+    variant: str
+    part: Part
+    position: int
+    text: str = Field(description="The link's own text, as sent.")
+    label: str | None = Field(description="The link's name now.")
+
+
+class ChangesOut(BaseModel):
+    campaign: int
+    changes: list[ChangeOut] = Field(description="Newest first.")
+    nextCursor: str | None = Field(description="Pass as cursor for the next page; null at the end.")

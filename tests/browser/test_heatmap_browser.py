@@ -22,7 +22,7 @@ from app.ingest.links import LinkRules
 from app.models import MachineReasons, PartStats, Placement, PlacementStats, Variant
 from app.reports.heatmap import TIER_COLORS, tier_for
 from app.reports.stats import REPORTED
-from tests.factories import Live, recording_server, sign_in
+from tests.factories import BROWSER_USER, Live, recording_server, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -191,6 +191,19 @@ def test_a_link_marked_as_cta_is_what_ctas_only_lists(
         )
     ).one()
     assert (placement.label, placement.cta) == ("Spring <hero> button", True)
+    # The history says who did it, reached from the heatmap's header.
+    with page.expect_navigation():
+        page.get_by_role("link", name="Link changes").click()
+    assert page.url.endswith(f"/campaigns/{live.campaign_id}/changes")
+    changes = page.locator(".changes-table tbody tr")
+    assert changes.count() == 2
+    shown = [changes.nth(n).locator("td").all_inner_texts() for n in range(2)]
+    assert {row[1] for row in shown} == {BROWSER_USER}
+    assert {row[3] for row in shown} == {
+        "Call to action: not a CTA → CTA",
+        "Name: no name → “Spring <hero> button”",
+    }
+    assert all(row[2].startswith("Spring <hero> button") for row in shown)
 
 
 def test_scripts_in_the_email_never_run(live: Live, page: Any) -> None:

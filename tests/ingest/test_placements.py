@@ -115,3 +115,19 @@ def test_unknown_or_foreign_links_are_not_found(
             rename_placement(session, campaign_id, placement_id, "x", ana)
         with pytest.raises(NotFound):
             mark_cta(session, campaign_id, placement_id, True, ana)
+
+
+def test_a_change_through_the_api_is_recorded_under_the_tokens_name(
+    session: Session, campaign: Campaign
+) -> None:
+    from app.accounts import USERNAME_PATTERN, check_api_token, create_api_token
+
+    token = check_api_token(session, create_api_token(session, "my-esp"))
+    assert token is not None
+    link = placement(campaign, 0)
+    mark_cta(session, campaign.id, link.id, True, token, now=T0)
+    session.flush()
+    [change] = placement_changes(session, campaign.id, link.id)
+    assert (change.user_id, change.username) == (None, "API token my-esp")
+    # No user can be called that: a token never passes for a user.
+    assert not USERNAME_PATTERN.fullmatch(change.username)

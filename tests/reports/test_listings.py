@@ -128,3 +128,46 @@ def test_breakdown_says_who_clicks_a_link_and_leaves_machines_out(session: Sessi
     assert shares(found.countries) == [("JP", 2, 2), ("US", 1, 1)]
     with pytest.raises(NotFound):
         listings.placement_breakdown(session, campaign.id, 999_999)
+
+
+def test_placement_changes_newest_first_a_page_at_a_time(session: Session) -> None:
+    from app.accounts import create_user
+    from app.ingest.placements import mark_cta, rename_placement
+
+    campaign = make_campaign(session, variants=("A", "B"))
+    other = make_campaign(session, "Other")
+    ana = create_user(session, "ana", "correct horse battery")
+    sale, blog = placement(campaign, 0), placement(campaign, 1, variant=1)
+    rename_placement(session, other.id, placement(other, 0).id, "Elsewhere", ana, now=T0)
+    # Three changes at one instant: the row id breaks the tie, on every page.
+    for n in range(3):
+        rename_placement(session, campaign.id, sale.id, f"Sale {n}", ana, now=T0)
+    mark_cta(session, campaign.id, blog.id, True, ana, now=T0 + timedelta(minutes=1))
+    session.flush()
+    first = listings.placement_change_page(session, campaign.id, limit=2)
+    assert [(r.field, r.new_value, r.variant) for r in first.rows] == [
+        ("cta", "true", "B"),
+        ("label", "Sale 2", "A"),
+    ]
+    assert first.next_cursor is not None
+    rest = listings.placement_change_page(session, campaign.id, after=first.next_cursor, limit=2)
+    assert [(r.old_value, r.new_value) for r in rest.rows] == [
+        ("Sale 0", "Sale 1"),
+        (None, "Sale 0"),
+    ]
+    assert rest.next_cursor is None
+    row = rest.rows[0]
+    assert (row.username, row.changed_at, row.placement_id, row.part) == (
+        "ana",
+        T0,
+        sale.id,
+        "html",
+    )
+    assert (row.position, row.text, row.label) == (sale.position, sale.text, "Sale 2")
+    with pytest.raises(InvalidInput):
+        listings.placement_change_page(session, campaign.id, after="not-a-cursor")
+    for limit in (0, listings.MAX_CHANGES + 1):
+        with pytest.raises(InvalidInput):
+            listings.placement_change_page(session, campaign.id, limit=limit)
+    with pytest.raises(NotFound):
+        listings.placement_change_page(session, 10**9)

@@ -853,3 +853,171 @@ def test_heatmap_json_names_ctas_flags_them_and_groups_destinations(
         p["name"] for p in spec["paths"]["/campaigns/{campaign_id}/heatmap"]["get"]["parameters"]
     }
     assert {"ctas", "group"} <= heatmap_params
+
+
+# -- naming links and marking CTAs through the API ----------------------------------------------
+
+
+def _placement_url(campaign_id: int, placement_id: int) -> str:
+    return f"/api/v1/campaigns/{campaign_id}/placements/{placement_id}"
+
+
+def test_patching_a_placement_names_it_marks_it_and_records_the_token(
+    app: Flask, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    from app.models import PlacementChange
+
+    cid = _create(client, auth).json["id"]
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        first, second = (p.id for p in sender_links(s, cid))
+    url = _placement_url(cid, second)
+    response = client.patch(url, json={"label": "  Banner\n<img> ", "cta": True}, headers=auth)
+    assert response.status_code == 200, response.json
+    assert {k: response.json[k] for k in ("placementId", "variant", "part", "label", "cta")} == {
+        "placementId": second,
+        "variant": "A",
+        "part": "html",
+        "label": "Banner <img>",
+        "cta": True,
+    }
+    assert response.json["text"] == "Banner"
+    # The same values again record nothing; cta alone leaves the name as it is.
+    assert client.patch(url, json={"label": "Banner <img>"}, headers=auth).status_code == 200
+    cleared = client.patch(url, json={"cta": False}, headers=auth).json
+    assert (cleared["label"], cleared["cta"]) == ("Banner <img>", False)
+    assert client.patch(url, json={"label": None}, headers=auth).json["label"] is None
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        changes = s.scalars(select(PlacementChange).order_by(PlacementChange.id)).all()
+        assert [(c.user_id, c.username, c.field, c.old_value, c.new_value) for c in changes] == [
+            (None, "API token test", "label", None, "Banner <img>"),
+            (None, "API token test", "cta", "false", "true"),
+            (None, "API token test", "cta", "true", "false"),
+            (None, "API token test", "label", "Banner <img>", None),
+        ]
+    heatmap = client.get(f"/api/v1/campaigns/{cid}/heatmap", headers=auth).json["clicks"]
+    assert [(e["element"]["placementId"], e["label"], e["cta"]) for e in heatmap] == [
+        (first, None, False),
+        (second, None, False),
+    ]
+    history = client.get(f"/api/v1/campaigns/{cid}/placement-changes", headers=auth).json
+    assert history["nextCursor"] is None
+    assert [(c["field"], c["oldValue"], c["newValue"]) for c in history["changes"]] == [
+        ("label", "Banner <img>", None),
+        ("cta", "true", "false"),
+        ("cta", "false", "true"),
+        ("label", None, "Banner <img>"),
+    ]
+    newest = history["changes"][0]
+    assert {k: newest[k] for k in ("by", "placementId", "variant", "part", "text", "label")} == {
+        "by": "API token test",
+        "placementId": second,
+        "variant": "A",
+        "part": "html",
+        "text": "Banner",
+        "label": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "body"),
+        ({"label": 5}, "label"),
+        ({"label": ["x"]}, "label"),
+        ({"label": "x" * 201}, "label"),
+        ({"label": "x" * 801}, "label"),
+        ({"label": "bell\x07"}, "label"),
+        ({"label": "del\x7f"}, "label"),
+        ({"cta": "yes"}, "cta"),
+        ({"cta": 1}, "cta"),
+        ({"cta": None}, "body"),
+        ({"cta": True, "name": "x"}, "name"),
+    ],
+)
+def test_patching_a_placement_refuses_bad_input_and_changes_nothing(
+    app: Flask, client: FlaskClient, auth: dict[str, str], body: dict[str, Any], field: str
+) -> None:
+    from app.models import PlacementChange
+
+    cid = _create(client, auth).json["id"]
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        pid = sender_links(s, cid)[0].id
+    response = client.patch(_placement_url(cid, pid), json=body, headers=auth)
+    assert response.status_code == 422, response.json
+    assert response.json["error"]["code"] == "validation_failed"
+    assert response.json["error"]["details"][0]["field"] == field
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        assert s.scalars(select(PlacementChange)).all() == []
+        link = s.get(Placement, pid)
+        assert link is not None and (link.label, link.cta) == (None, False)
+
+
+def test_patching_a_placement_needs_a_token_json_and_a_link_of_the_campaign(
+    app: Flask, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    cid = _create(client, auth).json["id"]
+    other = _create(client, auth).json["id"]
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        pid = sender_links(s, cid)[0].id
+        honeypot = s.scalars(
+            select(Placement.id).where(Placement.campaign_id == cid, Placement.kind == HONEYPOT)
+        ).first()
+        untracked = s.scalars(
+            select(Placement.id).where(Placement.campaign_id == cid, Placement.tracked.is_(False))
+        ).first()
+    url = _placement_url(cid, pid)
+    assert client.patch(url, json={"cta": True}).status_code == 401
+    assert client.patch(url, data="cta", headers=auth).status_code == 415
+    bad = client.patch(url, data="{", headers={**auth, "Content-Type": "application/json"})
+    assert (bad.status_code, bad.json["error"]["code"]) == (400, "invalid_json")
+    for campaign_id, placement_id in [
+        (other, pid),
+        (cid, honeypot),
+        (cid, untracked),
+        (cid, 2**31 - 1),
+        (2**31 - 1, pid),
+    ]:
+        assert placement_id is not None
+        response = client.patch(
+            _placement_url(campaign_id, placement_id), json={"cta": True}, headers=auth
+        )
+        assert response.status_code == 404, (campaign_id, placement_id)
+        assert response.json["error"]["code"] in ("link_not_found", "campaign_not_found")
+    assert client.patch(_placement_url(cid, 2**31), json={}, headers=auth).status_code == 404
+    assert client.get(f"/api/v1/campaigns/{cid}/placement-changes").status_code == 401
+
+
+def test_placement_changes_come_a_page_at_a_time(
+    app: Flask, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    cid = _create(client, auth).json["id"]
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        pid = sender_links(s, cid)[0].id
+    for n in range(5):
+        body = {"label": f"Name {n}"}
+        assert client.patch(_placement_url(cid, pid), json=body, headers=auth).status_code == 200
+    url = f"/api/v1/campaigns/{cid}/placement-changes"
+    seen: list[str | None] = []
+    pages = 0
+    cursor = None
+    while True:
+        query = "limit=2" + (f"&cursor={cursor}" if cursor else "")
+        body = client.get(f"{url}?{query}", headers=auth).json
+        pages += 1
+        seen += [change["newValue"] for change in body["changes"]]
+        cursor = body["nextCursor"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert seen == [f"Name {n}" for n in reversed(range(5))]
+    for query, status, code in [
+        ("cursor=nope", 400, "invalid_cursor"),
+        ("limit=0", 422, "validation_failed"),
+        ("limit=501", 422, "validation_failed"),
+    ]:
+        response = client.get(f"{url}?{query}", headers=auth)
+        assert (response.status_code, response.json["error"]["code"]) == (status, code), query
+    assert client.get("/api/v1/campaigns/999/placement-changes", headers=auth).status_code == 404
+    spec = client.get("/api/v1/openapi.json").json
+    assert "patch" in spec["paths"]["/campaigns/{campaign_id}/placements/{placement_id}"]
+    assert "get" in spec["paths"]["/campaigns/{campaign_id}/placement-changes"]

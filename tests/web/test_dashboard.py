@@ -840,6 +840,54 @@ def test_an_over_long_name_is_refused_and_nothing_changes(
     assert "at most 200 characters" in response.get_data(as_text=True)
 
 
+def test_the_link_changes_page_lists_who_changed_what_and_when(
+    app: Flask, user_client: FlaskClient
+) -> None:
+    from app.accounts import check_api_token, create_api_token
+    from app.ingest.placements import mark_cta
+
+    seeded = seed(app)
+    cid, careers = seeded.campaign_id, seeded.placements[2]
+    url = f"/campaigns/{cid}/changes"
+    heatmap = soup_of(user_client.get(f"/campaigns/{cid}"))
+    assert heatmap.select_one(f'.page-actions a[href="{url}"]') is not None
+    assert soup_of(user_client.get(url)).select_one("[data-no-changes]") is not None
+    edit_link(user_client, cid, careers, label="<b>Join</b> us", cta="on")
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        token = check_api_token(s, create_api_token(s, "my-esp"))
+        assert token is not None
+        mark_cta(s, cid, careers, False, token)
+        s.commit()
+    rows = [cells(row) for row in soup_of(user_client.get(url)).select(".changes-table tbody tr")]
+    assert [row[1:] for row in rows] == [
+        [
+            "API token my-esp",
+            f"<b>Join</b> us Variant A · HTML · #{seeded.positions[2]} · “Careers”",
+            "Call to action: CTA → not a CTA",
+        ],
+        [
+            "ana",
+            f"<b>Join</b> us Variant A · HTML · #{seeded.positions[2]} · “Careers”",
+            "Call to action: not a CTA → CTA",
+        ],
+        [
+            "ana",
+            f"<b>Join</b> us Variant A · HTML · #{seeded.positions[2]} · “Careers”",
+            "Name: no name → “<b>Join</b> us”",
+        ],
+    ]
+    assert "<b>Join</b>" not in user_client.get(url).get_data(as_text=True)  # escaped
+    assert user_client.get(f"{url}?cursor=nope").status_code == 400
+    assert user_client.get(f"/campaigns/{2**31 - 1}/changes").status_code == 404
+
+
+def test_the_link_changes_page_needs_a_login(app: Flask, client: FlaskClient) -> None:
+    seeded = seed(app)
+    response = client.get(f"/campaigns/{seeded.campaign_id}/changes")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login")
+
+
 def test_grouping_by_destination_merges_rows(app: Flask, user_client: FlaskClient) -> None:
     seeded = seed(app)
     page = soup_of(user_client.get(f"/campaigns/{seeded.campaign_id}?group=destination"))
@@ -862,3 +910,4 @@ def test_the_pdf_shows_the_name_and_the_cta_flag(
     assert "Join our team" in text
     assert "Under the 10% CTA guideline" in text
     assert "Read the blog" not in text.split("Join our team")[-1]  # only the CTA is listed
+    assert "1 tracked link marked as CTA" in text

@@ -3,7 +3,9 @@ rule, the per-link table, the two colored emails; and the API's answer for the s
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup, Tag
@@ -15,7 +17,16 @@ from app.accounts import create_api_token
 from app.clicks.recording import record_clicks
 from app.ingest.campaigns import record_deliveries
 from app.reports import abtest
-from tests.factories import T0, add_user, click_event, log_in, make_campaign, placement, recipients
+from tests.factories import (
+    T0,
+    add_user,
+    click_event,
+    log_in,
+    make_campaign,
+    pdf_text,
+    placement,
+    recipients,
+)
 
 HOUR = timedelta(hours=1)
 
@@ -255,3 +266,87 @@ def test_the_api_says_why_there_is_nothing_to_compare(
     assert response.json is not None
     assert response.json["error"]["code"] == "nothing_to_compare"
     assert client.get(f"/api/v1/campaigns/{campaign.id}/compare").status_code == 401
+
+
+# -- the comparison on paper ------------------------------------------------------------------
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def squeezed(text: str) -> str:
+    """Without any whitespace: pdftotext drops the spaces around a narrow sign (A − B)."""
+    return "".join(text.split())
+
+
+def test_the_pdf_holds_the_pages_figures(
+    user_client: FlaskClient, campaign_id: int, tmp_path: Path
+) -> None:
+    """Every figure, sentence and per-link row the page shows is in the PDF's text (read by
+    pdftotext), then both colored emails."""
+    url = f"/campaigns/{campaign_id}/compare?b=A&a=B&machines=include"
+    page = soup(user_client, url)
+    link = page.select_one(".page-actions a[download]")
+    assert link is not None
+    assert link["href"] == f"/campaigns/{campaign_id}/compare.pdf?a=B&b=A&machines=include"
+    response = user_client.get(str(link["href"]))
+    assert response.status_code == 200
+    assert response.mimetype == "application/pdf"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "comparison.pdf" in response.headers["Content-Disposition"]
+    text = flat(pdf_text(response.data, tmp_path))
+    for arm in ("A", "B"):
+        row = page.select_one(f'tr[data-arm="{arm}"]')
+        assert isinstance(row, Tag)
+        assert flat(row.get_text(" ")) in text, arm
+    difference = page.select_one("tr[data-difference]")
+    assert isinstance(difference, Tag)
+    for cell in difference.select("th, td"):
+        assert squeezed(cell.get_text()) in squeezed(text)
+    for selector in ("[data-verdict]", "[data-warning]", "[data-decision-rule]", ".verdict .muted"):
+        found = page.select(selector)
+        assert found, selector
+        for element in found:
+            assert flat(element.get_text(" ")) in text, selector
+    assert "Fewer than 1,000 deliveries in variant A" in text
+    rows = page.select("table.links-table tbody tr")
+    assert rows
+    for row in rows:
+        # Long destinations may be cut on paper; the text and every figure are whole.
+        cells = [flat(td.get_text(" ")) for td in row.select("td")]
+        name = flat(row.select_one(".link-text").get_text(" "))  # type: ignore[union-attr]
+        assert re.search(re.escape(name) + r".*?" + r"\s+".join(map(re.escape, cells[1:])), text)
+    # The emails, colored by unique clickers: b's after a's, each on pages of its own.
+    pages = pdf_text(response.data, tmp_path).split("\f")
+    emails = [p for p in pages if "The email as sent" in p]
+    assert [re.search(r"variant (\w+), HTML part", p).group(1) for p in emails][:1] == ["B"]  # type: ignore[union-attr]
+    assert "variant A, HTML part" in emails[-1]
+    assert "Variants B and A compared" in pages[0]
+
+
+def test_the_pdf_needs_a_login_and_two_variants(
+    client: FlaskClient, session: Session, campaign_id: int
+) -> None:
+    url = f"/campaigns/{campaign_id}/compare.pdf"
+    response = client.get(url)
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+    single = make_campaign(session, variants=("A",))
+    session.commit()
+    add_user(client.application)
+    assert log_in(client).status_code == 302
+    assert client.get(f"/campaigns/{single.id}/compare.pdf").status_code == 422
+    assert client.get(f"{url}?a=A&b=A").status_code == 400
+    assert client.get(f"{url}?a=Z").status_code == 404
+
+
+def test_the_api_gives_the_same_pdf(client: FlaskClient, bearer: dict[str, str], campaign_id: int,
+                                    tmp_path: Path) -> None:  # fmt: skip
+    headers = bearer
+    url = f"/api/v1/campaigns/{campaign_id}/compare.pdf"
+    response = client.get(url, headers=headers)
+    assert response.status_code == 200 and response.data.startswith(b"%PDF-")
+    assert "62.50%" in pdf_text(response.data, tmp_path)
+    assert client.get(url).status_code == 401
+    bad = client.get(f"{url}?a=A&b=A", headers=headers)
+    assert (bad.status_code, bad.json["error"]["code"]) == (400, "invalid_view")  # type: ignore[index]
