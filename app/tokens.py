@@ -158,6 +158,22 @@ class TokenCodec:
         raise InvalidToken("bad signature")
 
 
+class OpenCodec(TokenCodec):
+    """The codec of open-pixel tokens (``<base>/o/<token>``): the click token's layout, with
+    position 0, under a salt of its own, so a pixel's token never opens a link and a link's
+    token never counts as an open."""
+
+    SALT = b"clickmap.open"
+
+
+def open_codec(app: Flask) -> OpenCodec:
+    """The app's open-pixel codec, built once per process."""
+    codec: OpenCodec | None = app.extensions.get("clickmap.open_codec")
+    if codec is None:
+        codec = app.extensions["clickmap.open_codec"] = OpenCodec(app.config["SECRET_KEYS"])
+    return codec
+
+
 def token_codec(app: Flask) -> TokenCodec:
     """The app's codec, built once per process so its key schedule and caches are shared."""
     codec: TokenCodec | None = app.extensions.get("clickmap.codec")

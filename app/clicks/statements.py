@@ -53,13 +53,17 @@ def insert_ignoring_conflicts(
     insert: Callable[..., Any],
     model: type[Any],
     rows: list[dict[str, Any]],
+    unique: str | None = None,
 ) -> Sequence[Any]:
     """Insert ``rows`` (in order), skipping those whose key exists; returns the keys of the
-    rows inserted (the unique key for clicks, the primary key otherwise)."""
+    rows inserted (the unique key for clicks, or the column ``unique`` names, the primary
+    key otherwise)."""
     if not rows:
         return []
     table = table_of(model)
-    key = ["click_id"] if model is Click else [c.name for c in table.primary_key.columns]
+    if model is Click:
+        unique = "click_id"
+    key = [unique] if unique else [c.name for c in table.primary_key.columns]
     shape = ("ignore", connection.dialect.name, table.name, tuple(rows[0]))
     if connection.dialect.name != "postgresql":
         stmt = memo(
