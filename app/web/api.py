@@ -22,6 +22,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, render_template, send_from_directory
 from sqlalchemy.orm import Session
 
+from app.clicks import conversions
 from app.clicks.devices import COUNTRY_DATA
 from app.clicks.labelling import thresholds_from
 from app.clicks.recording import judge_again
@@ -73,6 +74,8 @@ def create_campaign() -> tuple[Response, int]:
         rules=link_rules(current_app),
         max_part_bytes=current_app.config["MAX_PART_BYTES"],
         utm=body.utm,
+        track_opens=body.track_opens,
+        click_param=body.click_param,
     )
     session.commit()
     result = campaigns.catalog(created.campaign)
@@ -84,6 +87,70 @@ def create_campaign() -> tuple[Response, int]:
 def show_campaign(campaign_id: int) -> Response:
     """A campaign with every link of every variant, tracked or skipped."""
     return jsonify(campaigns.catalog(campaigns.get_campaign(get_session(), campaign_id)))
+
+
+@contract.endpoint(
+    "patch",
+    "/campaigns/{campaign_id}/settings",
+    body=schemas.CampaignSettingsIn,
+    response=schemas.CampaignOut,
+)
+def campaign_settings(campaign_id: int) -> Response:
+    """Change a campaign's tracking: the open pixel, the click-id parameter.
+
+    Fields left out keep their value; click_param null switches the parameter off. The pixel
+    setting applies to emails personalized from now on; running redirectors apply a new
+    click_param within 10 seconds.
+    """
+    body = json_body(schemas.CampaignSettingsIn)
+    session = get_session()
+    campaign = campaigns.get_campaign(session, campaign_id)
+    if "click_param" in body.model_fields_set:
+        campaigns.update_settings(
+            campaign, track_opens=body.track_opens, click_param=body.click_param
+        )
+    else:
+        campaigns.update_settings(campaign, track_opens=body.track_opens)
+    session.commit()
+    return jsonify(campaigns.catalog(campaign))
+
+
+@contract.endpoint(
+    "post",
+    "/conversions",
+    body=schemas.ConversionIn,
+    response=schemas.ConversionOut,
+    status=201,
+    errors=(409,),
+)
+def conversion() -> tuple[Response, int]:
+    """Report an order against the click id its destination received.
+
+    Idempotent on orderId (per campaign): the same order again answers 200 with created
+    false; the same orderId with another click, value or currency answers 409
+    order_conflict. An unknown click id (or one not stored yet: retry in a few seconds)
+    answers 404 click_not_found.
+    """
+    body = json_body(schemas.ConversionIn)
+    session = get_session()
+    recorded = conversions.record_conversion(
+        session, body.click_id, body.order_id, body.value, body.currency, body.converted_at
+    )
+    session.commit()
+    found = recorded.conversion
+    variant = session.get(Variant, found.variant_id)
+    answer = {
+        "conversion": found.id,
+        "campaign": found.campaign_id,
+        "variant": variant.name if variant is not None else "",
+        "placementId": found.placement_id,
+        "clickId": found.click_id,
+        "orderId": found.order_id,
+        "value": conversions.from_micros(found.value_micros),
+        "currency": found.currency,
+        "created": recorded.created,
+    }
+    return jsonify(answer), 201 if recorded.created else 200
 
 
 def _batch(ids: list[str], limit: int) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -23,6 +24,7 @@ from pydantic import (
     Field,
     StringConstraints,
     WithJsonSchema,
+    model_validator,
 )
 
 from app.reports.stats import UNKNOWN
@@ -103,12 +105,62 @@ class VariantIn(Body):
 
 class CampaignIn(Body):
     name: CampaignName
+    track_opens: bool = Field(
+        default=True, description="Put the open pixel in personalized emails (default on)."
+    )
+    click_param: ClickParam | None = Field(
+        default=None,
+        description="The query parameter that hands each click's id to the destination "
+        "(e.g. cm_click), for conversions; default none.",
+    )
     variants: list[VariantIn] = Field(min_length=1, max_length=26)
     utm: dict[UtmName, Annotated[str, StringConstraints(max_length=200)]] | None = Field(
         default=None,
         description="UTM parameters added to every tracked link's redirect, unless the link "
         "already sets that parameter.",
     )
+
+
+ClickParam = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.~-]{1,40}$")]
+
+
+class CampaignSettingsIn(Body):
+    track_opens: bool | None = Field(
+        default=None,
+        description="Whether emails personalized from now on carry the open pixel.",
+    )
+    click_param: ClickParam | None = Field(
+        default=None,
+        description="The query parameter that hands each click's id to the destination "
+        "(e.g. cm_click), for conversions; null switches it off.",
+    )
+
+
+class ConversionIn(Body):
+    click_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")] = Field(
+        alias="clickId", description="The click id the destination received."
+    )
+    order_id: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")] = (
+        Field(alias="orderId", description="The sender's order id: reporting it again is a no-op.")
+    )
+    value: (
+        Annotated[
+            Decimal, Field(strict=False, ge=0, lt=10**12, decimal_places=6, allow_inf_nan=False)
+        ]
+        | None
+    ) = Field(default=None, description="The order's value (a number or a decimal string).")
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = Field(
+        default=None, description="ISO 4217 code; required with a value."
+    )
+    converted_at: Instant | None = Field(
+        default=None, alias="convertedAt", strict=False, description="Default now."
+    )
+
+    @model_validator(mode="after")
+    def _currency_with_value(self) -> ConversionIn:
+        if (self.value is None) != (self.currency is None):
+            raise ValueError("value and currency go together")
+        return self
 
 
 class PersonalizeIn(Body):
@@ -234,6 +286,8 @@ class CampaignOut(BaseModel):
     name: str
     created_at: datetime
     utm: dict[str, str] | None
+    track_opens: bool
+    click_param: str | None
     variants: list[VariantOut]
 
 
@@ -259,6 +313,18 @@ class DeliveriesOut(BaseModel):
     variant: str
     recorded: int = Field(description="Distinct recipients in the request.")
     new: int = Field(description="Of those, how many were not recorded before.")
+
+
+class ConversionOut(BaseModel):
+    conversion: int
+    campaign: int
+    variant: str
+    placementId: int
+    clickId: str
+    orderId: str
+    value: str | None = Field(description="As a decimal string, exactly as stored.")
+    currency: str | None
+    created: bool = Field(description="False when the order was reported before.")
 
 
 class ElementRef(BaseModel):
