@@ -33,6 +33,7 @@ from app.ingest.campaigns import link_rules, personalizer
 from app.models import Variant
 from app.reports import abtest, exports, repeats
 from app.reports.comparison import CompareParams, build_comparison
+from app.reports.funnel import FunnelRow, build_funnel
 from app.reports.heatmap import HeatmapView, LinkStat, ViewParams, build_view
 from app.reports.selectors import placement_selectors
 from app.web import schemas
@@ -215,6 +216,53 @@ def deliveries(campaign_id: int) -> Response:
     )
 
 
+def _funnel_row(row: FunnelRow) -> dict[str, Any]:
+    def rounded(value: float | None) -> float | None:
+        return None if value is None else round(value, 2)
+
+    rates = {step: rounded(rate) for step, _count, rate in row.steps[1:]}
+    return {
+        "variant": row.variant,
+        "sent": row.sent,
+        "delivered": row.delivered,
+        "viewed": row.viewed,
+        "clicked": row.clicked,
+        "converted": row.converted,
+        "openedNotClicked": row.opened_not_clicked,
+        "rates": rates,
+        "clickRate": rounded(row.click_rate),
+        "clickToOpenRate": rounded(row.click_to_open_rate),
+        "revenue": row.revenue,
+        "opens": {k: row.opens.get(k, 0) for k in ("total", "human", "proxy", "machine")},
+    }
+
+
+@contract.endpoint(
+    "get",
+    "/campaigns/{campaign_id}/funnel",
+    query=schemas.FunnelQuery,
+    response=schemas.FunnelOut,
+)
+def funnel(campaign_id: int) -> Response:
+    """Sent, delivered, viewed, clicked and converted, per variant and in total.
+
+    The figures of the campaign page and the PDF (docs/funnel.md): recipients at each step,
+    each step's rate of the step before, the click rate beside the click-to-open rate, and
+    the viewers who never clicked. People only unless machines=include.
+    """
+    query = query_args(schemas.FunnelQuery)
+    found = build_funnel(get_session(), campaign_id, human_only=query.machines == "exclude")
+    return jsonify(
+        {
+            "campaign": found.campaign_id,
+            "machines": query.machines,
+            "trackOpens": found.track_opens,
+            "variants": [_funnel_row(row) for row in found.variants],
+            "total": _funnel_row(found.total),
+        }
+    )
+
+
 # -- heatmap data ----------------------------------------------------------------------------
 
 
@@ -278,6 +326,7 @@ def _window(view: HeatmapView) -> dict[str, Any]:
         "client": view.params.client,
         "country": view.params.country,
         "countryData": COUNTRY_DATA,
+        "currency": view.currency,
     }
 
 
@@ -297,6 +346,8 @@ def _entry(view: HeatmapView, selectors: dict[int, str | None], link: LinkStat) 
         "cta": link.cta,
         "belowCtaGuideline": link.below_cta_guideline,
         "placementIds": list(link.placement_ids),
+        "conversions": link.conversions,
+        "revenue": conversions.from_micros(link.revenue_micros),
     }
 
 

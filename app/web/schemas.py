@@ -60,7 +60,7 @@ def _in_utc(value: datetime) -> datetime:
 Instant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 Part = Literal["html", "amp"]
 Device = Literal["desktop", "mobile", "tablet", "other"]
-Metric = Literal["total", "unique", "rate", "share"]
+Metric = Literal["total", "unique", "rate", "share", "conversions", "revenue"]
 Period = Literal["all", "24h", "7d", "30d", "90d"]
 Machines = Literal["exclude", "include"]
 
@@ -368,6 +368,12 @@ class HeatmapEntry(BaseModel):
         description="The links this entry stands for: one, or all links to the destination "
         "with group=destination."
     )
+    conversions: int = Field(
+        description="Conversions reported against this link's clicks (all time, every label)."
+    )
+    revenue: str = Field(
+        description="Their value in the window's currency, as a decimal string ('0' if none)."
+    )
 
 
 class MachineClicks(BaseModel):
@@ -397,6 +403,10 @@ class Window(BaseModel):
     client: str | None = Field(description="The email client segment, if one was asked for.")
     country: str | None = Field(description="The country segment, if one was asked for.")
     countryData: str = Field(description="Where countries come from, and the data's release.")
+    currency: str | None = Field(
+        description="The currency of the links' revenue: the one the variant's orders carry "
+        "most value in; null without orders of any value."
+    )
 
 
 class HeatmapOut(Window):
@@ -454,6 +464,57 @@ class ClicksOut(Window):
 
 
 # -- comparing two variants ------------------------------------------------------------------
+
+
+class FunnelQuery(Query):
+    machines: Machines = Field(
+        default="exclude",
+        description="Machine opens and clicks: left out by default (viewed counts human and "
+        "proxy opens); include them to count every open and click.",
+    )
+
+
+class FunnelRates(BaseModel):
+    delivered: float | None = Field(description="Delivered / sent x 100.")
+    viewed: float | None = Field(description="Viewed / delivered x 100 (the open rate).")
+    clicked: float | None = Field(
+        description="Clicked / viewed x 100 (click-to-open); clicked / delivered when opens "
+        "are not tracked."
+    )
+    converted: float | None = Field(description="Converted / clicked x 100.")
+
+
+class FunnelOpens(BaseModel):
+    total: int
+    human: int
+    proxy: int
+    machine: int
+
+
+class FunnelRowOut(BaseModel):
+    variant: str | None = Field(description="null for the campaign's row (its variants added).")
+    sent: int = Field(description="Recipients personalized this variant.")
+    delivered: int = Field(description="Recipients with a recorded delivery.")
+    viewed: int | None = Field(
+        description="Recipients with a human or proxy open (any open with machines "
+        "included); null when opens are not tracked and none arrived."
+    )
+    clicked: int = Field(description="Recipients who clicked any of the sender's links.")
+    converted: int = Field(description="Recipients with a conversion.")
+    openedNotClicked: int | None = Field(description="Viewers who never clicked.")
+    rates: FunnelRates = Field(description="Each step of the step before, in percent.")
+    clickRate: float | None = Field(description="Clicked / delivered x 100.")
+    clickToOpenRate: float | None = Field(description="Clicked / viewed x 100.")
+    revenue: dict[str, str] = Field(description="Conversion value per currency.")
+    opens: FunnelOpens = Field(description="Pixel loads by label.")
+
+
+class FunnelOut(BaseModel):
+    campaign: int
+    machines: Machines
+    trackOpens: bool
+    variants: list[FunnelRowOut]
+    total: FunnelRowOut
 
 
 class CompareQuery(Query):
