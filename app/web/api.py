@@ -123,6 +123,7 @@ def campaign_settings(campaign_id: int) -> Response:
     response=schemas.ConversionOut,
     status=201,
     errors=(409,),
+    also=((200, "The order was reported before, with the same figures: nothing changed."),),
 )
 def conversion() -> tuple[Response, int]:
     """Report an order against the click id its destination received.
