@@ -345,6 +345,8 @@ class Tracker:
             )
             if row.click_param:
                 self.params[row.campaign_id] = row.click_param
+            # Their variants too, so their open pixels also count through an outage.
+            self.variants.add((row.campaign_id, row.variant_id))
         log.info("link cache warmed with %d placements", len(rows))
 
     def refresh_gone(self) -> None:
@@ -370,6 +372,7 @@ class Tracker:
         if fresh:
             for key in [k for k in self.targets if k[0] in fresh]:
                 self.targets.pop(key, None)
+            self.variants = {k for k in self.variants if k[0] not in fresh}
 
     # -- health ------------------------------------------------------------------------
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -21,12 +23,25 @@ from app.clicks.opens import (
     label_open,
     record_opens,
 )
+from app.clicks.recording import ClickEvent
 from app.clicks.redirector import PIXEL
+from app.clicks.spool import Spool
+from app.clicks.tracking import writer_for
+from app.db import get_engine
 from app.ingest import campaigns
 from app.ingest.campaigns import personalizer
-from app.models import Campaign, EmailOpen, OpenRecipient, OpenStats, SentEmail, Variant
+from app.models import (
+    Campaign,
+    Click,
+    EmailOpen,
+    OpenRecipient,
+    OpenStats,
+    PlacementStats,
+    SentEmail,
+    Variant,
+)
 from app.tokens import ClickToken, open_codec, token_codec
-from tests.factories import AGENTS, AMP, EMAIL, make_campaign, recipients
+from tests.factories import AGENTS, AMP, EMAIL, empty_tables, make_app, make_campaign, recipients
 
 GMAIL_PROXY = (
     "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
@@ -209,3 +224,56 @@ def test_aggregates_equal_the_stored_opens_and_replays_count_once(session: Sessi
         assert viewers == stats.viewers
     stats_a = session.get(OpenStats, (campaign.id, a.id))
     assert stats_a is not None and (stats_a.openers, stats_a.viewers) == (3, 2)
+
+
+def test_opens_and_clicks_share_the_spool_and_a_replay_stores_each_once(
+    app: Flask, session: Session
+) -> None:
+    """The writer stores a spool holding both, in one transaction; a writer killed after
+    its commit but before its checkpoint replays them, and nothing counts twice."""
+    campaign = make_campaign(session)
+    session.commit()
+    variant = campaign.variants[0]
+    link = next(p for p in variant.placements if p.part == "html" and p.tracked)
+    ids = recipients(session, "r1", "r2")
+    session.commit()
+    spool = Spool(app.config["SPOOL_DIR"])
+    at = datetime.now(UTC)
+    for n, who in enumerate(("r1", "r2", "r1")):
+        spool.append(_event(n, variant, ids[who], AGENTS["desktop"], at).to_record())
+        click = ClickEvent(
+            f"{n:032x}", at, campaign.id, variant.id, "html", link.id, ids[who], "GET",
+            AGENTS["desktop"], None,
+        )  # fmt: skip
+        spool.append(click.to_record())
+    crashed = writer_for(app)
+    crashed.reader.scan()
+    crashed._store(crashed.reader.take(10))  # stored, but killed before its checkpoint
+    crashed.close()
+    spool._finalizer()
+    survivor = writer_for(app)
+    assert survivor.cycle()
+    survivor.close()
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(EmailOpen)) == 3
+    assert session.scalar(select(func.count()).select_from(Click)) == 3
+    stats = session.get(OpenStats, (campaign.id, variant.id))
+    assert stats is not None and (stats.total, stats.human, stats.viewers) == (3, 3, 2)
+    assert session.scalars(select(PlacementStats)).one().total == 3
+
+
+def test_an_unwritable_spool_still_answers_the_pixel_and_stores_the_open(
+    backends: Any, backend: str, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    app = make_app(backends.url(backend), tmp_path, SPOOL_DIR=str(blocker / "spool"))
+    try:
+        email = _sent_email(app)
+        path = PIXEL_URL.findall(email["html"])[0].removeprefix("https://t.example.com")
+        assert app.test_client().get(path).status_code == 200
+        with app.extensions["clickmap.sessionmaker"]() as s:
+            assert s.scalar(select(func.count()).select_from(EmailOpen)) == 1
+    finally:
+        empty_tables(app)
+        get_engine(app).dispose()
