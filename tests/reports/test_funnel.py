@@ -206,5 +206,5 @@ def test_page_api_and_pdf_show_the_same_funnel(
     pdf = client.get(f"/campaigns/{campaign.id}/report.pdf")
     assert pdf.status_code == 200
     text = pdf_text(pdf.data, tmp_path)
-    assert "Funnel, people only" in text and "click-to-open" in text.lower()
+    assert "funnel, people only" in text.lower() and "click-to-open" in text.lower()
     assert "15.5 EUR" in text
