@@ -4,7 +4,7 @@ backfilled from clicks stored before it, and the click writer carries on exactly
 0005 computes each tracked placement's ``location``; 0006 gives users a session version;
 0007 labels clicks and keeps human figures beside every aggregate; 0008 counts first and
 last links; 0009 gives stored clicks the country of their network; 0010 adds the marketer's
-link names and CTA flags, with their history; 0013 adds opens, conversions and the campaign
+link names and CTA flags, with their history; 0014 adds opens, conversions and the campaign
 settings behind them.
 """
 
@@ -516,7 +516,7 @@ OPEN_TABLES = {"sent_email", "email_open", "open_recipient", "open_stats", "conv
 
 
 def test_campaigns_track_opens_and_the_funnel_tables_come_and_go(fresh: Engine) -> None:
-    """0013: existing campaigns get the open pixel and no click parameter, nothing they hold
+    """0014: existing campaigns get the open pixel and no click parameter, nothing they hold
     is lost (no table copy, so no cascade), and the schema is exactly the models'; a
     downgrade drops the tables and both columns."""
     from alembic.autogenerate import compare_metadata
@@ -526,7 +526,7 @@ def test_campaigns_track_opens_and_the_funnel_tables_come_and_go(fresh: Engine) 
 
     upgrade(fresh, "0001")
     _store_clicks_the_old_way(fresh)
-    upgrade(fresh, "0010")
+    upgrade(fresh, "0013")
     upgrade(fresh)
     with fresh.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM placement")).scalar() == 5
@@ -538,7 +538,7 @@ def test_campaigns_track_opens_and_the_funnel_tables_come_and_go(fresh: Engine) 
     cfg = alembic_config(fresh)
     with fresh.begin() as connection:
         cfg.attributes["connection"] = connection
-        command.downgrade(cfg, "0010")
+        command.downgrade(cfg, "0013")
     assert not OPEN_TABLES & set(inspect(fresh).get_table_names())
     columns = {c["name"] for c in inspect(fresh).get_columns("campaign")}
     assert not {"track_opens", "click_param"} & columns

@@ -10,8 +10,8 @@ a click id) with ``conversion_stats``.
 Existing campaigns get the pixel in emails personalized from now on; nothing already sent
 changes. Downgrading drops the tables and the columns.
 
-Revision ID: 0013
-Revises: 0010
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-11-30 10:40:00.000000
 """
 
@@ -22,8 +22,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0013"
-down_revision: str | None = "0010"
+revision: str = "0014"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
