@@ -24,6 +24,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
@@ -72,6 +73,11 @@ class Campaign(Base):
     # Optional UTM parameters, e.g. {"utm_source": "newsletter"}, added to each tracked
     # placement's location at ingest.
     utm: Mapped[dict[str, str] | None] = mapped_column(JSON, default=None)
+    # Whether personalized emails carry the open pixel (docs/opens.md); on unless switched off.
+    track_opens: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # The query parameter that hands the click's id to the destination, for conversions
+    # (e.g. ``cm_click``); None: the Location is the link's own (docs/funnel.md).
+    click_param: Mapped[str | None] = mapped_column(String(40), default=None)
 
     variants: Mapped[list[Variant]] = relationship(
         back_populates="campaign", order_by="Variant.id", cascade="all, delete-orphan"
@@ -562,6 +568,136 @@ class MachineReasons(Base):
     part: Mapped[str] = mapped_column(String(8), primary_key=True)
     reason: Mapped[str] = mapped_column(String(32), primary_key=True)
     clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SentEmail(Base):
+    """A recipient's personalized copy of a variant: one row per (variant, recipient), written
+    when the email is personalized. Its count per variant is the funnel's "Sent"."""
+
+    __tablename__ = "sent_email"
+
+    variant_id: Mapped[int] = mapped_column(
+        ForeignKey("variant.id", ondelete="CASCADE"), primary_key=True
+    )
+    recipient_id: Mapped[int] = mapped_column(
+        ForeignKey("recipient.id", ondelete="CASCADE"), primary_key=True
+    )
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), index=True
+    )
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class EmailOpen(Base):
+    """One load of an email's open pixel: an append-only fact, like a click.
+
+    ``open_id`` is minted by the redirector before it answers, so a replayed open is stored
+    once. ``label`` is ``human``, ``proxy`` (a mailbox provider's image proxy fetched it for
+    a reader: Gmail, Yahoo) or ``machine`` (``app.clicks.opens``), with the rules that fired
+    in ``reasons``. No foreign keys, for the reason ``click`` has none.
+    """
+
+    __tablename__ = "email_open"
+    __table_args__ = (
+        Index("ix_email_open_campaign_opened_at", "campaign_id", "opened_at"),
+        Index("ix_email_open_variant_recipient", "variant_id", "recipient_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    open_id: Mapped[str] = mapped_column(String(32), unique=True)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    campaign_id: Mapped[int] = mapped_column(Integer)
+    variant_id: Mapped[int] = mapped_column(Integer)
+    part: Mapped[str] = mapped_column(String(8))
+    recipient_id: Mapped[int] = mapped_column(Integer)
+    method: Mapped[str] = mapped_column(String(8))
+    user_agent: Mapped[str] = mapped_column(String(512), default="")
+    ip_prefix: Mapped[str | None] = mapped_column(String(64), default=None)
+    label: Mapped[str] = mapped_column(String(8), default="human")
+    reasons: Mapped[str] = mapped_column(String(64), default="")
+    certainty: Mapped[str | None] = mapped_column(String(8), default=None)
+
+
+class OpenRecipient(Base):
+    """Who opened a variant: a row per recipient with any open (``viewer`` false) and a row
+    per recipient with a human or proxy open (``viewer`` true). A new row is what adds one
+    to ``open_stats.openers`` or ``open_stats.viewers``."""
+
+    __tablename__ = "open_recipient"
+
+    variant_id: Mapped[int] = mapped_column(
+        ForeignKey("variant.id", ondelete="CASCADE"), primary_key=True
+    )
+    recipient_id: Mapped[int] = mapped_column(
+        ForeignKey("recipient.id", ondelete="CASCADE"), primary_key=True
+    )
+    viewer: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    first_opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class OpenStats(Base):
+    """Running totals of opens per variant: loads by label, distinct openers, and distinct
+    viewers (recipients with a human or proxy open: the funnel's "Viewed")."""
+
+    __tablename__ = "open_stats"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True
+    )
+    variant_id: Mapped[int] = mapped_column(
+        ForeignKey("variant.id", ondelete="CASCADE"), primary_key=True
+    )
+    total: Mapped[int] = mapped_column(BigInteger, default=0)
+    human: Mapped[int] = mapped_column(BigInteger, default=0)
+    proxy: Mapped[int] = mapped_column(BigInteger, default=0)
+    machine: Mapped[int] = mapped_column(BigInteger, default=0)
+    openers: Mapped[int] = mapped_column(BigInteger, default=0)
+    viewers: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Conversion(Base):
+    """An order the sender reported against a click id (``POST /api/v1/conversions``).
+
+    ``order_id`` is unique per campaign: reporting an order again changes nothing. The
+    click's campaign, variant, part, link and recipient are copied from the click, so
+    reports read conversions without joining the clicks. ``value_micros`` is the order's
+    value in millionths of ``currency`` (exact integers, summed exactly on both databases).
+    """
+
+    __tablename__ = "conversion"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "order_id"),
+        Index("ix_conversion_variant", "campaign_id", "variant_id", "recipient_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    order_id: Mapped[str] = mapped_column(String(200))
+    click_id: Mapped[str] = mapped_column(String(32))
+    variant_id: Mapped[int] = mapped_column(Integer)
+    part: Mapped[str] = mapped_column(String(8))
+    placement_id: Mapped[int] = mapped_column(ForeignKey("placement.id", ondelete="CASCADE"))
+    recipient_id: Mapped[int] = mapped_column(Integer)
+    value_micros: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    currency: Mapped[str | None] = mapped_column(String(3), default=None)
+    converted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ConversionStats(Base):
+    """Conversions and revenue per link and currency ('' for orders without a value)."""
+
+    __tablename__ = "conversion_stats"
+
+    placement_id: Mapped[int] = mapped_column(
+        ForeignKey("placement.id", ondelete="CASCADE"), primary_key=True
+    )
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), index=True
+    )
+    conversions: Mapped[int] = mapped_column(BigInteger, default=0)
+    value_micros: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class User(Base):

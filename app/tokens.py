@@ -109,8 +109,7 @@ class TokenCodec:
             for pos in positions
         )
         signer, cipher = self._keys[0]
-        encryptor = cipher.encryptor()
-        sealed = encryptor.update(blocks) + encryptor.finalize()
+        sealed = self._context("encryptors", cipher).update(blocks)
         return [
             signer.sign(base64_encode(sealed[i : i + 16])).decode("ascii")
             for i in range(0, len(sealed), 16)
@@ -125,13 +124,17 @@ class TokenCodec:
             token.recipient_id,
         )[0]
 
-    def _decryptor(self, cipher: Cipher[Any]) -> Any:
-        """A decryptor kept per thread and key: in ECB mode each whole block is decrypted on
-        its own, so one context serves every token and saves building one per click."""
-        contexts: dict[int, Any] = self._local.__dict__.setdefault("contexts", {})
+    def _context(self, kind: str, cipher: Cipher[Any]) -> Any:
+        """An encryptor or decryptor kept per thread and key: in ECB mode each whole block is
+        processed on its own, so one context serves every token and saves building one per
+        click (decrypting) or per recipient and part (encrypting), which costs more than
+        the AES work itself."""
+        contexts: dict[int, Any] = self._local.__dict__.setdefault(kind, {})
         context = contexts.get(id(cipher))
         if context is None:
-            context = contexts[id(cipher)] = cipher.decryptor()
+            context = contexts[id(cipher)] = (
+                cipher.encryptor() if kind == "encryptors" else cipher.decryptor()
+            )
         return context
 
     def decode(self, token: str) -> ClickToken:
@@ -150,12 +153,28 @@ class TokenCodec:
                 continue
             if len(sealed) != 16:
                 continue
-            block = self._decryptor(cipher).update(sealed)
+            block = self._context("decryptors", cipher).update(sealed)
             version, campaign, variant, part_code, pos, recipient = _LAYOUT.unpack(block)
             if version != _VERSION or part_code >= len(PARTS):
                 raise InvalidToken("unknown token layout")
             return ClickToken(campaign, variant, PARTS[part_code], pos, recipient)
         raise InvalidToken("bad signature")
+
+
+class OpenCodec(TokenCodec):
+    """The codec of open-pixel tokens (``<base>/o/<token>``): the click token's layout, with
+    position 0, under a salt of its own, so a pixel's token never opens a link and a link's
+    token never counts as an open."""
+
+    SALT = b"clickmap.open"
+
+
+def open_codec(app: Flask) -> OpenCodec:
+    """The app's open-pixel codec, built once per process."""
+    codec: OpenCodec | None = app.extensions.get("clickmap.open_codec")
+    if codec is None:
+        codec = app.extensions["clickmap.open_codec"] = OpenCodec(app.config["SECRET_KEYS"])
+    return codec
 
 
 def token_codec(app: Flask) -> TokenCodec:

@@ -94,6 +94,28 @@ def test_personalize_streams_json_lines(
     assert len({line["clickmapId"] for line in lines}) == 2
 
 
+def test_opens_and_the_click_param_are_campaign_settings(
+    runner: FlaskCliRunner, tmp_path: Path, parts: tuple[Path, Path]
+) -> None:
+    catalog = _create(runner, parts, "--no-opens", "--click-param", "cm_click")
+    assert (catalog["track_opens"], catalog["click_param"]) == (False, "cm_click")
+    csv_file = tmp_path / "r.csv"
+    csv_file.write_text("recipient\nann@example.com\n")
+    personalize = ["campaign", "personalize", str(catalog["id"]), str(csv_file), "--variant", "A"]
+    [line] = [json.loads(x) for x in runner.invoke(args=personalize).stdout.splitlines()]
+    assert "/o/" not in line["html"] + line["amp"]
+    switched = runner.invoke(
+        args=["campaign", "settings", str(catalog["id"]), "--opens", "on", "--click-param", ""]
+    )
+    assert switched.exit_code == 0, switched.output
+    assert "open pixel on; click id parameter off" in switched.output
+    [line] = [json.loads(x) for x in runner.invoke(args=personalize).stdout.splitlines()]
+    assert '<img src="https://t.example.com/o/' in line["html"]
+    assert '<amp-img src="https://t.example.com/o/' in line["amp"]
+    bad = runner.invoke(args=["campaign", "settings", str(catalog["id"]), "--click-param", "a b"])
+    assert bad.exit_code != 0 and "click_param must be" in bad.output
+
+
 def test_deliveries_idempotent(
     runner: FlaskCliRunner, tmp_path: Path, session: Session, parts: tuple[Path, Path]
 ) -> None:

@@ -51,6 +51,17 @@ def _parse_variant_files(specs: tuple[str, ...], option: str) -> dict[str, Path]
 )
 @click.option("--amp", "amp_specs", multiple=True, help="VARIANT=FILE with the AMP part.")
 @click.option("--utm", "utm_specs", multiple=True, help="utm_NAME=VALUE appended at redirect.")
+@click.option(
+    "--opens/--no-opens",
+    default=True,
+    help="Put the open pixel in personalized emails (default: on).",
+)
+@click.option(
+    "--click-param",
+    default=None,
+    metavar="NAME",
+    help="Hand each click's id to the destination as ?NAME=<id>, for conversions.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
 @with_appcontext
 def campaign_create(
@@ -58,6 +69,8 @@ def campaign_create(
     html_specs: tuple[str, ...],
     amp_specs: tuple[str, ...],
     utm_specs: tuple[str, ...],
+    opens: bool,
+    click_param: str | None,
     as_json: bool,
 ) -> None:
     """Register a campaign from its email files and print the link catalog."""
@@ -85,6 +98,8 @@ def campaign_create(
             rules=link_rules(current_app),
             max_part_bytes=current_app.config["MAX_PART_BYTES"],
             utm=utm,
+            track_opens=opens,
+            click_param=click_param,
         )
     except ClickmapError as exc:
         raise cli_error(exc) from exc
@@ -95,11 +110,54 @@ def campaign_create(
     _print_catalog(result, as_json)
 
 
+@campaign_group.command("settings")
+@click.argument("campaign_id", type=int)
+@click.option(
+    "--opens",
+    type=click.Choice(["on", "off"]),
+    default=None,
+    help="The open pixel in emails personalized from now on.",
+)
+@click.option(
+    "--click-param",
+    default=None,
+    metavar="NAME",
+    help="Hand each click's id to the destination as ?NAME=<id> ('' switches it off).",
+)
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def campaign_settings(
+    campaign_id: int, opens: str | None, click_param: str | None, as_json: bool
+) -> None:
+    """Switch a campaign's open pixel and click-id parameter; print its catalog."""
+    session = get_session()
+    try:
+        campaign = campaigns.get_campaign(session, campaign_id)
+        if click_param is None:
+            campaigns.update_settings(
+                campaign, track_opens=None if opens is None else opens == "on"
+            )
+        else:
+            campaigns.update_settings(
+                campaign,
+                track_opens=None if opens is None else opens == "on",
+                click_param=click_param or None,
+            )
+    except ClickmapError as exc:
+        raise cli_error(exc) from exc
+    session.commit()
+    _print_catalog(campaigns.catalog(campaign), as_json)
+
+
 def _print_catalog(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
     click.echo(f"campaign {result['id']}: {result['name']}")
+    click.echo(
+        f"  open pixel {'on' if result['track_opens'] else 'off'}; click id parameter "
+        f"{result['click_param'] or 'off'}"
+    )
     for variant in result["variants"]:
         links = variant["links"]
         tracked = sum(1 for link in links if link["tracked"])

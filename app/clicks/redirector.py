@@ -1,4 +1,5 @@
-"""The redirector: ``GET``/``HEAD`` ``/c/<token>`` -> 302 to the link's destination.
+"""The redirector: ``GET``/``HEAD`` ``/c/<token>`` -> 302 to the link's destination, and
+``/o/<token>`` -> the open pixel (docs/opens.md).
 
 The hot path: verify the token, look the placement up (cached: placements never change),
 spool the click, answer. Nothing here renders templates, loads relationships or waits for
@@ -16,7 +17,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.routing import BaseConverter
 
 from app.clicks import tracking
-from app.tokens import InvalidToken, token_codec
+from app.tokens import InvalidToken, open_codec, token_codec
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -82,8 +83,52 @@ def click(token: str) -> Response:
         return _page(GONE_PAGE, 410)
     except tracking.Unavailable:
         return _page(UNAVAILABLE_PAGE, 503, **{"Retry-After": "30"})
-    tracking.record(current_app, decoded, target, request)
-    return _Redirect(target.location)
+    click_id = tracking.record(current_app, decoded, target, request)
+    return _Redirect(target.location_for(click_id))
+
+
+# The smallest transparent GIF: 1x1, one color, 43 bytes.
+PIXEL = bytes.fromhex(
+    "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
+)
+
+
+class _Pixel(Response):
+    """The open pixel's answer, built like ``_Redirect``: fixed headers, sent as they are.
+    ``no-store`` so every view of the email asks again (a cached pixel counts nothing)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(
+            PIXEL,
+            status=status,
+            headers={
+                "Content-Type": "image/gif",
+                "Cache-Control": "no-store, max-age=0",
+                "Content-Length": str(len(PIXEL)),
+            },
+        )
+
+    def get_wsgi_headers(self, environ: WSGIEnvironment) -> Headers:
+        return self.headers
+
+
+@bp.route("/o/<anytext:token>", methods=["GET", "HEAD"])
+def pixel(token: str) -> Response:
+    """An email was opened: spool the open as a click is spooled, answer the pixel.
+
+    A bad token or a deleted campaign still gets the pixel (a broken image helps nobody),
+    with the status a link would get, and counts nothing."""
+    try:
+        decoded = open_codec(current_app).decode(token)
+        tracking.lookup_open(current_app, decoded)
+    except InvalidToken:
+        return _Pixel(404)
+    except tracking.CampaignGone:
+        return _Pixel(410)
+    except tracking.Unavailable:
+        return _Pixel(503)
+    tracking.record_open(current_app, decoded, request)
+    return _Pixel(200)
 
 
 # What anyone may learn: the process answers. Built once; nothing is looked up.

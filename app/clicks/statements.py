@@ -58,14 +58,18 @@ def insert_ignoring_conflicts(
     insert: Callable[..., Any],
     model: type[Any],
     rows: list[dict[str, Any]],
+    unique: str | None = None,
 ) -> Sequence[Any]:
     """Insert ``rows`` (in order), skipping those whose key exists; returns the keys of the
-    rows inserted (``CLICK_KEY`` for clicks, click id first; the primary key otherwise)."""
+    rows inserted (``CLICK_KEY`` for clicks, click id first; the column ``unique`` names;
+    the primary key otherwise)."""
     if not rows:
         return []
     table = table_of(model)
     if model is Click:
         key = list(CLICK_KEY[connection.dialect.name])
+    elif unique:
+        key = [unique]
     else:
         key = [c.name for c in table.primary_key.columns]
     shape = ("ignore", connection.dialect.name, table.name, tuple(rows[0]))

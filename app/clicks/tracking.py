@@ -35,11 +35,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.clicks.devices import truncate_ip
 from app.clicks.labelling import thresholds_from
+from app.clicks.opens import OPEN_MARK, OpenEvent, is_open_record, record_opens
 from app.clicks.recording import PURPOSE_LIMIT, USER_AGENT_LIMIT, ClickEvent, record_clicks
 from app.clicks.spool import Spool, SpoolError, backlog_bytes
 from app.clicks.writer import ClickWriter, read_status
 from app.db import get_engine, session_scope
-from app.models import Campaign, Placement
+from app.models import Campaign, Placement, Variant
 from app.tokens import ClickToken, InvalidToken
 
 log = logging.getLogger("clickmap.tracking")
@@ -59,6 +60,27 @@ class Unavailable(Exception):
 class Target:
     placement_id: int
     location: str  # the Location header value, UTM included (Placement.location)
+    # With the campaign's ``click_param`` set: the Location is ``head + click id + tail``.
+    split: tuple[str, str] | None = None
+
+    def location_for(self, click_id: str) -> str:
+        split = self.split
+        return self.location if split is None else split[0] + click_id + split[1]
+
+
+def with_click_param(location: str, param: str | None) -> tuple[str, str] | None:
+    """Where the click id goes in ``location``: the last query parameter ``param=<id>``,
+    before any fragment (docs/funnel.md)."""
+    if not param:
+        return None
+    before, hash_, fragment = location.partition("#")
+    if "?" not in before:
+        sep = "?"
+    elif before.endswith(("?", "&")):
+        sep = ""
+    else:
+        sep = "&"
+    return before + sep + param + "=", hash_ + fragment
 
 
 _Key = tuple[int, int, str, int]  # campaign, variant, part, position
@@ -79,6 +101,8 @@ class Tracker:
             raise ValueError(f"CLICK_WRITER must be one of {self.MODES}, got {self.mode!r}")
         self.targets: dict[_Key, Target] = {}
         self.gone: set[int] = set()
+        self.params: dict[int, str] = {}  # campaign -> click_param, where one is set
+        self.variants: set[tuple[int, int]] = set()  # (campaign, variant) known to exist
         self.lost = 0  # clicks neither spooled nor stored: logged one by one
         # In process mode the writer lives elsewhere: none here, so nothing in a serving
         # process can take the spool directory's writer lock.
@@ -110,6 +134,7 @@ class Tracker:
                         Placement.location,
                         Placement.tracked,
                         Campaign.deleted_at,
+                        Campaign.click_param,
                     )
                     .join(Campaign, Campaign.id == Placement.campaign_id)
                     .where(
@@ -125,9 +150,33 @@ class Tracker:
             raise InvalidToken("unknown placement")
         if row.deleted_at is not None:
             raise CampaignGone()
-        target = Target(row.id, row.location)
+        target = Target(row.id, row.location, with_click_param(row.location, row.click_param))
+        if row.click_param:
+            self.params[token.campaign_id] = row.click_param
         self.targets[key] = target
         return target
+
+    def lookup_open(self, token: ClickToken) -> None:
+        """Check that an open pixel's variant exists (cached), or raise like ``lookup``."""
+        if token.campaign_id in self.gone:
+            raise CampaignGone()
+        key = (token.campaign_id, token.variant_id)
+        if key in self.variants:
+            return
+        try:
+            with session_scope(self.app) as session:
+                row = session.execute(
+                    select(Campaign.deleted_at)
+                    .join(Variant, Variant.campaign_id == Campaign.id)
+                    .where(Campaign.id == token.campaign_id, Variant.id == token.variant_id)
+                ).first()
+        except SQLAlchemyError as exc:
+            raise Unavailable() from exc
+        if row is None:
+            raise InvalidToken("unknown variant")
+        if row.deleted_at is not None:
+            raise CampaignGone()
+        self.variants.add(key)
 
     def submit(self, record: list[Any]) -> None:
         """Make the click durable (spooled) or, failing that, stored; never raise.
@@ -150,9 +199,12 @@ class Tracker:
         # redirected, and the click is written now, synchronously, or counted as lost.
         try:
             with session_scope(self.app) as session:
-                record_clicks(
-                    session, [ClickEvent.from_record(record)], thresholds_from(self.app.config)
-                )
+                if is_open_record(record):
+                    record_opens(session, [OpenEvent.from_record(record)])
+                else:
+                    record_clicks(
+                        session, [ClickEvent.from_record(record)], thresholds_from(self.app.config)
+                    )
             log.warning("spool unwritable (%s): click %s stored directly", reason, record[0])
         except SQLAlchemyError as exc:
             with self._lock:
@@ -271,6 +323,7 @@ class Tracker:
                         Placement.position,
                         Placement.id,
                         Placement.location,
+                        Campaign.click_param,
                     )
                     .join(Campaign, Campaign.id == Placement.campaign_id)
                     .where(
@@ -287,18 +340,39 @@ class Tracker:
             return
         for row in rows:
             key = (row.campaign_id, row.variant_id, row.part, row.position)
-            self.targets[key] = Target(row.id, row.location)
+            self.targets[key] = Target(
+                row.id, row.location, with_click_param(row.location, row.click_param)
+            )
+            if row.click_param:
+                self.params[row.campaign_id] = row.click_param
+            # Their variants too, so their open pixels also count through an outage.
+            self.variants.add((row.campaign_id, row.variant_id))
         log.info("link cache warmed with %d placements", len(rows))
 
     def refresh_gone(self) -> None:
-        """Forget cached links of campaigns deleted since (within ``HOUSEKEEPING`` seconds)."""
+        """Forget cached links of campaigns deleted since, or whose click parameter changed
+        (within ``HOUSEKEEPING`` seconds)."""
         with session_scope(self.app) as session:
             gone = set(session.scalars(select(Campaign.id).where(Campaign.deleted_at.is_not(None))))
+            params = {
+                int(cid): str(param)
+                for cid, param in session.execute(
+                    select(Campaign.id, Campaign.click_param).where(
+                        Campaign.click_param.is_not(None)
+                    )
+                )
+            }
         fresh = gone - self.gone
         self.gone = gone
+        changed = {
+            c for c in params.keys() | self.params.keys() if params.get(c) != self.params.get(c)
+        }
+        self.params = params
+        fresh |= changed
         if fresh:
             for key in [k for k in self.targets if k[0] in fresh]:
                 self.targets.pop(key, None)
+            self.variants = {k for k in self.variants if k[0] not in fresh}
 
     # -- health ------------------------------------------------------------------------
 
@@ -367,8 +441,33 @@ def lookup(app: Flask, token: ClickToken) -> Target:
     return tracker(app).lookup(token)
 
 
-def record(app: Flask, token: ClickToken, target: Target, request: Request) -> None:
-    """Spool the click of this request; only the network prefix of the address is kept."""
+def lookup_open(app: Flask, token: ClickToken) -> None:
+    tracker(app).lookup_open(token)
+
+
+def record_open(app: Flask, token: ClickToken, request: Request) -> None:
+    """Spool the open of this request, as ``record`` spools a click (docs/opens.md)."""
+    found = tracker(app)
+    environ = request.environ
+    found.submit(
+        [
+            OPEN_MARK,
+            found.next_click_id(),
+            time.time(),
+            token.campaign_id,
+            token.variant_id,
+            token.part,
+            token.recipient_id,
+            request.method,
+            environ.get("HTTP_USER_AGENT", "")[:USER_AGENT_LIMIT],
+            truncate_ip(environ.get("REMOTE_ADDR")),
+        ]
+    )
+
+
+def record(app: Flask, token: ClickToken, target: Target, request: Request) -> str:
+    """Spool the click of this request and return its id; only the network prefix of the
+    address is kept."""
     found = tracker(app)
     environ = request.environ  # read directly: the headers wrapper costs more than the rest
     # Behind trusted proxies, ProxyFix (create_app) has put the client's address here.
@@ -376,9 +475,10 @@ def record(app: Flask, token: ClickToken, target: Target, request: Request) -> N
     purpose = environ.get("HTTP_SEC_PURPOSE") or environ.get("HTTP_PURPOSE")
     # Fields in the order of recording.RECORD_FIELDS, built here without an event object
     # (the redirect path pays for every allocation); tests/clicks/test_redirector.py checks it.
+    click_id = found.next_click_id()
     found.submit(
         [
-            found.next_click_id(),
+            click_id,
             time.time(),
             token.campaign_id,
             token.variant_id,
@@ -392,3 +492,4 @@ def record(app: Flask, token: ClickToken, target: Target, request: Request) -> N
             purpose[:PURPOSE_LIMIT] if purpose else None,
         ]
     )
+    return click_id

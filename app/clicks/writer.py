@@ -30,8 +30,9 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.clicks import partitions
+from app.clicks import opens, partitions
 from app.clicks.machines import DEFAULT_THRESHOLDS, Thresholds
+from app.clicks.opens import OpenEvent, is_open_record, record_opens
 from app.clicks.recording import ClickEvent, known_only, record_clicks
 from app.clicks.spool import SpoolReader, Taken
 
@@ -100,24 +101,38 @@ class ClickWriter:
             return True
 
     def _store(self, taken: list[Taken]) -> int:
+        """Store a batch of clicks and opens (docs/opens.md) in one transaction; returns how
+        many clicks were new."""
         events = []
+        opened = []
         for part in taken:
             for frame in part.frames:
                 try:
-                    events.append(ClickEvent.from_record(frame.record))
+                    if is_open_record(frame.record):
+                        opened.append(OpenEvent.from_record(frame.record))
+                    else:
+                        events.append(ClickEvent.from_record(frame.record))
                 except (TypeError, ValueError):  # e.g. written by an incompatible version
                     log.error("unreadable spool record skipped: %r", frame.record)
         self.prepare_months({partitions.month_of(e.clicked_at) for e in events})
         try:
             with self.sessions.begin() as session:
+                record_opens(session, opened)
                 return record_clicks(session, events, self.thresholds)
         except IntegrityError:
             with self.sessions.begin() as session:
                 kept = known_only(session, events)
+                kept_opens = opens.known_only(session, opened)
                 log.warning(
                     "dropped %d clicks whose placement or recipient no longer exists",
                     len(events) - len(kept),
                 )
+                if len(kept_opens) < len(opened):
+                    log.warning(
+                        "dropped %d opens whose variant or recipient no longer exists",
+                        len(opened) - len(kept_opens),
+                    )
+                record_opens(session, kept_opens)
                 return record_clicks(session, kept, self.thresholds)
 
     def prepare_months(self, months: set[date]) -> None:

@@ -7,6 +7,7 @@ mints tokens and joins precomputed text: that is what makes personalization fast
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,12 +29,13 @@ from app.ingest.rewriting import (
     check_html,
     scan,
 )
-from app.models import Campaign, Delivery, Placement, Recipient, Variant, utcnow
+from app.models import Campaign, Delivery, Placement, Recipient, SentEmail, Variant, utcnow
 from app.tokens import (
     MAX_POSITION,
     MessageIdCodec,
     TokenCodec,
     message_id_codec,
+    open_codec,
     token_codec,
 )
 from app.urls import UnsafeDestination, location_for
@@ -83,8 +85,11 @@ def create_campaign(
     rules: LinkRules,
     max_part_bytes: int,
     utm: Mapping[str, str] | None = None,
+    track_opens: bool = True,
+    click_param: str | None = None,
 ) -> CreatedCampaign:
     """Validate, catalog and store a campaign with its variants and their placements."""
+    check_click_param(click_param)
     name = (name or "").strip()
     if not name:
         raise Unprocessable("invalid_campaign", "a campaign needs a non-empty name")
@@ -106,7 +111,9 @@ def create_campaign(
     ):
         raise Unprocessable("invalid_utm", "utm must map utm_* names to strings")
 
-    campaign = Campaign(name=name, utm=dict(utm) if utm else None)
+    campaign = Campaign(
+        name=name, utm=dict(utm) if utm else None, track_opens=track_opens, click_param=click_param
+    )
     warnings: list[str] = []
     for v in variants:
         variant = Variant(name=v.name, html=v.html, amp=v.amp)
@@ -148,6 +155,35 @@ def create_campaign(
     session.add(campaign)
     session.flush()
     return CreatedCampaign(campaign, warnings)
+
+
+# What a conversion parameter's name may be: a plain query-parameter name, never one that
+# needs escaping (docs/funnel.md).
+CLICK_PARAM = re.compile(r"[A-Za-z0-9_.~-]{1,40}")
+
+
+def check_click_param(name: str | None) -> None:
+    if name is not None and not CLICK_PARAM.fullmatch(name):
+        raise Unprocessable(
+            "invalid_click_param",
+            f"click_param must be 1 to 40 letters, digits or _ . ~ - (e.g. cm_click), got {name!r}",
+        )
+
+
+_UNSET: Any = object()
+
+
+def update_settings(
+    campaign: Campaign, *, track_opens: bool | None = None, click_param: str | None = _UNSET
+) -> None:
+    """Change a campaign's tracking settings: the open pixel in emails personalized from
+    now on, and the click-id parameter of redirects (running redirectors pick it up within
+    10 seconds). ``click_param=None`` switches the parameter off."""
+    if track_opens is not None:
+        campaign.track_opens = track_opens
+    if click_param is not _UNSET:
+        check_click_param(click_param)
+        campaign.click_param = click_param
 
 
 def _add_honeypot(variant: Variant, campaign: Campaign, position: int) -> None:
@@ -224,6 +260,8 @@ def catalog(campaign: Campaign) -> dict[str, Any]:
         "name": campaign.name,
         "created_at": campaign.created_at.isoformat(),
         "utm": campaign.utm,
+        "track_opens": campaign.track_opens,
+        "click_param": campaign.click_param,
         "variants": [
             {
                 "name": v.name,
@@ -328,11 +366,43 @@ def record_deliveries(
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def record_sent(session: Session, variant: Variant, recipient_ids: Iterable[int]) -> None:
+    """Record that these recipients were personalized ``variant`` (idempotent)."""
+    rows = [
+        {"variant_id": variant.id, "recipient_id": rid, "campaign_id": variant.campaign_id}
+        for rid in sorted(set(recipient_ids))
+    ]
+    insert = _insert_ignore(session)
+    for start in range(0, len(rows), 1000):
+        session.execute(
+            insert(SentEmail)
+            .values(rows[start : start + 1000])
+            .on_conflict_do_nothing(index_elements=["variant_id", "recipient_id"])
+        )
+
+
 @dataclass(frozen=True)
 class _CompiledVariant:
     campaign_id: int
     variant_id: int
     parts: dict[str, tuple[CompiledPart, tuple[int, ...]]]  # part -> (template, tracked positions)
+    # part -> the slot of the open pixel's URL (docs/opens.md), for parts that carry one
+    pixels: dict[str, int] = field(default_factory=dict)
+
+
+# The open pixel (docs/opens.md), written around its URL: 1x1, no border, no margin, no
+# text for screen readers. It goes where the honeypot goes, right after ``<body>``, so an
+# email clipped for its length (Gmail clips past 102 KB) still loads it.
+PIXEL_BEFORE = {
+    "html": '<img src="',
+    "amp": '<amp-img src="',
+}
+PIXEL_AFTER = {
+    "html": '" width="1" height="1" alt="" style="display:block;width:1px;height:1px;'
+    'border:0;margin:0;padding:0">',
+    # AMP for Email has no amp-pixel or amp-analytics: an amp-img is its open pixel.
+    "amp": '" width="1" height="1" alt="" layout="fixed"></amp-img>',
+}
 
 
 class Personalizer:
@@ -344,25 +414,31 @@ class Personalizer:
         codec: TokenCodec,
         base_url: str,
         rules: LinkRules,
+        *,
         message_ids: MessageIdCodec | None = None,
+        pixel_codec: TokenCodec | None = None,
     ) -> None:
         self.codec = codec
         self.message_ids = message_ids
+        self.pixel_codec = pixel_codec
         self.rules = rules
-        self.base = {
-            "html": base_url + "/c/",
-            # AMP clients only follow https links.
-            "amp": "https://" + base_url.split("://", 1)[1] + "/c/",
-        }
-        self._cache: dict[int, _CompiledVariant] = {}
+        # AMP clients only follow https links, and load only https images.
+        amp_base = "https://" + base_url.split("://", 1)[1]
+        self.base = {"html": base_url + "/c/", "amp": amp_base + "/c/"}
+        self.pixel_base = {"html": base_url + "/o/", "amp": amp_base + "/o/"}
+        self._cache: dict[tuple[int, bool], _CompiledVariant] = {}
         self._lock = threading.Lock()
 
     def compile(self, variant: Variant) -> _CompiledVariant:
+        # Parts never change once stored; whether they carry the pixel may (a campaign
+        # setting), so it is part of the key.
+        opens = self.pixel_codec is not None and variant.campaign.track_opens
         with self._lock:
-            cached = self._cache.get(variant.id)
+            cached = self._cache.get((variant.id, opens))
         if cached is not None:
             return cached
         parts: dict[str, tuple[CompiledPart, tuple[int, ...]]] = {}
+        pixels: dict[str, int] = {}
         sources: tuple[tuple[Part, str | None], ...] = (
             ("html", variant.html),
             ("amp", variant.amp),
@@ -380,10 +456,15 @@ class Personalizer:
                     template = template.inserting(
                         scanned.landing, HONEYPOT_BEFORE, honeypot.position, HONEYPOT_AFTER
                     )
+            if opens:
+                pixels[part] = max(template.slots, default=-1) + 1
+                template = template.inserting(
+                    scanned.landing, PIXEL_BEFORE[part], pixels[part], PIXEL_AFTER[part]
+                )
             parts[part] = (template, tuple(sorted(tracked.intersection(template.slots))))
-        compiled = _CompiledVariant(variant.campaign_id, variant.id, parts)
+        compiled = _CompiledVariant(variant.campaign_id, variant.id, parts, pixels)
         with self._lock:
-            self._cache[variant.id] = compiled
+            self._cache[(variant.id, opens)] = compiled
         return compiled
 
     def render(self, compiled: _CompiledVariant, recipient_id: int) -> dict[str, str | None]:
@@ -396,6 +477,12 @@ class Personalizer:
             base = self.base[part]
             for pos, token in zip(positions, tokens, strict=True):
                 urls[pos] = base + token
+            pixel = compiled.pixels.get(part)
+            if pixel is not None and self.pixel_codec is not None:
+                token = self.pixel_codec.encode_many(
+                    compiled.campaign_id, compiled.variant_id, part, [0], recipient_id
+                )[0]
+                urls[pixel] = self.pixel_base[part] + token
             out[part] = template.render(urls)
         return out
 
@@ -403,9 +490,11 @@ class Personalizer:
         self, session: Session, variant: Variant, external_ids: Sequence[str]
     ) -> Iterator[dict[str, Any]]:
         """Each recipient's HTML and AMP, in the order given, with the email's Clickmap id
-        (and the header carrying it) when the personalizer has a message id codec."""
+        (and the header carrying it) when the personalizer has a message id codec; each is
+        recorded as sent (``sent_email``, the funnel's first step)."""
         compiled = self.compile(variant)
         ids = ensure_recipients(session, external_ids)
+        record_sent(session, variant, ids.values())
         for ext in external_ids:
             parts = self.render(compiled, ids[ext])
             email: dict[str, Any] = {"recipient": ext, "variant": variant.name, **parts}
@@ -435,6 +524,7 @@ def personalizer(app: Flask) -> Personalizer:
             token_codec(app),
             app.config["TRACKING_BASE_URL"],
             link_rules(app),
-            message_id_codec(app),
+            message_ids=message_id_codec(app),
+            pixel_codec=open_codec(app),
         )
     return found

@@ -23,6 +23,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.accounts import create_user, find_user, set_password
+from app.clicks.conversions import record_conversion
+from app.clicks.opens import OpenEvent, record_opens
 from app.clicks.recording import ClickEvent, record_clicks
 from app.ingest import campaigns
 from app.ingest.rewriting import LinkRules
@@ -314,6 +317,90 @@ def plan_machine_clicks(
     return events
 
 
+# Opens (docs/opens.md): most people who click saw the images first; some who never click
+# open anyway; Apple Mail Privacy Protection fetches the pixel for a large share of
+# mailboxes at delivery, and Gmail's proxy fetches it for its readers.
+OPEN_SHARE_CLICKERS = 0.85  # the rest read with images blocked
+OPEN_SHARE_OTHERS = 0.3
+APPLE_PRIVACY_SHARE = 0.35
+GMAIL_SHARE = 0.15
+GMAIL_PROXY_AGENT = (
+    "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
+)
+CONVERSION_SHARE = 0.12  # of the people who clicked
+ORDER_VALUES = (24.5, 39.0, 59.9, 89.0, 129.0)
+
+
+def plan_opens(
+    campaign: Campaign,
+    recipients: dict[str, int],
+    clicks: list[ClickEvent],
+    settings: DemoSettings,
+    now: datetime,
+) -> list[OpenEvent]:
+    """The pixel's loads: Apple's prefetch at delivery, then people (or Gmail's proxy for
+    them) some minutes before their first click, or at some time for those who never click.
+    From their own random stream, so the clicks stay what they were."""
+    rng = random.Random(settings.seed + 2)  # noqa: S311 (made-up data, repeatable on purpose)
+    sent = campaign.created_at
+    if sent.tzinfo is None:
+        sent = sent.replace(tzinfo=UTC)
+    by_variant = {v.name: v for v in campaign.variants}
+    first_click: dict[int, ClickEvent] = {}
+    for event in clicks:
+        if "-m" not in event.click_id:  # people's clicks, not the machines'
+            found = first_click.get(event.recipient_id)
+            if found is None or event.clicked_at < found.clicked_at:
+                first_click[event.recipient_id] = event
+    opens: list[OpenEvent] = []
+
+    def add(variant: Variant, recipient: int, at: datetime, agent: str, network: str) -> None:
+        if at < now:
+            opens.append(
+                OpenEvent(f"demo-{campaign.id}-o{len(opens):06d}", at, campaign.id, variant.id,
+                          "html", recipient, "GET", agent, network)
+            )  # fmt: skip
+
+    for index, recipient_id in enumerate(recipients.values()):
+        variant = by_variant["A" if index % 2 == 0 else "B"]
+        if rng.random() < APPLE_PRIVACY_SHARE:
+            network = f"17.{rng.randrange(0, 256)}.{rng.randrange(0, 256)}.0/24"
+            add(variant, recipient_id, sent + timedelta(seconds=rng.uniform(5, 90)),
+                "Mozilla/5.0", network)  # fmt: skip
+        clicked = first_click.get(recipient_id)
+        if rng.random() >= (OPEN_SHARE_CLICKERS if clicked else OPEN_SHARE_OTHERS):
+            continue
+        if clicked is not None:
+            at = max(sent, clicked.clicked_at - timedelta(minutes=rng.uniform(0.5, 10)))
+            agent, network = clicked.user_agent, clicked.ip_prefix or "198.51.100.0/24"
+        else:
+            at = sent + _delay(rng, settings.days)
+            agent, network = rng.choice(DEVICE_MIX[0][2]), "203.0.113.0/24"
+        if rng.random() < GMAIL_SHARE:
+            agent, network = GMAIL_PROXY_AGENT, "66.249.84.0/24"
+        add(variant, recipient_id, at, agent, network)
+    return opens
+
+
+def record_demo_conversions(
+    session: Session, clicks: list[ClickEvent], settings: DemoSettings
+) -> None:
+    """Orders from some of the people who clicked, against their first click (idempotent:
+    the order ids are derived from the clicks)."""
+    rng = random.Random(settings.seed + 3)  # noqa: S311 (made-up data, repeatable on purpose)
+    seen: set[int] = set()
+    for event in clicks:
+        if "-m" in event.click_id or event.recipient_id in seen:
+            continue
+        seen.add(event.recipient_id)
+        if rng.random() < CONVERSION_SHARE:
+            value = Decimal(str(rng.choice(ORDER_VALUES)))
+            record_conversion(
+                session, event.click_id, f"order-{event.click_id}", value, "USD",
+                event.clicked_at + timedelta(minutes=rng.uniform(2, 30)),
+            )  # fmt: skip
+
+
 def _batches(events: list[ClickEvent], show_progress: bool) -> Iterator[list[ClickEvent]]:
     batches = [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
     if not show_progress:
@@ -379,6 +466,15 @@ def seed(
             added += record_clicks(session, batch)
             if commit is not None:
                 commit()
+    # The funnel's other steps: who was sent which variant, the pixel's loads, the orders.
+    by_variant = {v.name: v for v in campaign.variants}
+    record_sent = campaigns.record_sent
+    record_sent(session, by_variant["A"], [mapping[ext] for ext in ids[0::2]])
+    record_sent(session, by_variant["B"], [mapping[ext] for ext in ids[1::2]])
+    opens = plan_opens(campaign, {ext: mapping[ext] for ext in ids}, events, settings, now)
+    for start in range(0, len(opens), BATCH):
+        record_opens(session, opens[start : start + BATCH])
+    record_demo_conversions(session, events, settings)
     return DemoResult(campaign.id, created, len(ids), len(events), added)
 
 

@@ -20,9 +20,10 @@ from sqlalchemy.orm import Session
 from app.errors import InvalidInput, NotFound
 from app.ingest.campaigns import get_campaign
 from app.ingest.links import skip_message
-from app.models import Placement, Variant
+from app.models import ConversionStats, Placement, Variant
 from app.reports import charts as chart_svgs
 from app.reports import stats
+from app.reports.funnel import Funnel, build_funnel
 from app.vocabulary import CLIENTS, DEVICES, PARTS
 
 TIERS = ("red", "orange", "yellow", "green", "blue", "gray")
@@ -48,7 +49,7 @@ LEGEND_LABELS: dict[str, str] = {
 # Percentages computed through floats (4/7*100 against 5/7*100) must not fall a hair short.
 _TOLERANCE = 1e-9
 
-METRICS = ("total", "unique", "rate", "share")
+METRICS = ("total", "unique", "rate", "share", "conversions", "revenue")
 PERIODS = ("all", "24h", "7d", "30d", "90d", "custom")
 SORTS = ("metric", "position")
 # Machine clicks (``app.clicks.machines``) are left out of every figure by default.
@@ -88,6 +89,8 @@ def format_value(metric: str, value: float) -> str:
     """How a link's figure is written on its badge and in the pane."""
     if metric in ("rate", "share"):
         return f"{value:.1f}%"
+    if metric == "revenue":
+        return f"{value:,.2f}"
     return f"{int(value):,}"
 
 
@@ -118,7 +121,7 @@ def _parse_date(name: str, raw: str | None) -> date | None:
 class ViewParams:
     """The heatmap's switches, validated on construction so a bad URL fails early and clearly."""
 
-    metric: str = "total"  # total | unique | rate | share
+    metric: str = "total"  # total | unique | rate | share | conversions | revenue
     variant: str | None = None  # None: the campaign's first variant
     part: str = "html"  # html | amp
     period: str = "all"  # all | 24h | 7d | 30d | custom
@@ -269,6 +272,14 @@ class LinkStat:
     # The placements this row stands for: one, or every link to the destination when grouped.
     placement_ids: tuple[int, ...] = ()
     positions: tuple[int, ...] = ()
+    # Conversions reported against this link's clicks, and their value in the view's
+    # currency, in millionths (``app.clicks.conversions``; all time, docs/funnel.md).
+    conversions: int = 0
+    revenue_micros: int = 0
+
+    @property
+    def revenue(self) -> float:
+        return self.revenue_micros / 1_000_000
 
     @property
     def shown_text(self) -> str:
@@ -314,6 +325,10 @@ class HeatmapView:
     cta_min_rate: float = CTA_MIN_CLICK_RATE
     # Recipients by delivery status (bounces and complaints come from the ESPs' webhooks).
     outcomes: stats.DeliveryOutcomes = dataclasses.field(default_factory=stats.DeliveryOutcomes)
+    # Sent, delivered, viewed, clicked, converted per variant (built with the charts).
+    funnel: Funnel | None = None
+    # The currency of the links' revenue: the one this variant's orders carry most value in.
+    currency: str | None = None
 
 
 def below_cta_guideline(cta: bool, rate: float | None, min_rate: float) -> bool:
@@ -323,12 +338,18 @@ def below_cta_guideline(cta: bool, rate: float | None, min_rate: float) -> bool:
     return cta and rate is not None and rate < min_rate - _TOLERANCE
 
 
-def _basis(metric: str, total: int, unique: int, delivered: int) -> int:
+def _basis(
+    metric: str, total: int, unique: int, delivered: int, conversions: int = 0, revenue: int = 0
+) -> int:
     # Tiers and sorting use the exact counts behind each metric: a rate is unique/delivered
     # and a share is total/sum, so ranking by the integers gives the same order without
     # float noise. An unknown rate (nothing delivered) ranks everything as 0.
     if metric in ("total", "share"):
         return total
+    if metric == "conversions":
+        return conversions
+    if metric == "revenue":
+        return revenue
     if metric == "rate" and not delivered:
         return 0
     return unique
@@ -385,14 +406,30 @@ def build_view(
     rows = _rows(session, where, tracked, counts, params.group)
     all_links = sum(total for _, total, _ in rows)
     metric = params.metric
-    top = max((_basis(metric, total, unique, delivered) for _, total, unique in rows), default=0)
+    currency, converted = link_conversions(session, campaign_id, variant_id)
+
+    def sales(members: list[Placement]) -> tuple[int, int]:
+        found = [converted.get(m.id, (0, 0)) for m in members]
+        return sum(f[0] for f in found), sum(f[1] for f in found)
+
+    top = max(
+        (_basis(metric, total, unique, delivered, *sales(m)) for m, total, unique in rows),
+        default=0,
+    )
     links: list[LinkStat] = []
     for members, link_total, link_unique in rows:
         p = members[0]
         rate = stats.click_rate(link_unique, delivered)
         share = link_total / all_links * 100 if all_links else 0.0
-        value = {"total": link_total, "unique": link_unique, "rate": rate or 0.0}.get(metric, share)
-        basis = _basis(metric, link_total, link_unique, delivered)
+        conversions, revenue = sales(members)
+        value = {
+            "total": link_total,
+            "unique": link_unique,
+            "rate": rate or 0.0,
+            "conversions": conversions,
+            "revenue": revenue / 1_000_000,
+        }.get(metric, share)
+        basis = _basis(metric, link_total, link_unique, delivered, conversions, revenue)
         cta = any(m.cta for m in members)
         links.append(
             LinkStat(
@@ -406,6 +443,7 @@ def build_view(
                 positions=tuple(m.position for m in members),
                 first=sum(ends.get(m.id, (0, 0))[0] for m in members),
                 last=sum(ends.get(m.id, (0, 0))[1] for m in members),
+                conversions=conversions, revenue_micros=revenue,
             )
         )  # fmt: skip
     overlay = [
@@ -416,7 +454,12 @@ def build_view(
     if params.ctas == "only":
         links = [link for link in links if link.cta]
     if params.sort == "metric":
-        links.sort(key=lambda s: (-_basis(metric, s.total, s.unique, delivered), s.position))
+        links.sort(
+            key=lambda s: (
+                -_basis(metric, s.total, s.unique, delivered, s.conversions, s.revenue_micros),
+                s.position,
+            )
+        )
     skipped = [
         SkippedLink(
             position=p.position, kind=p.kind, href=p.href, text=p.text,
@@ -426,9 +469,11 @@ def build_view(
         if not p.tracked
     ]  # fmt: skip
     time_svg = device_svg = ""
+    funnel = None
     if charts:
         points, split = stats.activity(session, where, now=now)
         time_svg, device_svg = chart_svgs.time_chart(points), chart_svgs.device_chart(split)
+        funnel = build_funnel(session, campaign_id, human_only=where.human_only)
     return HeatmapView(
         campaign_id=campaign.id,
         campaign_name=campaign.name,
@@ -452,7 +497,37 @@ def build_view(
         left_out=stats.machine_clicks(session, where),
         overlay=overlay,
         cta_min_rate=cta_min_rate,
+        funnel=funnel,
+        currency=currency,
     )
+
+
+def link_conversions(
+    session: Session, campaign_id: int, variant_id: int
+) -> tuple[str | None, dict[int, tuple[int, int]]]:
+    """``(currency, {placement: (conversions, revenue in millionths of currency)})`` of one
+    variant's links, from ``conversion_stats``. Orders in several currencies are never
+    added together: the links' revenue is in the currency with the most value (its
+    conversions count in every currency)."""
+    rows = session.execute(
+        select(ConversionStats.placement_id, ConversionStats.currency,
+               ConversionStats.conversions, ConversionStats.value_micros)
+        .join(Placement, Placement.id == ConversionStats.placement_id)
+        .where(ConversionStats.campaign_id == campaign_id, Placement.variant_id == variant_id)
+    ).all()  # fmt: skip
+    by_currency: dict[str, int] = {}
+    for row in rows:
+        if row.currency:
+            by_currency[row.currency] = by_currency.get(row.currency, 0) + row.value_micros
+    currency = max(sorted(by_currency), key=lambda c: by_currency[c], default=None)
+    found: dict[int, tuple[int, int]] = {}
+    for row in rows:
+        count, value = found.get(row.placement_id, (0, 0))
+        found[row.placement_id] = (
+            count + row.conversions,
+            value + (row.value_micros if row.currency == currency else 0),
+        )
+    return currency, found
 
 
 def _rows(

@@ -27,6 +27,16 @@ METRIC_LABELS = {
     "unique": "Unique clickers",
     "rate": "Click rate",
     "share": "Share of clicks",
+    "conversions": "Conversions",
+    "revenue": "Revenue",
+}
+# The funnel's steps (app.reports.funnel.STEPS), as the page and the PDF name them.
+FUNNEL_LABELS = {
+    "sent": "Sent",
+    "delivered": "Delivered",
+    "viewed": "Viewed",
+    "clicked": "Clicked",
+    "converted": "Converted",
 }
 PART_LABELS: dict[str, str] = {"html": "HTML", "amp": "AMP"}  # a label for each of PARTS
 PERIOD_LABELS = {
@@ -118,6 +128,7 @@ def init_app(app: Flask) -> None:
         ("ctas_labels", CTAS_LABELS),
         ("group_labels", GROUP_LABELS),
         ("reason_labels", REASON_LABELS),
+        ("funnel_labels", FUNNEL_LABELS),
         ("country_note", COUNTRY_NOTE),
     ):
         env.globals.setdefault(name, value)

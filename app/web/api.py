@@ -30,6 +30,7 @@ from flask import (
 )
 from sqlalchemy.orm import Session
 
+from app.clicks import conversions
 from app.clicks.devices import COUNTRY_DATA
 from app.clicks.labelling import thresholds_from
 from app.clicks.recording import judge_again
@@ -41,6 +42,7 @@ from app.ingest.placements import mark_cta, rename_placement
 from app.models import Placement, Variant
 from app.reports import abtest, exports, listings, repeats
 from app.reports.comparison import CompareParams, build_comparison
+from app.reports.funnel import FunnelRow, build_funnel
 from app.reports.heatmap import HeatmapView, LinkStat, ViewParams, build_view
 from app.reports.selectors import placement_selectors
 from app.web import csrf, schemas
@@ -83,6 +85,8 @@ def create_campaign() -> tuple[Response, int]:
         rules=link_rules(current_app),
         max_part_bytes=current_app.config["MAX_PART_BYTES"],
         utm=body.utm,
+        track_opens=body.track_opens,
+        click_param=body.click_param,
     )
     session.commit()
     result = campaigns.catalog(created.campaign)
@@ -94,6 +98,71 @@ def create_campaign() -> tuple[Response, int]:
 def show_campaign(campaign_id: int) -> Response:
     """A campaign with every link of every variant, tracked or skipped."""
     return jsonify(campaigns.catalog(campaigns.get_campaign(get_session(), campaign_id)))
+
+
+@contract.endpoint(
+    "patch",
+    "/campaigns/{campaign_id}/settings",
+    body=schemas.CampaignSettingsIn,
+    response=schemas.CampaignOut,
+)
+def campaign_settings(campaign_id: int) -> Response:
+    """Change a campaign's tracking: the open pixel, the click-id parameter.
+
+    Fields left out keep their value; click_param null switches the parameter off. The pixel
+    setting applies to emails personalized from now on; running redirectors apply a new
+    click_param within 10 seconds.
+    """
+    body = json_body(schemas.CampaignSettingsIn)
+    session = get_session()
+    campaign = campaigns.get_campaign(session, campaign_id)
+    if "click_param" in body.model_fields_set:
+        campaigns.update_settings(
+            campaign, track_opens=body.track_opens, click_param=body.click_param
+        )
+    else:
+        campaigns.update_settings(campaign, track_opens=body.track_opens)
+    session.commit()
+    return jsonify(campaigns.catalog(campaign))
+
+
+@contract.endpoint(
+    "post",
+    "/conversions",
+    body=schemas.ConversionIn,
+    response=schemas.ConversionOut,
+    status=201,
+    errors=(409,),
+    also=((200, "The order was reported before, with the same figures: nothing changed."),),
+)
+def conversion() -> tuple[Response, int]:
+    """Report an order against the click id its destination received.
+
+    Idempotent on orderId (per campaign): the same order again answers 200 with created
+    false; the same orderId with another click, value or currency answers 409
+    order_conflict. An unknown click id (or one not stored yet: retry in a few seconds)
+    answers 404 click_not_found.
+    """
+    body = json_body(schemas.ConversionIn)
+    session = get_session()
+    recorded = conversions.record_conversion(
+        session, body.click_id, body.order_id, body.value, body.currency, body.converted_at
+    )
+    session.commit()
+    found = recorded.conversion
+    variant = session.get(Variant, found.variant_id)
+    answer = {
+        "conversion": found.id,
+        "campaign": found.campaign_id,
+        "variant": variant.name if variant is not None else "",
+        "placementId": found.placement_id,
+        "clickId": found.click_id,
+        "orderId": found.order_id,
+        "value": conversions.from_micros(found.value_micros),
+        "currency": found.currency,
+        "created": recorded.created,
+    }
+    return jsonify(answer), 201 if recorded.created else 200
 
 
 def _batch(ids: list[str], limit: int) -> list[str]:
@@ -176,6 +245,27 @@ def _placement(placement: Placement, variant: str) -> dict[str, Any]:
     }
 
 
+def _funnel_row(row: FunnelRow) -> dict[str, Any]:
+    def rounded(value: float | None) -> float | None:
+        return None if value is None else round(value, 2)
+
+    rates = {step: rounded(rate) for step, _count, rate in row.steps[1:]}
+    return {
+        "variant": row.variant,
+        "sent": row.sent,
+        "delivered": row.delivered,
+        "viewed": row.viewed,
+        "clicked": row.clicked,
+        "converted": row.converted,
+        "openedNotClicked": row.opened_not_clicked,
+        "rates": rates,
+        "clickRate": rounded(row.click_rate),
+        "clickToOpenRate": rounded(row.click_to_open_rate),
+        "revenue": row.revenue,
+        "opens": {k: row.opens.get(k, 0) for k in ("total", "human", "proxy", "machine")},
+    }
+
+
 @contract.endpoint(
     "patch",
     "/campaigns/{campaign_id}/placements/{placement_id}",
@@ -246,6 +336,32 @@ def placement_changes(campaign_id: int) -> Response:
     )
 
 
+@contract.endpoint(
+    "get",
+    "/campaigns/{campaign_id}/funnel",
+    query=schemas.FunnelQuery,
+    response=schemas.FunnelOut,
+)
+def funnel(campaign_id: int) -> Response:
+    """Sent, delivered, viewed, clicked and converted, per variant and in total.
+
+    The figures of the campaign page and the PDF (docs/funnel.md): recipients at each step,
+    each step's rate of the step before, the click rate beside the click-to-open rate, and
+    the viewers who never clicked. People only unless machines=include.
+    """
+    query = query_args(schemas.FunnelQuery)
+    found = build_funnel(get_session(), campaign_id, human_only=query.machines == "exclude")
+    return jsonify(
+        {
+            "campaign": found.campaign_id,
+            "machines": query.machines,
+            "trackOpens": found.track_opens,
+            "variants": [_funnel_row(row) for row in found.variants],
+            "total": _funnel_row(found.total),
+        }
+    )
+
+
 # -- heatmap data ----------------------------------------------------------------------------
 
 
@@ -309,6 +425,7 @@ def _window(view: HeatmapView) -> dict[str, Any]:
         "client": view.params.client,
         "country": view.params.country,
         "countryData": COUNTRY_DATA,
+        "currency": view.currency,
     }
 
 
@@ -328,6 +445,8 @@ def _entry(view: HeatmapView, selectors: dict[int, str | None], link: LinkStat) 
         "cta": link.cta,
         "belowCtaGuideline": link.below_cta_guideline,
         "placementIds": list(link.placement_ids),
+        "conversions": link.conversions,
+        "revenue": conversions.from_micros(link.revenue_micros),
     }
 
 

@@ -44,13 +44,13 @@ from app.urls import UnsafeDestination, parse_web_address
 _USER_ID_KEY = "user_id"
 _VERSION_KEY = "user_sv"
 
-# Paths that never read or write the login cookie: recipients following tracked links (they
-# are not users, and a marketer clicking a test email must not get the dashboard's cookie
-# refreshed by the redirect), the health check (load balancers, monitors) and the ESPs'
-# webhooks (machines, authenticated by their own signatures).
-_REDIRECT_PREFIX = "/c/"
+# Paths that never read or write the login cookie: recipients following tracked links and
+# loading the open pixel (they are not users, and a marketer clicking a test email must not
+# get the dashboard's cookie refreshed by the redirect), the health check (load balancers,
+# monitors) and the ESPs' webhooks (machines, authenticated by their own signatures).
+_REDIRECT_PREFIX = ("/c/", "/o/")
 _HEALTH_PATH = "/healthz"
-_COOKIELESS_PREFIXES = (_REDIRECT_PREFIX, WEBHOOK_PREFIX)
+_COOKIELESS_PREFIXES = (*_REDIRECT_PREFIX, WEBHOOK_PREFIX)
 
 
 # Endpoints anyone may call: the redirector (recipients are not users), the health check
@@ -60,7 +60,14 @@ _COOKIELESS_PREFIXES = (_REDIRECT_PREFIX, WEBHOOK_PREFIX)
 # is signed for one user's session instead, and checked by the view (``email_asset``).
 HEALTH_ENDPOINT = "redirector.healthz"
 PUBLIC_ENDPOINTS = frozenset(
-    {"redirector.click", HEALTH_ENDPOINT, "dashboard.login", "dashboard.email_asset", "static"}
+    {
+        "redirector.click",
+        "redirector.pixel",
+        HEALTH_ENDPOINT,
+        "dashboard.login",
+        "dashboard.email_asset",
+        "static",
+    }
     # The API's contract and its reference page: documentation, no data.
     | {"api.openapi", "api.reference", "api.reference_asset"}
     # The ESPs' delivery webhooks: each checks its ESP's signature or credentials itself.

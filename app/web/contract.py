@@ -149,6 +149,9 @@ class Operation:
     query: type[BaseModel] | None
     errors: tuple[int, ...]
     media_type: str = "application/json"
+    # Other success statuses with the same body, each with its meaning (e.g. an idempotent
+    # create that answers 200 for a request it has seen).
+    also: tuple[tuple[int, str], ...] = ()
 
 
 # Path parameters by name: the Flask converter and the OpenAPI schema.
@@ -183,6 +186,7 @@ class Contract:
         query: type[BaseModel] | None = None,
         errors: tuple[int, ...] = (),
         media_type: str = "application/json",
+        also: tuple[tuple[int, str], ...] = (),
     ) -> Callable[[F], F]:
         """Register a view under ``path`` (OpenAPI form) and record it for the document; its
         docstring's first line is the summary, the rest the description."""
@@ -211,6 +215,7 @@ class Contract:
                     query=query,
                     errors=tuple(sorted(found)),
                     media_type=media_type,
+                    also=also,
                 )
             )
             return view
@@ -294,6 +299,11 @@ def _operation(op: Operation) -> dict[str, Any]:
     responses: dict[str, Any] = {
         str(op.status): {"description": op.summary, "content": {op.media_type: {"schema": schema}}}
     }
+    for status, description in op.also:
+        responses[str(status)] = {
+            "description": description,
+            "content": {op.media_type: {"schema": schema}},
+        }
     for status in op.errors:
         responses[str(status)] = {
             "description": API_ERRORS[status],

@@ -53,6 +53,7 @@ from app.models import Campaign, Placement, User
 from app.reports.comparison import CompareParams, NothingToCompare, build_comparison, format_p
 from app.reports.email_overlay import ResourceMap, view_document
 from app.reports.fetcher import PLACEHOLDER, RemoteCache, fetch_policy
+from app.reports.funnel import placement_conversions
 from app.reports.heatmap import ViewParams, build_view
 from app.reports.listings import (
     campaign_list,
@@ -415,6 +416,7 @@ def clicks(campaign_id: int, placement_id: int) -> str:
         campaign=campaign,
         placement=placement,
         breakdown=placement_breakdown(session, campaign_id, placement_id),
+        sales=placement_conversions(session, placement_id),
         rows=rows,
         count=count,
         page=page,

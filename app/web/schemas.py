@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -62,7 +63,7 @@ def _in_utc(value: datetime) -> datetime:
 Instant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 Part = Literal["html", "amp"]
 Device = Literal["desktop", "mobile", "tablet", "other"]
-Metric = Literal["total", "unique", "rate", "share"]
+Metric = Literal["total", "unique", "rate", "share", "conversions", "revenue"]
 Period = Literal["all", "24h", "7d", "30d", "90d"]
 Machines = Literal["exclude", "include"]
 
@@ -107,12 +108,62 @@ class VariantIn(Body):
 
 class CampaignIn(Body):
     name: CampaignName
+    track_opens: bool = Field(
+        default=True, description="Put the open pixel in personalized emails (default on)."
+    )
+    click_param: ClickParam | None = Field(
+        default=None,
+        description="The query parameter that hands each click's id to the destination "
+        "(e.g. cm_click), for conversions; default none.",
+    )
     variants: list[VariantIn] = Field(min_length=1, max_length=26)
     utm: dict[UtmName, Annotated[str, StringConstraints(max_length=200)]] | None = Field(
         default=None,
         description="UTM parameters added to every tracked link's redirect, unless the link "
         "already sets that parameter.",
     )
+
+
+ClickParam = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.~-]{1,40}$")]
+
+
+class CampaignSettingsIn(Body):
+    track_opens: bool | None = Field(
+        default=None,
+        description="Whether emails personalized from now on carry the open pixel.",
+    )
+    click_param: ClickParam | None = Field(
+        default=None,
+        description="The query parameter that hands each click's id to the destination "
+        "(e.g. cm_click), for conversions; null switches it off.",
+    )
+
+
+class ConversionIn(Body):
+    click_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")] = Field(
+        alias="clickId", description="The click id the destination received."
+    )
+    order_id: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")] = (
+        Field(alias="orderId", description="The sender's order id: reporting it again is a no-op.")
+    )
+    value: (
+        Annotated[
+            Decimal, Field(strict=False, ge=0, lt=10**12, decimal_places=6, allow_inf_nan=False)
+        ]
+        | None
+    ) = Field(default=None, description="The order's value (a number or a decimal string).")
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = Field(
+        default=None, description="ISO 4217 code; required with a value."
+    )
+    converted_at: Instant | None = Field(
+        default=None, alias="convertedAt", strict=False, description="Default now."
+    )
+
+    @model_validator(mode="after")
+    def _currency_with_value(self) -> ConversionIn:
+        if (self.value is None) != (self.currency is None):
+            raise ValueError("value and currency go together")
+        return self
 
 
 class PersonalizeIn(Body):
@@ -283,6 +334,8 @@ class CampaignOut(BaseModel):
     name: str
     created_at: datetime
     utm: dict[str, str] | None
+    track_opens: bool
+    click_param: str | None
     variants: list[VariantOut]
 
 
@@ -317,6 +370,18 @@ class DeliveriesOut(BaseModel):
     variant: str
     recorded: int = Field(description="Distinct recipients in the request.")
     new: int = Field(description="Of those, how many were not recorded before.")
+
+
+class ConversionOut(BaseModel):
+    conversion: int
+    campaign: int
+    variant: str
+    placementId: int
+    clickId: str
+    orderId: str
+    value: str | None = Field(description="As a decimal string, exactly as stored.")
+    currency: str | None
+    created: bool = Field(description="False when the order was reported before.")
 
 
 class ElementRef(BaseModel):
@@ -360,6 +425,12 @@ class HeatmapEntry(BaseModel):
         description="The links this entry stands for: one, or all links to the destination "
         "with group=destination."
     )
+    conversions: int = Field(
+        description="Conversions reported against this link's clicks (all time, every label)."
+    )
+    revenue: str = Field(
+        description="Their value in the window's currency, as a decimal string ('0' if none)."
+    )
 
 
 class MachineClicks(BaseModel):
@@ -389,6 +460,10 @@ class Window(BaseModel):
     client: str | None = Field(description="The email client segment, if one was asked for.")
     country: str | None = Field(description="The country segment, if one was asked for.")
     countryData: str = Field(description="Where countries come from, and the data's release.")
+    currency: str | None = Field(
+        description="The currency of the links' revenue: the one the variant's orders carry "
+        "most value in; null without orders of any value."
+    )
 
 
 class HeatmapOut(Window):
@@ -451,6 +526,57 @@ class ClicksOut(Window):
 
 
 # -- comparing two variants ------------------------------------------------------------------
+
+
+class FunnelQuery(Query):
+    machines: Machines = Field(
+        default="exclude",
+        description="Machine opens and clicks: left out by default (viewed counts human and "
+        "proxy opens); include them to count every open and click.",
+    )
+
+
+class FunnelRates(BaseModel):
+    delivered: float | None = Field(description="Delivered / sent x 100.")
+    viewed: float | None = Field(description="Viewed / delivered x 100 (the open rate).")
+    clicked: float | None = Field(
+        description="Clicked / viewed x 100 (click-to-open); clicked / delivered when opens "
+        "are not tracked."
+    )
+    converted: float | None = Field(description="Converted / clicked x 100.")
+
+
+class FunnelOpens(BaseModel):
+    total: int
+    human: int
+    proxy: int
+    machine: int
+
+
+class FunnelRowOut(BaseModel):
+    variant: str | None = Field(description="null for the campaign's row (its variants added).")
+    sent: int = Field(description="Recipients personalized this variant.")
+    delivered: int = Field(description="Recipients with a recorded delivery.")
+    viewed: int | None = Field(
+        description="Recipients with a human or proxy open (any open with machines "
+        "included); null when opens are not tracked and none arrived."
+    )
+    clicked: int = Field(description="Recipients who clicked any of the sender's links.")
+    converted: int = Field(description="Recipients with a conversion.")
+    openedNotClicked: int | None = Field(description="Viewers who never clicked.")
+    rates: FunnelRates = Field(description="Each step of the step before, in percent.")
+    clickRate: float | None = Field(description="Clicked / delivered x 100.")
+    clickToOpenRate: float | None = Field(description="Clicked / viewed x 100.")
+    revenue: dict[str, str] = Field(description="Conversion value per currency.")
+    opens: FunnelOpens = Field(description="Pixel loads by label.")
+
+
+class FunnelOut(BaseModel):
+    campaign: int
+    machines: Machines
+    trackOpens: bool
+    variants: list[FunnelRowOut]
+    total: FunnelRowOut
 
 
 class CompareQuery(Query):

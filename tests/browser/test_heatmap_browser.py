@@ -14,14 +14,26 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.ingest import campaigns
 from app.ingest.links import LinkRules
-from app.models import MachineReasons, PartStats, Placement, PlacementStats, Variant
+from app.models import (
+    DELIVERED,
+    Click,
+    Conversion,
+    Delivery,
+    EmailOpen,
+    MachineReasons,
+    PartStats,
+    Placement,
+    PlacementStats,
+    SentEmail,
+    Variant,
+)
 from app.reports.heatmap import TIER_COLORS, tier_for
-from app.reports.stats import REPORTED
+from app.reports.stats import HUMAN, REPORTED
 from tests.factories import BROWSER_USER, Live, recording_server, sign_in
 
 pytestmark = pytest.mark.browser
@@ -340,3 +352,43 @@ def test_the_email_loads_nothing_from_outside_clickmap(
         ".map(i => i.complete && i.naturalWidth > 0)"
     )
     assert widths and all(widths)
+
+
+def test_the_funnel_on_the_page_counts_what_the_database_holds(
+    live: Live, page: Any, session: Session
+) -> None:
+    """Sent, delivered, viewed, clicked and converted for the demo's variant A, as the page
+    shows them, equal counts made here straight from the rows they stand for: emails
+    personalized, deliveries still delivered, people with a human or proxy open, people with
+    a human click, people with an order."""
+    sign_in(page, live)
+    page.goto(f"{live.url}/campaigns/{live.campaign_id}")
+    variant = session.scalars(
+        select(Variant).where(Variant.campaign_id == live.campaign_id, Variant.name == "A")
+    ).one()
+
+    def people(column: Any, *where: Any) -> int:
+        return int(session.scalar(select(func.count(column.distinct())).where(*where)) or 0)
+
+    expected = {
+        "sent": people(SentEmail.recipient_id, SentEmail.variant_id == variant.id),
+        "delivered": people(
+            Delivery.recipient_id, Delivery.variant_id == variant.id, Delivery.status == DELIVERED
+        ),
+        "viewed": people(
+            EmailOpen.recipient_id,
+            EmailOpen.variant_id == variant.id,
+            EmailOpen.label.in_(("human", "proxy")),
+        ),
+        "clicked": people(Click.recipient_id, Click.variant_id == variant.id, Click.label == HUMAN),
+        "converted": people(Conversion.recipient_id, Conversion.variant_id == variant.id),
+    }
+    assert all(expected.values()), expected  # the demo seeds every step
+    row = page.locator('[data-funnel] tr[data-variant="A"]')
+    shown = {
+        step: row.locator(f'td[data-step="{step}"]').inner_text().split("\n")[0].strip()
+        for step in expected
+    }
+    assert shown == {step: f"{n:,}" for step, n in expected.items()}
+    rate = row.locator('td[data-figure="click-rate"]').inner_text().strip()
+    assert rate == f"{expected['clicked'] / expected['delivered'] * 100:.1f}%"

@@ -80,6 +80,7 @@ def test_the_honeypot_link_of_a_personalized_email_redirects(app: Flask, session
     variant = session.get(Variant, sent.variant_id)
     assert variant is not None
     [email] = list(personalizer(app).personalize(session, variant, ["alice"]))
+    session.commit()  # personalizing records the email as sent
     base = app.config["TRACKING_BASE_URL"] + "/c/"
     first = re.search(re.escape(base) + r"([\w.-]+)", email["html"] or "")
     assert first is not None

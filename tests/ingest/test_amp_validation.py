@@ -289,3 +289,31 @@ def test_a_personalized_amp_part_adds_no_errors_and_no_honeypot(validator, sessi
     assert email["html"].count("https://t.example.com/c/") == 2  # the HTML part has one
     added = validator.new_errors(_minimal(), email["amp"], include_warnings=True)
     assert added == [], _show(added)
+
+
+def test_the_open_pixel_adds_no_errors_to_the_amp_part(validator, session):
+    """The AMP part's open pixel is an ``amp-img`` (AMP for Email allows neither
+    ``amp-pixel`` nor ``amp-analytics``) over https, and it adds no error or warning."""
+    from app.ingest.campaigns import Personalizer, VariantInput, create_campaign
+    from app.ingest.rewriting import LinkRules
+    from app.tokens import OpenCodec, TokenCodec
+
+    html = '<body><a href="https://example.com/">x</a></body>'
+    created = create_campaign(
+        session,
+        "AMP",
+        [VariantInput("A", html, _minimal())],
+        rules=LinkRules(),
+        max_part_bytes=1_000_000,
+    )
+    engine = Personalizer(
+        TokenCodec(["k" * 40]),
+        "http://t.example.com",
+        LinkRules(),
+        pixel_codec=OpenCodec(["k" * 40]),
+    )
+    [email] = list(engine.personalize(session, created.campaign.variants[0], ["r-1"]))
+    assert '<amp-img src="https://t.example.com/o/' in email["amp"]
+    assert '<img src="http://t.example.com/o/' in email["html"]
+    added = validator.new_errors(_minimal(), email["amp"], include_warnings=True)
+    assert added == [], _show(added)

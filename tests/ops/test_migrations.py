@@ -6,8 +6,9 @@ backfilled from clicks stored before it, and the click writer carries on exactly
 last links; 0009 gives stored clicks the country of their network; 0010 adds the marketer's
 link names and CTA flags, with their history; 0011 keeps clicker sets per aggregate cell;
 0012 partitions ``click`` by month on PostgreSQL, keeping every row; 0013 gives
-deliveries a status and adds the ESPs' delivery events and used webhook tokens. Every
-migration gives up on a lock it cannot get in time.
+deliveries a status and adds the ESPs' delivery events and used webhook tokens; 0014
+adds opens, conversions and the campaign settings for both. Every migration gives up on
+a lock it cannot get in time.
 """
 
 from __future__ import annotations
@@ -713,3 +714,38 @@ def test_deliveries_start_delivered_and_the_event_tables_come_and_go(fresh: Engi
     assert not {"status", "status_at"} & {c["name"] for c in inspect(fresh).get_columns("delivery")}
     with fresh.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM delivery")).scalar() == 1
+
+
+OPEN_TABLES = {"sent_email", "email_open", "open_recipient", "open_stats", "conversion"}
+
+
+def test_campaigns_track_opens_and_the_funnel_tables_come_and_go(fresh: Engine) -> None:
+    """0014: existing campaigns get the open pixel and no click parameter, nothing they hold
+    is lost (no table copy, so no cascade), and the schema is exactly the models'; a
+    downgrade drops the tables and both columns."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from app.db import Base
+
+    upgrade(fresh, "0001")
+    _store_clicks_the_old_way(fresh)
+    upgrade(fresh, "0013")
+    upgrade(fresh)
+    with fresh.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM placement")).scalar() == 5
+        settings = conn.execute(text("SELECT track_opens, click_param FROM campaign")).all()
+        assert settings and all(bool(on) and param is None for on, param in settings)
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    ours = [d for d in diff if any(name in repr(d) for name in (*OPEN_TABLES, "track_opens"))]
+    assert ours == []
+    cfg = alembic_config(fresh)
+    with fresh.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0013")
+    assert not OPEN_TABLES & set(inspect(fresh).get_table_names())
+    columns = {c["name"] for c in inspect(fresh).get_columns("campaign")}
+    assert not {"track_opens", "click_param"} & columns
+    with fresh.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM placement")).scalar() == 5
+        assert conn.execute(text("SELECT count(*) FROM click")).scalar() > 0

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.accounts import create_api_token
+from app.ingest.campaigns import PIXEL_AFTER, PIXEL_BEFORE
 from app.ingest.campaigns import ensure_recipients as ensure
 from app.ingest.rewriting import HONEYPOT_AFTER, HONEYPOT_BEFORE
 from app.models import ApiToken, Campaign, Delivery, Placement, Recipient
@@ -98,12 +99,14 @@ def test_personalize_rewrites_only_tracked_links(
     assert len(urls) == 3
     assert "mailto:help@example.com" in emails[0]["html"]
     assert "{{unsubscribe_url}}" in emails[0]["html"]
-    # Only the URLs differ between recipients and from the original.
-    masked = re.sub(r"https://t\.example\.com/c/[\w.-]+", "URL", emails[0]["html"])
+    # Only the URLs differ between recipients and from the original, once the open pixel
+    # and the honeypot link that open the body are set aside.
+    masked = re.sub(r"https://t\.example\.com/[co]/[\w.-]+", "URL", emails[0]["html"])
+    pixel = PIXEL_BEFORE["html"] + "URL" + PIXEL_AFTER["html"]
     honeypot = HONEYPOT_BEFORE + "URL" + HONEYPOT_AFTER
     assert masked == HTML.replace(
         "https://shop.example.com/sale?utm_x=1&amp;b=2#top", "URL"
-    ).replace("<body>", "<body>" + honeypot)
+    ).replace("<body>", "<body>" + pixel + honeypot)
     assert emails[0]["html"] != emails[1]["html"]
     assert "alice" not in emails[0]["html"]
     assert re.findall(r"https://t\.example\.com/c/[\w.-]+", emails[0]["amp"])

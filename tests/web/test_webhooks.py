@@ -429,8 +429,8 @@ def test_the_campaign_page_and_the_api_show_bounces_and_complaints(
     auth.add_user()
     auth.login()
     page = web.get(f"/campaigns/{sent.campaign_id}").get_data(as_text=True)
-    assert 'data-figure="bounced"><dt>Bounced</dt><dd>1</dd>' in page
-    assert 'data-figure="complained"><dt>Complaints</dt><dd>0</dd>' in page
+    assert '<span data-figure="bounced">1</span> bounced' in page
+    assert '<span data-figure="complained">0</span> complained' in page
 
 
 # -- refused --------------------------------------------------------------------------------------
