@@ -1,0 +1,251 @@
+"""``clickmap serve --server granian``: real processes on a free loopback port, the real
+database of the ``app`` fixture (SQLite, and PostgreSQL where marked), no mocks.
+
+The server is the command an operator runs, with its settings in ``CLICKMAP_*`` variables
+(and nothing from the shell running the tests). It runs in a process group of its own, so a
+test can signal its main process alone (as ``kill`` or a container runtime does) or the
+whole group (as a terminal's Ctrl-C does).
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from app.cli.serving import DEFAULT_SERVER, serve_command
+from app.clicks.writer import read_status
+from app.models import Click, PlacementStats
+from app.ops import granian_serving
+from tests.factories import TEST_SECRET, send
+from tests.prerequisites import ROOT
+
+SERVE = [sys.executable, "-c", "from app.cli import main; main()", "serve"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def poll(check: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()
+
+
+class Granian:
+    """``clickmap serve --server granian`` with two workers and its writer process."""
+
+    def __init__(self, app: Flask, tmp_path: Path, **env: str) -> None:
+        self.spool = tmp_path / "served-spool"
+        self.log = tmp_path / "granian.log"
+        self.port = _free_port()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKMAP_")}
+        self.env.update(
+            {
+                "CLICKMAP_DATABASE_URL": app.config["DATABASE_URL"],
+                "CLICKMAP_SECRET_KEYS": TEST_SECRET,
+                "CLICKMAP_SPOOL_DIR": str(self.spool),
+                "CLICKMAP_BIND": f"127.0.0.1:{self.port}",
+                "CLICKMAP_WORKERS": "2",
+                **env,
+            }
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [*SERVE, "--server", "granian"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        up = poll(lambda: self._answers() and read_status(self.spool) is not None, 90)
+        assert up, "server did not start:\n" + self.log.read_text()[-3000:]
+
+    def _answers(self) -> bool:
+        try:
+            return self.get("/healthz")[0] == 200
+        except OSError:
+            return False
+
+    def get(self, path: str) -> tuple[int, dict[str, str]]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            response.read()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}
+        finally:
+            conn.close()
+
+    def writer_pid(self) -> int:
+        status = read_status(self.spool)
+        assert status is not None
+        return int(status["pid"])
+
+    def signal(self, signum: int, group: bool = False) -> None:
+        assert self.process is not None
+        if group:
+            os.killpg(self.process.pid, signum)
+        else:
+            os.kill(self.process.pid, signum)
+
+    def wait(self, seconds: float = 60) -> int:
+        assert self.process is not None
+        code = self.process.wait(seconds)
+        self.process = None
+        return code
+
+    def kill(self) -> None:
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+            self.process = None
+
+
+@contextmanager
+def granian(app: Flask, tmp_path: Path, **env: str) -> Iterator[Granian]:
+    server = Granian(app, tmp_path, **env)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def stored(app: Flask) -> int:
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        return int(s.scalar(select(func.count()).select_from(Click)) or 0)
+
+
+def spooled_files(server: Granian) -> list[Path]:
+    return sorted(server.spool.glob("*.clicks"))
+
+
+@pytest.mark.slow
+def test_a_signed_redirect_is_answered_and_its_click_stored(app: Flask, tmp_path: Path) -> None:
+    sent = send(app)
+    with granian(app, tmp_path) as server:
+        status, headers = server.get(f"/c/{sent.token(0)}")
+        assert status == 302
+        assert headers["location"] == "https://shop.example.com/sale?b=2#top"
+        assert headers["server"] == "granian"
+        token = sent.token(0)
+        tampered = token[:-1] + ("A" if token[-1] != "A" else "B")
+        assert server.get(f"/c/{tampered}")[0] == 404  # no click
+        # The writer process, not the worker that answered, stores it.
+        assert poll(lambda: stored(app) == 1, 30)
+    with app.extensions["clickmap.sessionmaker"]() as s:
+        click = s.scalars(select(Click)).one()
+        assert (click.recipient_id, click.method) == (sent.recipients[0], "GET")
+        assert s.scalars(select(PlacementStats.total)).all() == [1]
+
+
+@pytest.mark.slow
+def test_a_killed_writer_is_started_again(app: Flask, tmp_path: Path) -> None:
+    sent = send(app)
+    with granian(app, tmp_path) as server:
+        first = server.writer_pid()
+        os.kill(first, signal.SIGKILL)
+        assert poll(lambda: (read_status(server.spool) or {}).get("pid") != first, 60)
+        assert server.writer_pid() != first
+        assert server.get(f"/c/{sent.token(0)}")[0] == 302
+        assert poll(lambda: stored(app) == 1, 30)  # the new writer stores
+        assert "exited with -9; starting another" in server.log.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("signum", "group"),
+    [
+        pytest.param(signal.SIGTERM, False, id="sigterm-to-the-server"),
+        pytest.param(signal.SIGINT, True, id="ctrl-c-to-the-group"),
+    ],
+)
+def test_a_stop_stores_what_was_spooled(
+    app: Flask, tmp_path: Path, signum: int, group: bool
+) -> None:
+    sent = send(app)
+    # The writer gathers for a minute between passes: the clicks below wait in the spool
+    # until the stop, and only the stop can store them.
+    with granian(app, tmp_path, CLICKMAP_CLICK_BATCH_INTERVAL="60") as server:
+        time.sleep(1.0)  # past the writer's first pass
+        for i in range(6):
+            assert server.get(f"/c/{sent.token(0, recipient=i % 2)}")[0] == 302
+        time.sleep(0.5)
+        assert stored(app) == 0
+        assert spooled_files(server)
+        server.signal(signum, group=group)
+        assert server.wait() == 0
+        assert stored(app) == 6
+        assert spooled_files(server) == []  # stored, then let go of and deleted
+        log = server.log.read_text()
+        assert "click writer stopped" in log
+        assert "exited with" not in log  # the writer stopped with the server, not restarted
+
+
+def test_serve_picks_the_server(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    assert DEFAULT_SERVER == "granian"
+    result = CliRunner().invoke(serve_command, ["--help"])
+    assert result.exit_code == 0 and "--server [granian|gunicorn]" in result.output
+    result = CliRunner().invoke(serve_command, ["--server", "uwsgi"])
+    assert result.exit_code != 0 and "uwsgi" in result.output
+
+
+@pytest.mark.parametrize(
+    ("bind", "expected"),
+    [
+        ("127.0.0.1:8000", {"address": "127.0.0.1", "port": 8000}),
+        ("0.0.0.0:80", {"address": "0.0.0.0", "port": 80}),
+        ("[::1]:8080", {"address": "::1", "port": 8080}),
+        ("unix:/run/clickmap.sock", {"uds": Path("/run/clickmap.sock")}),
+    ],
+)
+def test_bind_addresses(bind: str, expected: dict[str, Any]) -> None:
+    assert granian_serving._address(bind) == expected
+
+
+@pytest.mark.parametrize("bind", ["localhost", "127.0.0.1:http", ""])
+def test_a_bad_bind_address_is_refused(bind: str) -> None:
+    with pytest.raises(ValueError, match="HOST:PORT or unix:PATH"):
+        granian_serving._address(bind)
+
+
+def test_settings_come_from_the_environment_then_the_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CLICKMAP_BIND", "0.0.0.0:9000")
+    monkeypatch.setenv("CLICKMAP_WORKERS", "3")
+    monkeypatch.delenv("CLICKMAP_THREADS", raising=False)
+    monkeypatch.delenv("CLICKMAP_ACCESS_LOG", raising=False)
+    assert granian_serving.settings_from_environ() == {
+        "bind": "0.0.0.0:9000",
+        "workers": 3,
+        "threads": 2,
+        "access_log": False,
+    }
+    found = granian_serving.settings_from_environ({"workers": 1, "threads": 4, "bind": None})
+    assert (found["bind"], found["workers"], found["threads"]) == ("0.0.0.0:9000", 1, 4)
