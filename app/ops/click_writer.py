@@ -23,9 +23,11 @@ import signal
 import sys
 import threading
 
-# On SIGTERM: seconds to wait for the serving processes and store what they spooled (the
-# server waits a little longer than this before it kills the process).
-GRACEFUL_TIMEOUT = 20.0
+# On SIGTERM or SIGINT: seconds to wait for the serving processes and store what they
+# spooled. Longer than the server lets its workers finish (20 s, then it kills them), so a
+# writer stopped together with them still sees them go; the server, in turn, waits longer
+# than this before it kills the writer.
+GRACEFUL_TIMEOUT = 25.0
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 
 log = logging.getLogger("clickmap.writer")

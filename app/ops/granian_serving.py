@@ -50,10 +50,12 @@ from granian.constants import Interfaces
 from granian.log import LOGGING_CONFIG, LogLevels
 from granian.server import MPServer
 
+from app.ops import click_writer
+
 log = logging.getLogger("clickmap.serving")
 
-# On SIGTERM the workers finish their requests for at most this long (then they are killed),
-# and then the writer stores what they spooled for at most this long (see click_writer).
+# On SIGTERM the workers finish their requests for at most this long (then they are
+# killed); then the writer stores what they spooled (``click_writer.GRACEFUL_TIMEOUT``).
 GRACEFUL_TIMEOUT = 20
 
 
@@ -110,7 +112,7 @@ class WriterSupervisor:
     MAX_DELAY = 30.0
     STEADY = 60.0  # a writer that ran this long before it died was not crash-looping
 
-    def __init__(self, graceful_timeout: float = GRACEFUL_TIMEOUT) -> None:
+    def __init__(self, graceful_timeout: float = click_writer.GRACEFUL_TIMEOUT) -> None:
         self.graceful_timeout = graceful_timeout
         self.stopping = threading.Event()
         self.process: subprocess.Popen[bytes] | None = None
