@@ -4,8 +4,9 @@ One writer per spool directory (it holds the directory's ``writer.lock``) reads 
 process's spool file from its checkpoint, stores up to ``BATCH`` clicks per transaction with
 ``app.clicks.recording.record_clicks``, moves the checkpoints, and deletes the files of processes
 that are gone once they are stored. Under ``clickmap serve`` it runs in a process of its own
-(``app.ops.serving.ClickWriterApp``), so the request processes spend no CPU time, and take no
-interpreter lock, on storing clicks; elsewhere it runs as a thread (``app.clicks.tracking``).
+(``app.ops.click_writer`` on granian, ``app.ops.serving.ClickWriterApp`` on gunicorn), so the
+request processes spend no CPU time, and take no interpreter lock, on storing clicks;
+elsewhere it runs as a thread (``app.clicks.tracking``).
 
 It publishes what it knows (database up or down, clicks waiting) in ``writer.status`` in the
 spool directory, which ``/healthz`` of every serving process reads.
