@@ -168,7 +168,8 @@ def test_a_killed_writer_is_started_again(app: Flask, tmp_path: Path) -> None:
     with granian(app, tmp_path) as server:
         first = server.writer_pid()
         os.kill(first, signal.SIGKILL)
-        assert poll(lambda: (read_status(server.spool) or {}).get("pid") != first, 60)
+        replaced = poll(lambda: (read_status(server.spool) or {}).get("pid") != first, 60)
+        assert replaced, server.log.read_text()[-3000:]
         assert server.writer_pid() != first
         assert server.get(f"/c/{sent.token(0)}")[0] == 302
         assert poll(lambda: stored(app) == 1, 30)  # the new writer stores
