@@ -26,10 +26,12 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from app.cli.serving import DEFAULT_SERVER, serve_command
+from app.clicks import tracking
 from app.clicks.writer import read_status
+from app.db import get_engine
 from app.models import Click, PlacementStats
 from app.ops import granian_serving
-from tests.factories import TEST_SECRET, send
+from tests.factories import TEST_SECRET, make_app, send
 from tests.prerequisites import ROOT
 
 SERVE = [sys.executable, "-c", "from app.cli import main; main()", "serve"]
@@ -204,6 +206,63 @@ def test_a_stop_stores_what_was_spooled(
         log = server.log.read_text()
         assert "click writer stopped" in log
         assert "exited with" not in log  # the writer stopped with the server, not restarted
+
+
+@pytest.mark.slow
+def test_the_supervisor_restarts_the_writer_and_its_stop_stores_the_spool(
+    app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The supervisor as granian's main process runs it, here in the test's own process; the
+    writer is the real ``python -m app.ops.click_writer``, which reads the environment."""
+    sent = send(app)
+    spool = tmp_path / "supervised-spool"
+    for name, value in {
+        "DATABASE_URL": app.config["DATABASE_URL"],
+        "SECRET_KEYS": TEST_SECRET,
+        "SPOOL_DIR": str(spool),
+        "CLICK_BATCH_INTERVAL": "60",  # stored at the stop, not before
+    }.items():
+        monkeypatch.setenv(f"CLICKMAP_{name}", value)
+    # A serving process's side: it only spools (writer mode "process").
+    serving = make_app(
+        app.config["DATABASE_URL"],
+        tmp_path / "serving",
+        SPOOL_DIR=str(spool),
+        CLICK_WRITER="process",
+    )
+    supervisor = granian_serving.WriterSupervisor()
+    supervisor.start()
+    try:
+        assert poll(lambda: read_status(spool) is not None, 60)
+        first = int((read_status(spool) or {})["pid"])
+        os.kill(first, signal.SIGKILL)
+        assert poll(lambda: (read_status(spool) or {}).get("pid") not in (None, first), 60)
+        time.sleep(0.5)  # past the new writer's first pass
+        assert serving.test_client().get(f"/c/{sent.token(0)}").status_code == 302
+        assert serving.test_client().get(f"/c/{sent.token(0, 1)}").status_code == 302
+        tracking.stop(serving)  # the serving process lets go of its spool
+        assert stored(app) == 0
+    finally:
+        supervisor.stop()
+        tracking.stop(serving)
+        get_engine(serving).dispose()
+    assert supervisor.process is not None and supervisor.process.returncode == 0
+    assert stored(app) == 2
+    assert sorted(spool.glob("*.clicks")) == []
+
+
+def test_build_configures_granian_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLICKMAP_BIND", "127.0.0.1:8123")
+    monkeypatch.setenv("CLICKMAP_ACCESS_LOG", "1")
+    server = granian_serving.build({"workers": 3, "threads": None})
+    assert (server.bind_addr, server.bind_port) == ("127.0.0.1", 8123)
+    assert (server.workers, server.blocking_threads) == (3, 2)
+    assert server.interface == "wsgi" and server.respawn_failed_workers
+    assert server.workers_kill_timeout == granian_serving.GRACEFUL_TIMEOUT
+    assert server.log_access
+    # The writer runs beside the workers from the start, and stops after them.
+    assert server.hooks_startup == [server.supervisor.start]
+    assert server.hooks_shutdown == [server.supervisor.stop]
 
 
 def test_serve_picks_the_server(tmp_path: Path) -> None:
