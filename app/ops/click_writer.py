@@ -45,12 +45,14 @@ def _use_stderr_log() -> None:
 def main() -> None:
     from app import create_app
     from app.clicks.tracking import writer_for
+    from app.db import get_engine
 
     _use_stderr_log()
     # Signals are taken by the main thread alone (sigtimedwait below): the writer thread
     # never runs a Python signal handler in the middle of its own locking.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    writer = writer_for(create_app())
+    app = create_app()
+    writer = writer_for(app)
     # As in the serving processes: what is loaded now lives as long as the process, so the
     # garbage collector need not walk it again and again.
     gc.freeze()
@@ -70,6 +72,7 @@ def main() -> None:
     stop.set()
     thread.join(GRACEFUL_TIMEOUT + 5.0)
     writer.close()
+    get_engine(app).dispose()  # the database sees its sessions end, not vanish
     log.info("click writer stopped (pid %d)", os.getpid())
 
 

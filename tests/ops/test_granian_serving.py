@@ -9,12 +9,15 @@ whole group (as a terminal's Ctrl-C does).
 
 from __future__ import annotations
 
+import gc
 import http.client
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,8 +32,8 @@ from app.cli.serving import DEFAULT_SERVER, serve_command
 from app.clicks import tracking
 from app.clicks.writer import read_status
 from app.db import get_engine
-from app.models import Click, PlacementStats
-from app.ops import granian_serving
+from app.models import Click, Placement, PlacementStats
+from app.ops import click_writer, granian_serving
 from tests.factories import TEST_SECRET, make_app, send
 from tests.prerequisites import ROOT
 
@@ -249,6 +252,81 @@ def test_the_supervisor_restarts_the_writer_and_its_stop_stores_the_spool(
     assert supervisor.process is not None and supervisor.process.returncode == 0
     assert stored(app) == 2
     assert sorted(spool.glob("*.clicks")) == []
+
+
+@pytest.fixture
+def environ_of(monkeypatch: pytest.MonkeyPatch) -> Callable[[Flask, Path], None]:
+    """Point the ``CLICKMAP_*`` environment at a test app's database and a spool directory,
+    for code that reads the environment (as the server's processes do)."""
+
+    def point(app: Flask, spool: Path) -> None:
+        monkeypatch.setenv("CLICKMAP_DATABASE_URL", app.config["DATABASE_URL"])
+        monkeypatch.setenv("CLICKMAP_SECRET_KEYS", TEST_SECRET)
+        monkeypatch.setenv("CLICKMAP_SPOOL_DIR", str(spool))
+
+    return point
+
+
+@pytest.fixture
+def clickmap_log_kept() -> Iterator[None]:
+    """The writer process sets the ``clickmap`` logger up for itself; here it shares the
+    test's process, so put the logger back afterwards."""
+    found = logging.getLogger("clickmap")
+    saved = (list(found.handlers), found.level, found.propagate)
+    yield
+    found.handlers, found.level, found.propagate = saved[0], saved[1], saved[2]
+
+
+def test_the_writer_process_stores_then_stops_on_sigterm(
+    app: Flask,
+    tmp_path: Path,
+    environ_of: Callable[[Flask, Path], None],
+    clickmap_log_kept: None,
+) -> None:
+    """``app.ops.click_writer.main`` in a thread of the test's process: the signal goes to
+    that thread alone, which is where the process's main thread would take it."""
+    sent = send(app)
+    spool = tmp_path / "writer-spool"
+    environ_of(app, spool)
+    serving = make_app(
+        app.config["DATABASE_URL"], tmp_path / "serving", SPOOL_DIR=str(spool),
+        CLICK_WRITER="process",
+    )  # fmt: skip
+    thread = threading.Thread(target=click_writer.main)
+    try:
+        assert serving.test_client().get(f"/c/{sent.token(0)}").status_code == 302
+        thread.start()
+        assert poll(lambda: stored(app) == 1, 30)  # while the serving process holds its file
+        assert serving.test_client().get(f"/c/{sent.token(0, 1)}").status_code == 302
+        tracking.stop(serving)  # lets go of its spool file
+        assert thread.ident is not None
+        signal.pthread_kill(thread.ident, signal.SIGTERM)
+        thread.join(60)
+        assert not thread.is_alive()
+    finally:
+        gc.unfreeze()  # the writer froze what the test's process had loaded
+        tracking.stop(serving)
+        get_engine(serving).dispose()
+    assert stored(app) == 2
+    assert sorted(spool.glob("*.clicks")) == []
+
+
+def test_a_worker_builds_its_app_and_warms_its_cache(
+    app: Flask, tmp_path: Path, environ_of: Callable[[Flask, Path], None]
+) -> None:
+    send(app)
+    environ_of(app, tmp_path / "worker-spool")
+    worker_app = granian_serving.load_app("app:create_app")
+    try:
+        found = tracking.tracker(worker_app)
+        assert found.mode == "process" and found.writer is None  # it only spools
+        with app.extensions["clickmap.sessionmaker"]() as s:
+            links = s.scalar(select(func.count()).select_from(Placement).where(Placement.tracked))
+        assert poll(lambda: len(found.targets) == links, 30)  # the cache is warm at start
+    finally:
+        gc.unfreeze()
+        tracking.stop(worker_app)
+        get_engine(worker_app).dispose()
 
 
 def test_build_configures_granian_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
