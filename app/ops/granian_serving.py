@@ -127,7 +127,15 @@ class WriterSupervisor:
         with self._lock:
             if self.stopping.is_set():
                 return None
-            self.process = subprocess.Popen([sys.executable, "-m", "app.ops.click_writer"])
+            # close_fds=False lets subprocess use posix_spawn, which reports a failed exec
+            # without a pipe. With fork and exec it waits on a pipe until every copy of its
+            # write end is closed, and granian's main thread forks workers at any time: a
+            # worker forked meanwhile keeps a copy for its whole life, and this thread would
+            # hang in Popen, never to see the writer die. (Descriptors are not inherited
+            # anyway unless marked inheritable, which Python and granian do not do.)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "app.ops.click_writer"], close_fds=False
+            )
             return self.process
 
     def _supervise(self) -> None:
