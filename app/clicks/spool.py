@@ -283,6 +283,10 @@ class SpoolReader:
                     continue  # its process is alive and may append
                 file.sealed = True
 
+    def live_files(self) -> int:
+        """Files a serving process still holds (may append to), as of the last ``scan``."""
+        return sum(1 for file in self._files.values() if not file.sealed)
+
     def take(self, limit: int) -> list[Taken]:
         """Up to ``limit`` unstored frames, oldest file first."""
         taken: list[Taken] = []

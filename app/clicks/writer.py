@@ -4,8 +4,9 @@ One writer per spool directory (it holds the directory's ``writer.lock``) reads 
 process's spool file from its checkpoint, stores up to ``BATCH`` clicks per transaction with
 ``app.clicks.recording.record_clicks``, moves the checkpoints, and deletes the files of processes
 that are gone once they are stored. Under ``clickmap serve`` it runs in a process of its own
-(``app.ops.serving.ClickWriterApp``), so the request processes spend no CPU time, and take no
-interpreter lock, on storing clicks; elsewhere it runs as a thread (``app.clicks.tracking``).
+(``app.ops.click_writer`` on granian, ``app.ops.serving.ClickWriterApp`` on gunicorn), so the
+request processes spend no CPU time, and take no interpreter lock, on storing clicks;
+elsewhere it runs as a thread (``app.clicks.tracking``).
 
 It publishes what it knows (database up or down, clicks waiting) in ``writer.status`` in the
 spool directory, which ``/healthz`` of every serving process reads.
@@ -185,8 +186,14 @@ class ClickWriter:
 
     # -- running -----------------------------------------------------------------------
 
-    def run(self, stop: threading.Event) -> None:
-        """Cycle until ``stop`` is set, then store what is left once more."""
+    def run(self, stop: threading.Event, linger: float = 0.0) -> None:
+        """Cycle until ``stop`` is set, then store what is left once more.
+
+        With ``linger``, keep storing after ``stop`` for up to that many seconds while a
+        serving process still holds its spool file: a writer stopped by a signal sent to the
+        whole server (a terminal's Ctrl-C) then also stores what the workers spool as they
+        finish their last requests.
+        """
         backoff = 0.25
         while not stop.is_set():
             try:
@@ -203,10 +210,17 @@ class ClickWriter:
             # A pass with nothing spooled reads no more than a directory listing: polling is
             # cheap, and keeps ``writer.status`` fresh for /healthz.
             stop.wait(self.gather if ok else self.MAX_BACKOFF)  # not ok: another writer
-        try:
-            self.cycle()
-        except Exception as exc:  # stopping: the spool keeps what is left
-            log.warning("clicks left in the spool at stop: %s", exc)
+        deadline = time.monotonic() + linger
+        while True:
+            try:
+                if not self.cycle():
+                    return  # another process is the writer: nothing here to store
+            except Exception as exc:  # stopping: the spool keeps what is left
+                log.warning("clicks left in the spool at stop: %s", exc)
+                return
+            if not self.reader.live_files() or time.monotonic() >= deadline:
+                return
+            time.sleep(0.1)
 
     def close(self) -> None:
         with self._lock:

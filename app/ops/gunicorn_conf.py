@@ -1,4 +1,5 @@
-"""gunicorn settings for ``clickmap serve`` (or ``gunicorn -c python:app.ops.gunicorn_conf``).
+"""gunicorn settings for ``clickmap serve --server gunicorn`` (or ``gunicorn -c
+python:app.ops.gunicorn_conf``); granian, the default, is set up in ``app.ops.granian_serving``.
 
 Sized for the redirector: requests are short and CPU-bound (a token check, a dict lookup and
 one local file write), the database is never waited for on the request path. Clicks are

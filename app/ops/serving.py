@@ -1,5 +1,6 @@
-"""The production server (gunicorn, settings in ``app.ops.gunicorn_conf``) and its click
-writer process; ``clickmap serve`` (``app.cli.serving``) runs it."""
+"""gunicorn as the production server (settings in ``app.ops.gunicorn_conf``) and its click
+writer process; ``clickmap serve --server gunicorn`` (``app.cli.serving``) runs it. The
+default server is granian (``app.ops.granian_serving``)."""
 
 from __future__ import annotations
 
