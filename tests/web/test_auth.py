@@ -19,7 +19,8 @@ from tests.factories import PASSWORD, add_user, csrf_from, log_in
 # The email frame's images are public to the guard: their signed address is the credential
 # (tests/web/test_dashboard.py checks that an unsigned or stale one gets nothing).
 PUBLIC_PATHS = re.compile(
-    r"/c/<[^>]+>|/healthz|/login|/static/<path:filename>|/campaigns/<[^>]+>/email/asset"
+    r"/c/<[^>]+>|/o/<[^>]+>|/healthz|/login|/static/<path:filename>"
+    r"|/campaigns/<[^>]+>/email/asset"
     # The API's contract and its reference page: documentation, no data.
     r"|/api/v1/openapi\.json|/api/v1/docs|/api/v1/docs/assets/<path:filename>"
     # The ESPs' webhooks: each checks its ESP's signature (tests/web/test_webhooks.py).
