@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from pyroaring import BitMap
 from sqlalchemy import bindparam, case, text, update
 from sqlalchemy.engine import Connection
 
@@ -436,11 +435,7 @@ class Later:
         their clicker sets (nothing was there before, so nothing needs reading)."""
         for model, changes in self.sets.items():
             for key, row in self.rows.get(model, {}).items():
-                row["clickers"] = clicker_sets.encode(changes.added.get(key, BitMap()))
-                humans = changes.human_added.get(key, BitMap())
-                row["human_clickers"] = clicker_sets.encode(
-                    humans - changes.human_removed.get(key, BitMap())
-                )
+                row["clickers"], row["human_clickers"] = changes.applied(key)
         for model in TABLES:
             rows = [self.rows.get(model, {})[key] for key in sorted(self.rows.get(model, {}))]
             counted = bool(rows) and any(name in rows[0] for name in _COUNTERS)

@@ -92,6 +92,18 @@ class Changes:
             target = self.human_added if delta > 0 else self.human_removed
             target.setdefault(tuple(key), BitMap()).add(recipient)
 
+    def applied(
+        self, key: tuple[Any, ...], clickers: bytes | None = None, human: bytes | None = None
+    ) -> tuple[bytes | None, bytes | None]:
+        """A cell's stored sets (none for a new cell) with this batch's changes made: what
+        the cell stores next."""
+        members = decode(clickers)
+        members |= self.added.get(key, _EMPTY)
+        humans = decode(human)
+        humans |= self.human_added.get(key, _EMPTY)
+        humans -= self.human_removed.get(key, _EMPTY)
+        return encode(members), encode(humans)
+
     def merge(self, other: Changes) -> None:
         for mine, theirs in (
             (self.added, other.added),
@@ -139,12 +151,7 @@ def write(connection: Connection, model: type[Any], changes: Changes) -> None:
     updates = []
     for key, key_stored in zip(keys, stored, strict=True):
         clickers, human = found.get(key_stored, (None, None))
-        members = decode(clickers)
-        members |= changes.added.get(key, _EMPTY)
-        humans = decode(human)
-        humans |= changes.human_added.get(key, _EMPTY)
-        humans -= changes.human_removed.get(key, _EMPTY)
-        updates.append((encode(members), encode(humans), *key_stored))
+        updates.append((*changes.applied(key, clickers, human), *key_stored))
     where = " AND ".join(f"{name} = {mark}" for name in names)
     connection.exec_driver_sql(
         f"UPDATE {table.name} SET clickers = {mark}, human_clickers = {mark} WHERE {where}",  # noqa: S608
@@ -178,12 +185,8 @@ def _write_postgresql(
     rows = []
     for key, row in zip(keys, keyed, strict=True):
         clickers, human = found.get(key, (None, None))
-        members = decode(clickers)
-        members |= changes.added.get(key, _EMPTY)
-        humans = decode(human)
-        humans |= changes.human_added.get(key, _EMPTY)
-        humans -= changes.human_removed.get(key, _EMPTY)
-        rows.append({**row, "clickers": encode(members), "human_clickers": encode(humans)})
+        members, humans = changes.applied(key, clickers, human)
+        rows.append({**row, "clickers": members, "human_clickers": humans})
     match = " AND ".join(f"t.{name} = j.{name}" for name in names)
     connection.execute(
         text(
