@@ -347,23 +347,31 @@ def record_deliveries(
     ids = ensure_recipients(session, external_ids)
     if not ids:
         return 0
+    at = delivered_at or utcnow()
+    rows = [
+        {
+            "campaign_id": campaign.id,
+            "variant_id": variant.id,
+            "recipient_id": rid,
+            "delivered_at": at,
+        }
+        for rid in ids.values()
+    ]
     insert = _insert_ignore(session)
-    result = session.execute(
-        insert(Delivery)
-        .values(
-            [
-                {
-                    "campaign_id": campaign.id,
-                    "variant_id": variant.id,
-                    "recipient_id": rid,
-                    "delivered_at": delivered_at or utcnow(),
-                }
-                for rid in ids.values()
-            ]
+    added = 0
+    # In chunks: one statement for 20,000 recipients would pass PostgreSQL's limit of
+    # 65,535 bound parameters (four per row).
+    for start in range(0, len(rows), 1000):
+        # RETURNING counts the rows added on both databases (rowcount can be -1).
+        added += len(
+            session.execute(
+                insert(Delivery)
+                .values(rows[start : start + 1000])
+                .on_conflict_do_nothing(index_elements=["variant_id", "recipient_id"])
+                .returning(Delivery.recipient_id)
+            ).all()
         )
-        .on_conflict_do_nothing(index_elements=["variant_id", "recipient_id"])
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return added
 
 
 def record_sent(session: Session, variant: Variant, recipient_ids: Iterable[int]) -> None:
