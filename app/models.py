@@ -420,6 +420,29 @@ class ClickSegment(Base):
     human_clickers: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
 
 
+class ClickSegmentDaily(Base):
+    """``click_segment`` by UTC day: a segment within a period (Germany in the last 7 days)
+    reads one cell per (link, day, device, client, country) for the period's whole days,
+    and the clicks of the hours either side (``app.reports.stats``)."""
+
+    __tablename__ = "click_segment_daily"
+
+    placement_id: Mapped[int] = mapped_column(
+        ForeignKey("placement.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    device: Mapped[str] = mapped_column(String(16), primary_key=True)
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    country: Mapped[str] = mapped_column(String(2), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), index=True
+    )
+    total: Mapped[int] = mapped_column(BigInteger, default=0)
+    human_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    clickers: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    human_clickers: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+
+
 class PartClicker(Base):
     """Who clicked anything in one part of one variant: one row per recipient, kept by the
     writer. A new row is what adds one to ``part_stats.unique``."""
@@ -469,6 +492,11 @@ class PartStats(Base):
     # The same two figures over the clicks labelled human (``app.clicks.labelling``).
     human_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     human_unique: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Who clicked anything in the part, and who as a human (``app.clicks.clicker_sets``):
+    # a scope of several parts (a variant's HTML and AMP, which the funnel and the
+    # comparison count) unions them, instead of counting its clickers row by row.
+    clickers: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    human_clickers: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
 
 
 class CampaignStats(Base):

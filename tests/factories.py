@@ -56,6 +56,7 @@ from app.models import (
     ClickDaily,
     ClickHourly,
     ClickSegment,
+    ClickSegmentDaily,
     MachineReasons,
     PartCell,
     PartClicker,
@@ -908,12 +909,15 @@ def human_aggregates(session: Session) -> None:
 
 
 def clicker_sets_exact(session: Session) -> None:
-    """Every cell of ``click_hourly`` and ``click_segment`` holds exactly the recipients
-    who clicked in it, and who clicked in it as a human, recounted from the raw clicks; and
-    ``click_segment``'s counters equal the clicks in each cell."""
+    """Every cell of ``click_hourly``, ``click_daily``, ``click_segment``,
+    ``click_segment_daily`` and ``part_stats`` holds exactly the recipients who clicked in
+    it, and who clicked in it as a human, recounted from the raw clicks; and the segment
+    cells' counters equal the clicks in each cell."""
     hours: dict[tuple[Any, ...], tuple[set[int], set[int]]] = {}
     days: dict[tuple[Any, ...], tuple[set[int], set[int]]] = {}
     segments: dict[tuple[Any, ...], tuple[set[int], set[int], list[int]]] = {}
+    segment_days: dict[tuple[Any, ...], tuple[set[int], set[int], list[int]]] = {}
+    parts: dict[tuple[Any, ...], tuple[set[int], set[int]]] = {}
     cells: dict[tuple[Any, ...], list[int]] = {}
     reasons: dict[tuple[Any, ...], int] = {}
     session.expire_all()
@@ -941,6 +945,19 @@ def clicker_sets_exact(session: Session) -> None:
         if human:
             day_human.add(c.recipient_id)
         key = (c.placement_id, c.device, c.client or "", c.country or "")
+        day_all, day_human, day_counts = segment_days.setdefault(
+            (c.placement_id, hour.replace(hour=0), *key[1:]), (set(), set(), [0, 0])
+        )
+        part_all, part_human = parts.setdefault(
+            (c.campaign_id, c.variant_id, c.part), (set(), set())
+        )
+        day_all.add(c.recipient_id)
+        part_all.add(c.recipient_id)
+        day_counts[0] += 1
+        if human:
+            day_human.add(c.recipient_id)
+            part_human.add(c.recipient_id)
+            day_counts[1] += 1
         seg_all, seg_human, counts = segments.setdefault(key, (set(), set(), [0, 0]))
         everyone.add(c.recipient_id)
         seg_all.add(c.recipient_id)
@@ -973,6 +990,23 @@ def clicker_sets_exact(session: Session) -> None:
         for s in session.scalars(select(ClickSegment))
         if s.total or s.clickers
     } == segments
+    assert {
+        (s.placement_id, s.day.astimezone(UTC), s.device, s.client, s.country): (
+            set(decode(s.clickers)),
+            set(decode(s.human_clickers)),
+            [s.total, s.human_total],
+        )
+        for s in session.scalars(select(ClickSegmentDaily))
+        if s.total or s.clickers
+    } == segment_days
+    assert {
+        (p.campaign_id, p.variant_id, p.part): (
+            set(decode(p.clickers)),
+            set(decode(p.human_clickers)),
+        )
+        for p in session.scalars(select(PartStats))
+        if p.total or p.clickers
+    } == parts
     kept_cells = {
         (
             p.campaign_id,

@@ -32,6 +32,7 @@ from app.models import (
     ClickDaily,
     ClickHourly,
     ClickSegment,
+    ClickSegmentDaily,
     MachineReasons,
     PartCell,
     PartClicker,
@@ -49,6 +50,7 @@ TABLES = (
     ClickHourly,
     ClickDaily,
     ClickSegment,
+    ClickSegmentDaily,
     PartHourly,
     PartCell,
     PlacementStats,
@@ -108,6 +110,7 @@ def add_clicks(
     hourly: dict[tuple[int, datetime, str], int] = {}
     daily: dict[tuple[int, datetime, str], int] = {}
     segments: dict[tuple[int, str, str, str], int] = {}
+    segment_days: dict[tuple[int, datetime, str, str, str], int] = {}
     changes = {model: Changes() for model in clicker_sets.KEYS}
     part_hourly: dict[tuple[int, int, str, datetime, str], int] = {}
     part_cells: dict[tuple[Any, ...], int] = {}
@@ -149,6 +152,10 @@ def add_clicks(
         )
         segments[segment_key] = segments.get(segment_key, 0) + 1
         changes[ClickSegment].clicked(segment_key, c["recipient_id"])
+        segment_day_key = (placement_id, day_key[1], *segment_key[1:])
+        segment_days[segment_day_key] = segment_days.get(segment_day_key, 0) + 1
+        changes[ClickSegmentDaily].clicked(segment_day_key, c["recipient_id"])
+        changes[PartStats].clicked(part, c["recipient_id"])
         part_hour_key = (*part, hour, c["device"])
         part_hourly[part_hour_key] = part_hourly.get(part_hour_key, 0) + 1
         cell_key = (*part, hour, *segment_key[1:])
@@ -209,7 +216,16 @@ def add_clicks(
     hourly_human = by_table.get("hourly", {})
     campaign_of = {p: part[0] for p, part in parts_of.items()}
     ends = {name: by_table.get(name, {}) for name in _ENDS}
-    names = ("pair", "hourly", "daily", "placement_total", "placement_unique", "segment", *_MEMBERS)
+    names = (
+        "pair",
+        "hourly",
+        "daily",
+        "placement_total",
+        "placement_unique",
+        "segment",
+        "segment_daily",
+        *_MEMBERS,
+    )
     for name in (*names, *_ENDS):
         campaign_of.update((key[1], key[0]) for key in by_table.get(name, {}))
     changes[ClickHourly].human({key[1:]: d for key, d in by_table.get("hour_member", {}).items()})
@@ -217,6 +233,10 @@ def add_clicks(
     changes[ClickSegment].human(
         {key[1:]: d for key, d in by_table.get("segment_member", {}).items()}
     )
+    changes[ClickSegmentDaily].human(
+        {key[1:]: d for key, d in by_table.get("segment_day_member", {}).items()}
+    )
+    changes[PartStats].human(by_table.get("part_member", {}))
     hourly_keys = set(hourly) | {(p, h, d) for (_c, p, h, d) in hourly_human}
     hourly_keys |= changes[ClickHourly].keys()
     add(
@@ -271,6 +291,30 @@ def add_clicks(
         ],
     )
     sets(ClickSegment)
+    segment_day_human = by_table.get("segment_daily", {})
+    add(
+        ClickSegmentDaily,
+        [
+            {
+                "placement_id": p,
+                "day": day,
+                "device": device,
+                "client": client,
+                "country": country,
+                "campaign_id": campaign_of[p],
+                "total": segment_days.get((p, day, device, client, country), 0),
+                "human_total": segment_day_human.get(
+                    (campaign_of[p], p, day, device, client, country), 0
+                ),
+            }
+            for p, day, device, client, country in sorted(
+                set(segment_days)
+                | {key[1:] for key in segment_day_human}
+                | changes[ClickSegmentDaily].keys()
+            )
+        ],
+    )
+    sets(ClickSegmentDaily)
     part_hourly_human = by_table.get("part_hourly", {})
     add(
         PartHourly,
@@ -336,10 +380,14 @@ def add_clicks(
                 "human_unique": part_human_unique.get((c, v, part), 0),
             }
             for (c, v, part) in sorted(
-                set(part_totals) | set(part_human_total) | set(part_human_unique)
+                set(part_totals)
+                | set(part_human_total)
+                | set(part_human_unique)
+                | changes[PartStats].keys()
             )
         ],
     )
+    sets(PartStats)
     add(
         MachineReasons,
         [
@@ -376,7 +424,7 @@ def add_clicks(
 _CELL = ("campaign_id", "variant_id", "part", "hour", "device", "client", "country")
 
 # The human membership of the cells' clicker sets, by their key in the difference.
-_MEMBERS = ("hour_member", "day_member", "segment_member")
+_MEMBERS = ("hour_member", "day_member", "segment_member", "segment_day_member")
 
 
 # The figures of each recipient's first and last link, by their key in the difference

@@ -4,12 +4,12 @@ without reading raw clicks.
 "Unique clickers of a link in the last 7 days on mobile" is the number of recipients with at
 least one matching click. Counters cannot answer that (a recipient who clicked in two hours
 would count twice), so each cell of ``click_hourly`` (link, hour, device), ``click_daily``
-(link, day, device) and ``click_segment`` (link, device, email client, country) keeps two
-sets of recipient ids, as
-roaring bitmaps (``pyroaring``, the compressed integer sets many analytics engines use):
-who clicked in the cell, and who clicked there as a human. A view unions the sets of the
-cells its filter covers and takes the size: exact, and its cost grows with the number of
-cells (hours x devices x links; segments x links), not with the clicks.
+(link, day, device), ``click_segment`` (link, device, email client, country),
+``click_segment_daily`` (the same by day) and ``part_stats`` (a variant's part) keeps two
+sets of recipient ids, as roaring bitmaps (``pyroaring``, the compressed integer sets many
+analytics engines use): who clicked in the cell, and who clicked there as a human. A view
+unions the sets of the cells its filter covers and takes the size: exact, and its cost grows
+with the number of cells (hours x devices x links; segments x links), not with the clicks.
 
 The writer keeps the sets in the same transaction as the counters (``add_clicks``). A new
 click adds its recipient to its cell's set of clickers; a recipient's human membership comes
@@ -31,16 +31,18 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from app.clicks.statements import as_json, table_of
-from app.models import ClickDaily, ClickHourly, ClickSegment
+from app.models import ClickDaily, ClickHourly, ClickSegment, ClickSegmentDaily, PartStats
 
 # The cell tables and the columns (after the campaign) that key a cell in each.
 KEYS: dict[type[Any], tuple[str, ...]] = {
     ClickHourly: ("placement_id", "hour", "device"),
     ClickDaily: ("placement_id", "day", "device"),
     ClickSegment: ("placement_id", "device", "client", "country"),
+    ClickSegmentDaily: ("placement_id", "day", "device", "client", "country"),
+    PartStats: ("campaign_id", "variant_id", "part"),
 }
 _EMPTY = BitMap()
-_CHUNK = 200  # keys per IN list: 4 columns each stays below SQLite's parameter limit
+_CHUNK = 150  # keys per IN list: 5 columns each stays below SQLite's parameter limit
 
 
 def decode(blob: bytes | None) -> BitMap:

@@ -128,6 +128,9 @@ def human_figures(clicks: Iterable[dict[str, Any]]) -> Figures:
         segment = (c["device"], segment_value(c["client"]), segment_value(c["country"]))
         figures["segment", campaign, placement, *segment] += 1
         figures["segment_member", campaign, placement, *segment, recipient] = 1
+        figures["segment_daily", campaign, placement, day, *segment] += 1
+        figures["segment_day_member", campaign, placement, day, *segment, recipient] = 1
+        figures["part_member", campaign, variant, part, recipient] = 1
         figures["placement_total", campaign, placement] += 1
         figures["hourly", campaign, placement, hour, c["device"]] += 1
         figures["part_hourly", campaign, variant, part, hour, c["device"]] += 1

@@ -11,17 +11,19 @@ and the device split, and ``delivery``.
 A period, device or segment (email client, country) filter changes what "unique" means:
 distinct recipients with at least one matching click. Counters cannot answer that, so the
 writer keeps clicker sets (``app.clicks.clicker_sets``): per (link, hour, device) in
-``click_hourly`` for a period, per (link, device, client, country) in ``click_segment`` for
-a device or a segment over all time. A filtered unique is the size of the union of the sets
-of the cells the filter covers, and a filtered total the sum of their counters: exact, at a
-cost that grows with the cells, not the clicks. Period bounds fall on whole UTC hours
+``click_hourly`` and per (link, day, device) in ``click_daily`` for a period, per (link,
+device, client, country) in ``click_segment`` for a device or a segment over all time, the
+same by day in ``click_segment_daily`` for a segment within a period, and per variant part
+in ``part_stats`` for a scope of several parts. A filtered unique is the size of the union
+of the sets of the cells the filter covers, and a filtered total the sum of their counters:
+exact, at a cost that grows with the cells, not the clicks. Period bounds fall on whole UTC hours
 (``ClickFilter`` refuses others), so hourly cells answer them exactly. The charts and the
 machine panel of a filtered view read ``part_hourly``, or ``part_cell`` and
 ``cell_reasons`` (per part, hour, device, client and country) with a segment.
 
-One combination has no cell: a segment within a period. Its per-link figures and its
-unique clickers count the raw clicks through ``click_filters``, narrowed by the
-``(campaign_id, clicked_at)`` index, so their cost grows with the clicks in the period.
+A segment has no hourly cells (they would grow towards one per click): within a period,
+the hours either side of its whole days are read from the raw clicks (``click_filters``,
+narrowed by the ``(placement_id, clicked_at)`` index), grouped into a cell per link.
 The campaign list and the drill-down (who clicked a link) are ``app.reports.listings``.
 docs/heatmap.md says what each figure costs.
 """
@@ -33,10 +35,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pyroaring import BitMap
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from app.clicks.clicker_sets import union
+from app.clicks.clicker_sets import encode, union
 from app.errors import NotFound
 from app.models import (
     BOUNCED,
@@ -50,6 +53,7 @@ from app.models import (
     ClickDaily,
     ClickHourly,
     ClickSegment,
+    ClickSegmentDaily,
     Delivery,
     MachineReasons,
     PartCell,
@@ -215,61 +219,74 @@ def _counted(model: Any, where: ClickFilter) -> tuple[Any, Any]:
 
 def _cells(
     session: Session, where: ClickFilter, placement_ids: Any = None
-) -> list[tuple[int, int, bytes | None]] | None:
+) -> list[tuple[int, int, bytes | None]]:
     """``(placement_id, clicks, clicker set)`` of every aggregate cell ``where`` covers,
-    for a filtered view: for a period, ``click_daily`` cells (link, UTC day, device) for its
-    whole days and ``click_hourly`` cells (link, hour, device) for the hours either side;
-    over all time, ``click_segment`` cells (link, device, client, country) for a device or a
-    segment. Human clicks and clickers unless machine clicks are included. None for a
-    segment within a period, which no cell answers exactly: the caller counts raw clicks.
+    for a filtered view. Over all time, the ``click_segment`` cells (link, device, client,
+    country) of a device or a segment. For a period, its whole UTC days from ``click_daily``
+    (link, day, device), or from ``click_segment_daily`` for a segment, and the hours either
+    side from ``click_hourly`` (link, hour, device); a segment has no hourly cells, so for
+    those hours, at most two partial days, its raw clicks are grouped into one cell per link.
+    Human clicks and clickers unless machine clicks are included.
 
     The cost grows with the cells (days and at most 46 hours, x devices x links; or
-    segments x links), not with the clicks; the unique clickers are the size of the union
-    of the sets (``app.clicks.clicker_sets``).
+    segments x links), not with the campaign's clicks; the unique clickers are the size of
+    the union of the sets (``app.clicks.clicker_sets``).
     """
-    period = where.since is not None or where.until is not None
-    if where.segmented and period:
-        return None
     scope = placement_ids if placement_ids is not None else _placement_ids(where)
-    if not period:  # all time: a device has fewer segment cells than hourly ones
+    if where.since is None and where.until is None:  # all time
         filters: list[ColumnElement[bool]] = [ClickSegment.placement_id.in_(scope)]
         if where.device is not None:
             filters.append(ClickSegment.device == where.device)
-        for column, value in (
-            (ClickSegment.client, where.client),
-            (ClickSegment.country, where.country),
-        ):
-            if value is not None:
-                filters.append(column == ("" if value == UNKNOWN else value))
-        return _cell_rows(session, where, ClickSegment, filters)
+        return _cell_rows(session, where, ClickSegment, filters + _segment(ClickSegment, where))
     # Whole UTC days inside the period come from the daily cells, the hours around them
-    # from the hourly ones. (No whole day: every hour from the hourly cells.)
+    # from the hourly ones (or a segment's raw clicks).
     first_day = None if where.since is None else _day_after(where.since)
     end_day = None if where.until is None else floor_hour(where.until).replace(hour=0)
     if first_day is not None and end_day is not None and first_day >= end_day:
-        return _cell_rows(
-            session,
-            where,
-            ClickHourly,
-            [ClickHourly.placement_id.in_(scope), *_hourly_filters(where)],
-        )
-    days: list[ColumnElement[bool]] = [ClickDaily.placement_id.in_(scope)]
+        return _hour_cells(session, where, scope)  # no whole day
+    table = ClickSegmentDaily if where.segmented else ClickDaily
+    days: list[ColumnElement[bool]] = [table.placement_id.in_(scope), *_segment(table, where)]
     if first_day is not None:
-        days.append(ClickDaily.day >= first_day)
+        days.append(table.day >= first_day)
     if end_day is not None:
-        days.append(ClickDaily.day < end_day)
+        days.append(table.day < end_day)
     if where.device is not None:
-        days.append(ClickDaily.device == where.device)
-    edges = []
+        days.append(table.device == where.device)
+    rows = _cell_rows(session, where, table, days)
     if where.since is not None and first_day is not None and where.since < first_day:
-        edges.append(replace(where, until=first_day))
+        rows += _hour_cells(session, replace(where, until=first_day), scope)
     if where.until is not None and end_day is not None and end_day < where.until:
-        edges.append(replace(where, since=end_day))
-    rows = _cell_rows(session, where, ClickDaily, days)
-    for edge in edges:
-        hours = [ClickHourly.placement_id.in_(scope), *_hourly_filters(edge)]
-        rows += _cell_rows(session, where, ClickHourly, hours)
+        rows += _hour_cells(session, replace(where, since=end_day), scope)
     return rows
+
+
+def _segment(table: Any, where: ClickFilter) -> list[ColumnElement[bool]]:
+    """A segment cell table's rows of ``where``'s client and country ('' for none)."""
+    return [
+        getattr(table, name) == ("" if value == UNKNOWN else value)
+        for name, value in (("client", where.client), ("country", where.country))
+        if value is not None
+    ]
+
+
+def _hour_cells(
+    session: Session, where: ClickFilter, scope: Any
+) -> list[tuple[int, int, bytes | None]]:
+    """The cells of a span of hours: ``click_hourly``'s, or for a segment, which has no
+    hourly cells, one per link built from the span's raw clicks."""
+    if not where.segmented:
+        hours = [ClickHourly.placement_id.in_(scope), *_hourly_filters(where)]
+        return _cell_rows(session, where, ClickHourly, hours)
+    clicks: dict[int, int] = {}
+    members: dict[int, BitMap] = {}
+    for placement_id, recipient_id, n in session.execute(
+        select(Click.placement_id, Click.recipient_id, func.count())
+        .where(*click_filters(where), Click.placement_id.in_(scope))
+        .group_by(Click.placement_id, Click.recipient_id)
+    ):
+        clicks[placement_id] = clicks.get(placement_id, 0) + int(n)
+        members.setdefault(placement_id, BitMap()).add(recipient_id)
+    return [(p, clicks[p], encode(members[p])) for p in clicks]
 
 
 def _day_after(moment: datetime) -> datetime:
@@ -281,14 +298,16 @@ def _day_after(moment: datetime) -> datetime:
 def _cell_rows(
     session: Session, where: ClickFilter, table: Any, filters: list[ColumnElement[bool]]
 ) -> list[tuple[int, int, bytes | None]]:
+    """The cells of ``table`` that ``filters`` pick; they name the links (which are the
+    campaign's), so the planner walks the cells' primary key, which leads with the link
+    and then the day or hour, rather than every cell of the campaign (as SQLite does when
+    the campaign is named too)."""
     total = table.human_total if where.human_only else table.total
     members = table.human_clickers if where.human_only else table.clickers
     return [
         (int(p), int(n), blob)
         for p, n, blob in session.execute(
-            select(table.placement_id, total, members).where(
-                table.campaign_id == where.campaign_id, *filters
-            )
+            select(table.placement_id, total, members).where(*filters)
         )
     ]
 
@@ -314,29 +333,14 @@ def link_counts(session: Session, where: ClickFilter) -> dict[int, tuple[int, in
         for placement_id, total, unique in rows:
             counts[placement_id] = (int(total), int(unique))
         return counts
-    cells = _cells(session, where, wanted)
-    if cells is not None:
-        totals: dict[int, int] = {}
-        sets: dict[int, list[bytes | None]] = {}
-        for placement_id, n, blob in cells:
-            totals[placement_id] = totals.get(placement_id, 0) + n
-            sets.setdefault(placement_id, []).append(blob)
-        for placement_id, n in totals.items():
-            if placement_id in counts:
-                counts[placement_id] = (n, len(union(sets[placement_id])))
-        return counts
-    # A segment within a period: the raw clicks. Grouping by an expression rather than the
-    # bare column keeps SQLite from walking the whole (placement_id, clicked_at) index in
-    # order to skip a sort: with few campaigns its planner prefers that to the campaign's
-    # own range, and reads every click of every one.
-    placement = (Click.placement_id + 0).label("placement")
-    for placement_id, total, unique in session.execute(
-        select(placement, func.count(), func.count(Click.recipient_id.distinct()))
-        .where(*click_filters(where))
-        .group_by(placement)
-    ):
+    totals: dict[int, int] = {}
+    sets: dict[int, list[bytes | None]] = {}
+    for placement_id, n, blob in _cells(session, where, wanted):
+        totals[placement_id] = totals.get(placement_id, 0) + n
+        sets.setdefault(placement_id, []).append(blob)
+    for placement_id, n in totals.items():
         if placement_id in counts:
-            counts[placement_id] = (int(total), int(unique))
+            counts[placement_id] = (n, len(union(sets[placement_id])))
     return counts
 
 
@@ -413,70 +417,32 @@ def campaign_summary(session: Session, where: ClickFilter) -> tuple[int, int, in
     everyone who received it". A ``variant_id``/``part`` of None means all of them.
 
     Unfiltered, the whole campaign reads its ``campaign_stats`` row and one variant's part
-    its ``part_stats`` row. The mixed scopes (one variant across its parts, which the
-    comparison of variants reads; one part across variants) add up ``part_stats`` totals
-    and count distinct recipients in ``part_clicker``: exact, at a cost that grows with
-    clickers rather than clicks. With a client or a country both figures count the matching
-    raw clicks.
+    its ``part_stats`` row. The mixed scopes (one variant across its parts, which the funnel
+    and the comparison of variants read; one part across variants) add up ``part_stats``
+    totals and union the parts' clicker sets. Filtered, the cells the filter covers
+    (``_cells``).
     """
     delivered = delivered_count(session, where.campaign_id, where.variant_id)
     if not where.unfiltered:
         cells = _cells(session, where, _placement_ids(where, include_honeypot=True))
-        if cells is not None:
-            return delivered, sum(n for _p, n, _b in cells), len(union(b for *_k, b in cells))
-    if where.segmented:  # within a period: totals from the cells, clickers from raw clicks
-        total = session.scalar(
-            select(func.sum(_counted(PartCell, where)[0])).where(*_cell_filters(where))
-        )
-        unique = session.scalar(
-            select(func.count(Click.recipient_id.distinct())).where(*click_filters(where))
-        )
-        return delivered, int(total or 0), int(unique or 0)
-    if where.variant_id is None and where.part is None:
+        return delivered, sum(n for _p, n, _b in cells), len(union(b for *_k, b in cells))
+    whole = where.variant_id is None and where.part is None
+    if whole or (where.variant_id is not None and where.part is not None):
         row = session.execute(
             select(*_counted(CampaignStats, where)).where(
                 CampaignStats.campaign_id == where.campaign_id
             )
+            if whole
+            else select(*_counted(PartStats, where)).where(*_part_filters(PartStats, where))
         ).first()
-    elif where.variant_id is not None and where.part is not None:
-        row = session.execute(
-            select(*_counted(PartStats, where)).where(*_part_filters(PartStats, where))
-        ).first()
-    else:
-        row = session.execute(
-            select(func.sum(_counted(PartStats, where)[0]), _mixed_clickers(where)).where(
-                *_part_filters(PartStats, where)
-            )
-        ).first()
-    if row is None:
-        return delivered, 0, 0
-    return delivered, int(row[0] or 0), int(row[1] or 0)
-
-
-def _mixed_clickers(where: ClickFilter) -> Any:
-    """Distinct clickers of one variant across its parts, or one part across variants.
-
-    Everyone who clicked is in ``part_clicker``; a human clicker is a (link, recipient) pair
-    with a human click (``placement_recipient.human_clicks``), so that count joins the
-    pairs to their links.
-    """
-    if not where.human_only:
-        return (
-            select(func.count(PartClicker.recipient_id.distinct()))
-            .where(*_part_filters(PartClicker, where))
-            .scalar_subquery()
-        )
-    links = [Placement.campaign_id == where.campaign_id]
-    if where.variant_id is not None:
-        links.append(Placement.variant_id == where.variant_id)
-    if where.part is not None:
-        links.append(Placement.part == where.part)
-    return (
-        select(func.count(PlacementRecipient.recipient_id.distinct()))
-        .join(Placement, Placement.id == PlacementRecipient.placement_id)
-        .where(PlacementRecipient.human_clicks > 0, *links)
-        .scalar_subquery()
-    )
+        return delivered, int(row[0] or 0) if row else 0, int(row[1] or 0) if row else 0
+    # A scope of several parts: add up their totals and union their sets of clickers.
+    total_column, _unique = _counted(PartStats, where)
+    members = PartStats.human_clickers if where.human_only else PartStats.clickers
+    rows = session.execute(
+        select(total_column, members).where(*_part_filters(PartStats, where))
+    ).all()
+    return delivered, sum(int(n or 0) for n, _b in rows), len(union(b for _n, b in rows))
 
 
 def _hourly(session: Session, where: ClickFilter) -> list[tuple[datetime, str, int]]:
@@ -658,13 +624,7 @@ def distinct_clickers(session: Session, where: ClickFilter, placement_ids: Seque
         if where.human_only:
             query = query.where(PlacementRecipient.human_clicks > 0)
         return int(session.scalar(query) or 0)
-    cells = _cells(session, where, list(placement_ids))
-    if cells is not None:
-        return len(union(b for *_k, b in cells))
-    query = select(func.count(Click.recipient_id.distinct())).where(
-        *click_filters(where), Click.placement_id.in_(placement_ids)
-    )
-    return int(session.scalar(query) or 0)
+    return len(union(b for *_k, b in _cells(session, where, list(placement_ids))))
 
 
 def click_rate(unique: int, delivered: int) -> float | None:

@@ -434,7 +434,9 @@ def four_days(session: Session) -> Campaign:
     for n in range(20):
         target = placement(campaign, n % 2)
         device = ("desktop", "mobile", "tablet")[n % 3]
-        click(session, target, who[names[(n * 3) % 4]], T0 + timedelta(hours=5 * n), device)
+        at, network = T0 + timedelta(hours=5 * n), (US, JP)[n % 5 % 2]
+        event = click_event(target, who[names[(n * 3) % 4]], at, device, ip_prefix=network)
+        assert record_clicks(session, [event]) == 1
     session.flush()
     return campaign
 
@@ -447,6 +449,16 @@ PERIODS = [
     {"since": MIDNIGHT + timedelta(days=1), "until": MIDNIGHT + timedelta(days=3)},
     {"since": T0 + timedelta(hours=5), "until": T0 + timedelta(hours=20)},
     {"since": T0 + timedelta(hours=17), "device": "mobile"},
+    # A segment within a period: its whole days from daily segment cells, the hours either
+    # side from raw clicks.
+    {
+        "since": T0 + timedelta(hours=3),
+        "until": MIDNIGHT + timedelta(days=3, hours=7),
+        "country": "US",
+    },
+    {"since": MIDNIGHT + timedelta(days=1), "until": MIDNIGHT + timedelta(days=3), "country": "JP"},
+    {"since": T0 + timedelta(hours=5), "until": T0 + timedelta(hours=20), "country": "JP"},
+    {"since": T0 + timedelta(hours=17), "country": "US", "device": "mobile"},
 ]
 
 
@@ -454,8 +466,9 @@ PERIODS = [
 def test_periods_over_whole_days_count_each_recipient_once(
     session: Session, four_days: Campaign, period: dict[str, Any]
 ) -> None:
-    """A period's whole days are read from daily cells and its edges from hourly ones; a
-    recipient who clicked in both still counts once, per link and overall."""
+    """A period's whole days are read from daily cells and its edges from hourly ones (or a
+    segment's raw clicks); a recipient who clicked in both still counts once, per link and
+    overall."""
     where = ClickFilter(four_days.id, four_days.variants[0].id, "html", **period)
     clicks = _matching(session, where)
     assert clicks, "the period should hold clicks"
