@@ -399,9 +399,8 @@ def build_view(
         .where(Placement.variant_id == variant_id, Placement.part == params.part, stats.REPORTED)
         .order_by(Placement.position)
     ).all()
-    counts = stats.link_counts(session, where)
+    counts, (delivered, total, unique) = stats.view_figures(session, where)
     ends = stats.first_and_last(session, where)
-    delivered, total, unique = stats.campaign_summary(session, where)
     tracked = [p for p in placements if p.tracked]
     rows = _rows(session, where, tracked, counts, params.group)
     all_links = sum(total for _, total, _ in rows)

@@ -333,15 +333,42 @@ def link_counts(session: Session, where: ClickFilter) -> dict[int, tuple[int, in
         for placement_id, total, unique in rows:
             counts[placement_id] = (int(total), int(unique))
         return counts
+    for placement_id, (n, members) in _per_link(_cells(session, where, wanted)).items():
+        if placement_id in counts:
+            counts[placement_id] = (n, len(members))
+    return counts
+
+
+def _per_link(cells: list[tuple[int, int, bytes | None]]) -> dict[int, tuple[int, BitMap]]:
+    """Each link's cells added up: its clicks, and the union of its clicker sets."""
     totals: dict[int, int] = {}
     sets: dict[int, list[bytes | None]] = {}
-    for placement_id, n, blob in _cells(session, where, wanted):
+    for placement_id, n, blob in cells:
         totals[placement_id] = totals.get(placement_id, 0) + n
         sets.setdefault(placement_id, []).append(blob)
-    for placement_id, n in totals.items():
+    return {p: (n, union(sets[p])) for p, n in totals.items()}
+
+
+def view_figures(
+    session: Session, where: ClickFilter
+) -> tuple[dict[int, tuple[int, int]], tuple[int, int, int]]:
+    """``link_counts`` and ``campaign_summary`` of one view together: a filtered view reads
+    its cells once for both (the summary's cover every link of the scope, honeypot
+    included), and the summary's clickers are the union of the links' unions, each set
+    decoded once."""
+    if where.unfiltered:
+        return link_counts(session, where), campaign_summary(session, where)
+    counts: dict[int, tuple[int, int]] = dict.fromkeys(
+        session.scalars(_placement_ids(where, tracked_only=True)), (0, 0)
+    )
+    links = _per_link(_cells(session, where, _placement_ids(where, include_honeypot=True)))
+    for placement_id, (n, members) in links.items():
         if placement_id in counts:
-            counts[placement_id] = (n, len(union(sets[placement_id])))
-    return counts
+            counts[placement_id] = (n, len(members))
+    clicks = sum(n for n, _members in links.values())
+    clickers = BitMap.union(*(m for _n, m in links.values())) if links else BitMap()
+    delivered = delivered_count(session, where.campaign_id, where.variant_id)
+    return counts, (delivered, clicks, len(clickers))
 
 
 def first_and_last(session: Session, where: ClickFilter) -> dict[int, tuple[int, int]]:
@@ -647,8 +674,8 @@ def machine_clicks(session: Session, where: ClickFilter) -> LeftOut:
     that says "N clicks left out as machine", and why.
 
     Unfiltered, the stats row answers (``total - human_total``, the reasons from
-    ``machine_reasons``); filtered, the ``part_cell`` and ``cell_reasons`` rows the filter
-    covers.
+    ``machine_reasons``); filtered, the ``part_hourly`` rows (``part_cell`` with a segment)
+    and the ``cell_reasons`` rows the filter covers.
     """
     if where.unfiltered:
         if where.variant_id is None and where.part is None:
@@ -670,8 +697,13 @@ def machine_clicks(session: Session, where: ClickFilter) -> LeftOut:
         )
         reasons = {reason: int(n) for reason, n in found if n}
         return LeftOut(int(row[0] or 0) if row else 0, _in_order(reasons))
+    # Without a segment, ``part_hourly`` (hour, device) has the same clicks in fewer rows.
     clicks = session.scalar(
         select(func.sum(PartCell.total - PartCell.human_total)).where(*_cell_filters(where))
+        if where.segmented
+        else select(func.sum(PartHourly.total - PartHourly.human_total)).where(
+            *_part_filters(PartHourly, where), *_hourly_filters(where, PartHourly)
+        )
     )
     found = session.execute(
         select(CellReasons.reason, func.sum(CellReasons.clicks))

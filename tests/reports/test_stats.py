@@ -388,8 +388,9 @@ def test_every_segmented_figure_equals_a_recount_of_raw_clicks(
         mine = [c for c in clicks if c.placement_id == placement_id]
         assert (total, unique) == (len(mine), len({c.recipient_id for c in mine}))
     assert sum(total for total, _unique in per_link.values()) == len(clicks)
-    _delivered, total, unique = stats.campaign_summary(session, where)
-    assert (total, unique) == (len(clicks), len({c.recipient_id for c in clicks}))
+    summary = stats.campaign_summary(session, where)
+    assert summary[1:] == (len(clicks), len({c.recipient_id for c in clicks}))
+    assert stats.view_figures(session, where) == (per_link, summary)  # one read for both
     series, split = stats.activity(session, where, now=T0 + timedelta(hours=12))
     assert sum(n for _hour, n in series) == len(clicks)
     assert split == {d: sum(c.device == d for c in clicks) for d in DEVICES}
@@ -472,8 +473,10 @@ def test_periods_over_whole_days_count_each_recipient_once(
     where = ClickFilter(four_days.id, four_days.variants[0].id, "html", **period)
     clicks = _matching(session, where)
     assert clicks, "the period should hold clicks"
-    for placement_id, (total, unique) in stats.link_counts(session, where).items():
+    per_link = stats.link_counts(session, where)
+    for placement_id, (total, unique) in per_link.items():
         mine = [c for c in clicks if c.placement_id == placement_id]
         assert (total, unique) == (len(mine), len({c.recipient_id for c in mine}))
-    _delivered, total, unique = stats.campaign_summary(session, where)
-    assert (total, unique) == (len(clicks), len({c.recipient_id for c in clicks}))
+    summary = stats.campaign_summary(session, where)
+    assert summary[1:] == (len(clicks), len({c.recipient_id for c in clicks}))
+    assert stats.view_figures(session, where) == (per_link, summary)
