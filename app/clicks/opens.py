@@ -182,11 +182,11 @@ def record_opens(session: Session, events: Sequence[OpenEvent]) -> int:
     }
     new = sorted((r for r in rows if r["open_id"] in stored), key=lambda r: r["opened_at"])
     if new:
-        _add_opens(connection, insert, new)
+        add_opens(connection, insert, new)
     return len(new)
 
 
-def _add_opens(connection: Connection, insert: Any, opens: list[dict[str, Any]]) -> None:
+def add_opens(connection: Connection, insert: Any, opens: list[dict[str, Any]]) -> None:
     """The aggregates of newly stored opens: openers and viewers first (a row per recipient,
     the insert that creates it decides who is new), then the per-variant counters. Keys are
     sorted, so concurrent writers take row locks in one order."""

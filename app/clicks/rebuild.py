@@ -22,8 +22,10 @@ storing the campaign's clicks finish first, and the next ones wait for the commi
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import ColumnElement, delete, func, literal, select, tuple_
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from app.clicks.aggregates import TABLES, Later, add_clicks
@@ -37,8 +39,9 @@ from app.clicks.labelling import (
     stored_clicks,
 )
 from app.clicks.machines import DEFAULT_THRESHOLDS, Thresholds
+from app.clicks.opens import add_opens
 from app.clicks.statements import dialect_insert
-from app.models import Click
+from app.models import Click, Conversion, ConversionStats, EmailOpen, OpenRecipient, OpenStats
 
 # In the writer's global order, so a rebuild and a writer never deadlock.
 AGGREGATES = TABLES
@@ -91,6 +94,7 @@ def rebuild_campaign(
         )
         if not recipients:
             later.write(connection, insert)
+            _rebuild_opens_and_conversions(connection, insert, campaign_id)
             return done
         clicks = stored_clicks(connection, [(campaign_id, r) for r in recipients], only)
         if relabel_clicks:
@@ -102,3 +106,54 @@ def rebuild_campaign(
         after = recipients[-1]
         if progress is not None:
             progress(len(clicks))
+
+
+OPENS_PER_PAGE = 20_000
+
+
+def _rebuild_opens_and_conversions(connection: Connection, insert: Any, campaign_id: int) -> None:
+    """The funnel's other aggregates, from the stored opens (as labelled) and orders: the
+    openers and viewers and the per-variant open counters, through the writer's own
+    ``add_opens``, oldest open first so each recipient's first open is the one kept; and
+    the orders and their value per link and currency."""
+    for model in (OpenRecipient, OpenStats, ConversionStats):
+        connection.execute(delete(model).where(model.campaign_id == campaign_id))
+    columns = [
+        EmailOpen.id,
+        EmailOpen.opened_at,
+        EmailOpen.campaign_id,
+        EmailOpen.variant_id,
+        EmailOpen.recipient_id,
+        EmailOpen.label,
+    ]
+    after: tuple[Any, int] | None = None
+    while True:
+        page = select(*columns).where(EmailOpen.campaign_id == campaign_id)
+        if after is not None:
+            at, row_id = after  # typed, so SQLite compares times as it stores them
+            page = page.where(
+                tuple_(EmailOpen.opened_at, EmailOpen.id)
+                > tuple_(literal(at, EmailOpen.opened_at.type), literal(row_id, EmailOpen.id.type))
+            )
+        rows = connection.execute(
+            page.order_by(EmailOpen.opened_at, EmailOpen.id).limit(OPENS_PER_PAGE)
+        ).all()
+        if not rows:
+            break
+        add_opens(connection, insert, [dict(row._mapping) for row in rows])
+        after = (rows[-1].opened_at, rows[-1].id)
+    currency = func.coalesce(Conversion.currency, "")
+    connection.execute(
+        insert(ConversionStats).from_select(
+            ["placement_id", "currency", "campaign_id", "conversions", "value_micros"],
+            select(
+                Conversion.placement_id,
+                currency,
+                Conversion.campaign_id,
+                func.count(),
+                func.coalesce(func.sum(Conversion.value_micros), 0),
+            )
+            .where(Conversion.campaign_id == campaign_id)
+            .group_by(Conversion.placement_id, currency, Conversion.campaign_id),
+        )
+    )

@@ -4,6 +4,7 @@ ones the writer keeps, whatever was wrong before, and a second rebuild changes n
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -12,8 +13,20 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from app.clicks import rebuild
-from app.models import Campaign, CampaignStats, PartClicker, PlacementStats
+from app.clicks.conversions import record_conversion
+from app.clicks.opens import OpenEvent, record_opens
+from app.models import (
+    Campaign,
+    CampaignStats,
+    Click,
+    ConversionStats,
+    OpenRecipient,
+    OpenStats,
+    PartClicker,
+    PlacementStats,
+)
 from tests.factories import (
+    AGENTS,
     T0,
     click,
     clicker_sets_exact,
@@ -73,6 +86,62 @@ def test_a_rebuild_restores_exactly_what_the_writer_kept(
     assert rebuild.rebuild_campaign(session, first.id) == 40
     assert aggregates(session, first.id) == kept
     assert aggregates(session, second.id) == other
+
+
+def test_a_rebuild_restores_the_funnels_opens_and_orders(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Openers and viewers (each recipient's first open kept), the open counters and the
+    orders per link and currency come back from the stored opens and orders."""
+    monkeypatch.setattr(rebuild, "OPENS_PER_PAGE", 2)  # many pages
+    first, _second = seeded(session)
+    variant = first.variants[0]
+    who = recipients(session, "ann", "bob", "cid")
+    opens = [  # out of time order, a bot and a person, a person opening twice
+        ("ann", AGENTS["desktop"], 50),
+        ("bob", "curl/8.0", 10),
+        ("ann", AGENTS["mobile"], 5),
+        ("cid", AGENTS["mobile"], 20),
+        ("bob", AGENTS["desktop"], 30),
+    ]
+    record_opens(
+        session,
+        [
+            OpenEvent(
+                f"open{n:028d}",
+                T0 + timedelta(minutes=m),
+                first.id,
+                variant.id,
+                "html",
+                who[name],
+                "GET",
+                agent,
+                None,
+            )
+            for n, (name, agent, m) in enumerate(opens)
+        ],
+    )
+    clicks = session.scalars(select(Click).where(Click.campaign_id == first.id)).all()
+    for n, (value, currency) in enumerate([("10.50", "EUR"), ("4", "EUR"), (None, None)]):
+        record_conversion(
+            session, clicks[n].click_id, f"order-{n}", value and Decimal(value), currency
+        )
+    session.flush()
+
+    def funnel_rows() -> set[tuple[Any, ...]]:
+        session.expire_all()
+        found: set[tuple[Any, ...]] = set()
+        for model in (OpenRecipient, OpenStats, ConversionStats):
+            columns = list(model.__table__.columns)
+            found |= {(model.__tablename__, *r) for r in rows(session, select(*columns))}
+        return found
+
+    kept = funnel_rows()
+    assert len(kept) == 3 + 3 + 1 + 3  # openers, viewers, one counter row, two currencies
+    for model in (OpenRecipient, OpenStats, ConversionStats):
+        session.execute(delete(model))
+    rebuild.rebuild_campaign(session, first.id)
+    assert funnel_rows() == kept
 
 
 def test_rebuilding_a_campaign_without_clicks_leaves_no_rows(session: Session) -> None:
