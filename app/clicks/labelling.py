@@ -251,6 +251,7 @@ def stored_clicks(
     postgresql = connection.dialect.name == "postgresql"
     for campaign, recipients in per_campaign.items():
         for chunk in _chunks(recipients):
+            conditions = [Click.campaign_id == campaign, *([] if where is None else [where])]
             if postgresql:
                 # One index lookup per recipient, whatever the statistics say: a month's new
                 # partition has none until autovacuum analyzes it, and with an IN list the
@@ -259,17 +260,12 @@ def stored_clicks(
                 wanted = (
                     func.unnest(cast(chunk, ARRAY(Integer))).table_valued("id").render_derived()
                 )
-                conditions = [Click.campaign_id == campaign, Click.recipient_id == wanted.c.id]
-                if where is not None:
-                    conditions.append(where)
-                clicks = select(*COLUMNS).where(*conditions).lateral()
+                clicks = (
+                    select(*COLUMNS).where(*conditions, Click.recipient_id == wanted.c.id).lateral()
+                )
                 query = select(clicks).select_from(wanted).join(clicks, true())
             else:
-                query = select(*COLUMNS).where(
-                    Click.campaign_id == campaign, Click.recipient_id.in_(chunk)
-                )
-                if where is not None:
-                    query = query.where(where)
+                query = select(*COLUMNS).where(*conditions, Click.recipient_id.in_(chunk))
             rows = connection.execute(query)
             found.extend(dict(row._mapping) for row in rows)
     return found

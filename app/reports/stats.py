@@ -333,10 +333,7 @@ def link_counts(session: Session, where: ClickFilter) -> dict[int, tuple[int, in
         for placement_id, total, unique in rows:
             counts[placement_id] = (int(total), int(unique))
         return counts
-    for placement_id, (n, members) in _per_link(_cells(session, where, wanted)).items():
-        if placement_id in counts:
-            counts[placement_id] = (n, len(members))
-    return counts
+    return _with_links(counts, _per_link(_cells(session, where, wanted)))
 
 
 def _per_link(cells: list[tuple[int, int, bytes | None]]) -> dict[int, tuple[int, BitMap]]:
@@ -349,26 +346,35 @@ def _per_link(cells: list[tuple[int, int, bytes | None]]) -> dict[int, tuple[int
     return {p: (n, union(sets[p])) for p, n in totals.items()}
 
 
+def _with_links(
+    counts: dict[int, tuple[int, int]], links: dict[int, tuple[int, BitMap]]
+) -> dict[int, tuple[int, int]]:
+    """``counts`` with the clicks and unique clickers of each of its links in ``links``."""
+    for placement_id, (n, members) in links.items():
+        if placement_id in counts:
+            counts[placement_id] = (n, len(members))
+    return counts
+
+
+def _together(links: dict[int, tuple[int, BitMap]]) -> tuple[int, int]:
+    """The clicks and the distinct clickers of all of ``links``: the union of their unions,
+    so each cell's set is decoded once."""
+    clickers = BitMap.union(*(m for _n, m in links.values())) if links else BitMap()
+    return sum(n for n, _members in links.values()), len(clickers)
+
+
 def view_figures(
     session: Session, where: ClickFilter
 ) -> tuple[dict[int, tuple[int, int]], tuple[int, int, int]]:
     """``link_counts`` and ``campaign_summary`` of one view together: a filtered view reads
     its cells once for both (the summary's cover every link of the scope, honeypot
-    included), and the summary's clickers are the union of the links' unions, each set
-    decoded once."""
+    included)."""
     if where.unfiltered:
         return link_counts(session, where), campaign_summary(session, where)
-    counts: dict[int, tuple[int, int]] = dict.fromkeys(
-        session.scalars(_placement_ids(where, tracked_only=True)), (0, 0)
-    )
+    ids = session.scalars(_placement_ids(where, tracked_only=True))
     links = _per_link(_cells(session, where, _placement_ids(where, include_honeypot=True)))
-    for placement_id, (n, members) in links.items():
-        if placement_id in counts:
-            counts[placement_id] = (n, len(members))
-    clicks = sum(n for n, _members in links.values())
-    clickers = BitMap.union(*(m for _n, m in links.values())) if links else BitMap()
     delivered = delivered_count(session, where.campaign_id, where.variant_id)
-    return counts, (delivered, clicks, len(clickers))
+    return _with_links(dict.fromkeys(ids, (0, 0)), links), (delivered, *_together(links))
 
 
 def first_and_last(session: Session, where: ClickFilter) -> dict[int, tuple[int, int]]:
@@ -451,8 +457,8 @@ def campaign_summary(session: Session, where: ClickFilter) -> tuple[int, int, in
     """
     delivered = delivered_count(session, where.campaign_id, where.variant_id)
     if not where.unfiltered:
-        cells = _cells(session, where, _placement_ids(where, include_honeypot=True))
-        return delivered, sum(n for _p, n, _b in cells), len(union(b for *_k, b in cells))
+        links = _per_link(_cells(session, where, _placement_ids(where, include_honeypot=True)))
+        return (delivered, *_together(links))
     whole = where.variant_id is None and where.part is None
     if whole or (where.variant_id is not None and where.part is not None):
         row = session.execute(
@@ -501,11 +507,11 @@ def _hourly(session: Session, where: ClickFilter) -> list[tuple[datetime, str, i
 def _cell_filters(where: ClickFilter, table: Any = PartCell) -> list[ColumnElement[bool]]:
     """The rows of ``part_cell`` (or ``cell_reasons``) that ``where`` covers: its scope,
     period, device, client and country ('' is a click without one)."""
-    filters = _part_filters(table, where) + _span_filters(where, table.hour, table.device)
-    for column, value in ((table.client, where.client), (table.country, where.country)):
-        if value is not None:
-            filters.append(column == ("" if value == UNKNOWN else value))
-    return filters
+    return [
+        *_part_filters(table, where),
+        *_span_filters(where, table.hour, table.device),
+        *_segment(table, where),
+    ]
 
 
 def _series(
