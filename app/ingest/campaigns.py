@@ -357,21 +357,7 @@ def record_deliveries(
         }
         for rid in ids.values()
     ]
-    insert = _insert_ignore(session)
-    added = 0
-    # In chunks: one statement for 20,000 recipients would pass PostgreSQL's limit of
-    # 65,535 bound parameters (four per row).
-    for start in range(0, len(rows), 1000):
-        # RETURNING counts the rows added on both databases (rowcount can be -1).
-        added += len(
-            session.execute(
-                insert(Delivery)
-                .values(rows[start : start + 1000])
-                .on_conflict_do_nothing(index_elements=["variant_id", "recipient_id"])
-                .returning(Delivery.recipient_id)
-            ).all()
-        )
-    return added
+    return _insert_new(session, Delivery, rows)
 
 
 def record_sent(session: Session, variant: Variant, recipient_ids: Iterable[int]) -> None:
@@ -380,13 +366,29 @@ def record_sent(session: Session, variant: Variant, recipient_ids: Iterable[int]
         {"variant_id": variant.id, "recipient_id": rid, "campaign_id": variant.campaign_id}
         for rid in sorted(set(recipient_ids))
     ]
+    _insert_new(session, SentEmail, rows)
+
+
+def _insert_new(
+    session: Session, model: type[Delivery] | type[SentEmail], rows: list[dict[str, Any]]
+) -> int:
+    """Insert the (variant, recipient) rows not there yet; returns how many were added.
+
+    In chunks of 1,000: one statement for a send of 20,000 would pass PostgreSQL's limit of
+    65,535 bound parameters. RETURNING counts the rows added on both databases (psycopg's
+    rowcount for such an insert is -1)."""
     insert = _insert_ignore(session)
+    added = 0
     for start in range(0, len(rows), 1000):
-        session.execute(
-            insert(SentEmail)
-            .values(rows[start : start + 1000])
-            .on_conflict_do_nothing(index_elements=["variant_id", "recipient_id"])
+        added += len(
+            session.execute(
+                insert(model)
+                .values(rows[start : start + 1000])
+                .on_conflict_do_nothing(index_elements=["variant_id", "recipient_id"])
+                .returning(model.recipient_id)
+            ).all()
         )
+    return added
 
 
 @dataclass(frozen=True)
