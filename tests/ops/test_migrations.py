@@ -163,6 +163,15 @@ def _click(placement: int, variant: int, part: str, recipient: int, at: datetime
     )
 
 
+def _downgrade(engine: Engine, revision: str) -> None:
+    """Downgrade the schema to ``revision``: ``app.ops.migrate.upgrade``'s twin, which only
+    these tests need."""
+    cfg = alembic_config(engine)
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, revision)
+
+
 def test_upgrade_backfills_the_report_aggregates(fresh: Engine) -> None:
     upgrade(fresh, "0001")
     assert current(fresh) == "0001"
@@ -199,10 +208,7 @@ def test_downgrade_drops_and_upgrade_refills(fresh: Engine) -> None:
     upgrade(fresh, "0001")
     _store_clicks_the_old_way(fresh)
     upgrade(fresh)
-    cfg = alembic_config(fresh)
-    with fresh.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, "0001")
+    _downgrade(fresh, "0001")
     assert current(fresh) == "0001"
     assert not NEW_TABLES & set(inspect(fresh).get_table_names())
     upgrade(fresh)
@@ -283,10 +289,7 @@ def test_click_loses_its_foreign_keys_and_keeps_its_rows(fresh: Engine) -> None:
             ).bindparams(bindparam("at", type_=UTCDateTime())),
             {"at": T0},
         )
-    cfg = alembic_config(fresh)
-    with fresh.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, "0002")
+    _downgrade(fresh, "0002")
     assert current(fresh) == "0002"
     assert _click_keys(fresh) == CLICK_KEYS
     assert all(
@@ -310,10 +313,7 @@ def test_login_attempts_table_comes_and_goes(fresh: Engine) -> None:
         "ix_login_attempt_network",
         "ix_login_attempt_attempted_at",
     }
-    cfg = alembic_config(fresh)
-    with fresh.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, "0003")
+    _downgrade(fresh, "0003")
     assert "login_attempt" not in inspect(fresh).get_table_names()
 
 
@@ -364,10 +364,7 @@ def test_placements_get_the_browsers_location_at_upgrade(fresh: Engine) -> None:
     assert stored[0].destination == "https://xn--fa-hia.de/x?a=%7e#f"
     assert stored[2].skip_reason == "invalid_url"
     assert stored[3].destination == "https://skipped.example/"
-    cfg = alembic_config(fresh)
-    with fresh.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, "0004")
+    _downgrade(fresh, "0004")
     assert "location" not in {c["name"] for c in inspect(fresh).get_columns("placement")}
 
 
@@ -389,10 +386,7 @@ def test_users_get_a_session_version_at_upgrade(fresh: Engine) -> None:
         assert conn.execute(text("SELECT username, session_version FROM user_account")).all() == [
             ("ana", 0)
         ]
-    cfg = alembic_config(fresh)
-    with fresh.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, "0005")
+    _downgrade(fresh, "0005")
     assert "session_version" not in {c["name"] for c in inspect(fresh).get_columns("user_account")}
     with fresh.connect() as conn:
         assert conn.execute(text("SELECT username FROM user_account")).scalars().all() == ["ana"]
@@ -421,10 +415,7 @@ def test_stored_clicks_start_human_and_every_human_figure_equals_the_total(
         ):
             unequal = f"SELECT count(*) FROM {table} WHERE {counter} <> {human}"
             assert session.scalar(text(unequal)) == 0, table
-    cfg = alembic_config(fresh)
-    with fresh.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, "0006")
+    _downgrade(fresh, "0006")
     assert "label" not in {c["name"] for c in inspect(fresh).get_columns("click")}
     assert "machine_reasons" not in inspect(fresh).get_table_names()
 
@@ -485,10 +476,7 @@ def test_stored_clicks_get_the_country_of_their_network_at_upgrade(fresh: Engine
         }
     assert (found["old000000"], found["old000001"], found["old000002"]) == ("US", "NL", None)
     assert found["old000003"] is None  # stored without an address
-    cfg = alembic_config(fresh)
-    with fresh.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, "0008")
+    _downgrade(fresh, "0008")
     assert "country" not in {c["name"] for c in inspect(fresh).get_columns("click")}
 
 
@@ -524,10 +512,7 @@ def test_placements_start_unnamed_and_no_cta_and_changes_are_recorded(fresh: Eng
         assert conn.execute(text("SELECT user_id, username FROM placement_change")).all() == [
             (None, "ana")
         ]
-    cfg = alembic_config(fresh)
-    with fresh.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, "0009")
+    _downgrade(fresh, "0009")
     columns = {c["name"] for c in inspect(fresh).get_columns("placement")}
     assert not {"label", "cta"} & columns
     assert "placement_change" not in inspect(fresh).get_table_names()
@@ -550,10 +535,7 @@ def test_clicker_sets_are_filled_from_the_stored_clicks_at_upgrade(fresh: Engine
             rebuild.rebuild_campaign(session, campaign)
         session.commit()
         clicker_sets_exact(session)
-    cfg = alembic_config(fresh)
-    with fresh.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, "0010")
+    _downgrade(fresh, "0010")
     assert "click_segment" not in inspect(fresh).get_table_names()
     upgrade(fresh)
     with Session(fresh) as session:
@@ -561,9 +543,7 @@ def test_clicker_sets_are_filled_from_the_stored_clicks_at_upgrade(fresh: Engine
         segments = session.scalar(select(func.count()).select_from(ClickSegment))
         assert segments is not None and segments > 5
     # 0015 alone: the part sets and the daily segment cells, filled from the labels.
-    with fresh.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, "0014")
+    _downgrade(fresh, "0014")
     assert "click_segment_daily" not in inspect(fresh).get_table_names()
     upgrade(fresh)
     with Session(fresh) as session:
@@ -659,10 +639,7 @@ def test_click_is_partitioned_by_month_and_keeps_every_row(fresh: Engine, backen
         assert session.scalar(select(func.max(Click.id))) > max(r[0] for r in before["click"])
         part_and_campaign_aggregates(session)
     after = _clicks_and_aggregates(fresh)
-    cfg = alembic_config(fresh)
-    with fresh.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, "0011")
+    _downgrade(fresh, "0011")
     assert _clicks_and_aggregates(fresh) == after
     if backend == "postgresql":
         assert _partitions(fresh) == {}
@@ -729,10 +706,7 @@ def test_deliveries_start_delivered_and_the_event_tables_come_and_go(fresh: Engi
         ]
     tables = set(inspect(fresh).get_table_names())
     assert {"delivery_event", "webhook_token"} <= tables
-    cfg = alembic_config(fresh)
-    with fresh.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, "0012")
+    _downgrade(fresh, "0012")
     assert not {"delivery_event", "webhook_token"} & set(inspect(fresh).get_table_names())
     assert not {"status", "status_at"} & {c["name"] for c in inspect(fresh).get_columns("delivery")}
     with fresh.connect() as conn:
@@ -762,10 +736,7 @@ def test_campaigns_track_opens_and_the_funnel_tables_come_and_go(fresh: Engine) 
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     ours = [d for d in diff if any(name in repr(d) for name in (*OPEN_TABLES, "track_opens"))]
     assert ours == []
-    cfg = alembic_config(fresh)
-    with fresh.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, "0013")
+    _downgrade(fresh, "0013")
     assert not OPEN_TABLES & set(inspect(fresh).get_table_names())
     columns = {c["name"] for c in inspect(fresh).get_columns("campaign")}
     assert not {"track_opens", "click_param"} & columns
